@@ -1,0 +1,136 @@
+"""The one shape every dataset is loaded into (WILDS-style named split roles).
+
+Roles: ``train``, ``id_val``, ``id_test`` and one or more ``ood/<name>``. Every split carries
+the large model's inputs (``large``: text sentences before tokenization, or images), the small
+task model's inputs (``small``: categorical ids, dense features or images), the label and a
+stable example id. A dataset owns its task and metric, and has a fingerprint (a hash of its
+ids and labels per split) that goes into every run record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from levi_core.errors import ConfigError
+
+ID_ROLES = ("train", "id_val", "id_test")
+OOD_PREFIX = "ood/"
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset.
+
+    Attributes:
+      example_ids: [N] stable ids (str or int), unique within the dataset.
+      labels: [N] float32 targets (regression) or int32 class ids (classification).
+      small: inputs of the small task model, name -> [N, ...] array (int32 ids for embedding
+        tables, float32 dense features, uint8 images).
+      large: inputs of the large model: ``{"text": [N] str}`` (before tokenization) or
+        ``{"image": [N, H, W, C] uint8}``; may be empty for datasets without a large model.
+    """
+
+    example_ids: np.ndarray
+    labels: np.ndarray
+    small: Mapping[str, np.ndarray] = field(default_factory=dict)
+    large: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(len(self.labels))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded dataset: named splits, task and metric, and a fingerprint.
+
+    Attributes:
+      name: the dataset id it was loaded under (e.g. ``movielens``).
+      task: ``regression`` or ``classification``.
+      metric: ``rmse`` (lower is better) or ``accuracy`` (higher is better).
+      splits: role -> Split; roles are ``train``, ``id_val``, ``id_test``, ``ood/<name>``
+        (a dataset may add others, e.g. the synthetic experiment's ``pretrain``).
+      num_classes: number of classes (classification) or None.
+      vocab_sizes: for each categorical small-model input, the size of its embedding table
+        (index 0 is reserved for unknown ids).
+      shift: the distribution shift in words (shown by ``bench data describe``).
+      info: free-form facts about how it was built (config values, sources).
+    """
+
+    name: str
+    task: str
+    metric: str
+    splits: Mapping[str, Split]
+    num_classes: int | None = None
+    vocab_sizes: Mapping[str, int] = field(default_factory=dict)
+    shift: str = ""
+    info: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def ood_roles(self) -> list[str]:
+        return sorted(r for r in self.splits if r.startswith(OOD_PREFIX))
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_splits(self.splits)
+
+
+def fingerprint_splits(splits: Mapping[str, Split]) -> str:
+    """A short sha256 over every split's role, example ids and labels (order-sensitive)."""
+    h = hashlib.sha256()
+    for role in sorted(splits):
+        s = splits[role]
+        h.update(role.encode())
+        h.update(np.asarray(s.example_ids).astype(str).tobytes())
+        h.update(np.ascontiguousarray(np.asarray(s.labels)).tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- registry
+Loader = Callable[..., Dataset]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str):
+    """Decorator: register ``fn(options: dict, data_dir: str | None) -> Dataset`` under name."""
+
+    def deco(fn: Loader) -> Loader:
+        _LOADERS[name] = fn
+        return fn
+
+    return deco
+
+
+def dataset_names() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def parse_dataset_id(dataset_id: str) -> tuple[str, dict[str, str]]:
+    """``"synthetic:rho=0.7,n=2000"`` -> ``("synthetic", {"rho": "0.7", "n": "2000"})``."""
+    name, _, rest = dataset_id.partition(":")
+    options: dict[str, str] = {}
+    if rest:
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            if not eq or not key:
+                raise ConfigError(
+                    f"dataset id {dataset_id!r}: option {part!r} is not key=value "
+                    "(write e.g. 'synthetic:rho=0.7')"
+                )
+            options[key.strip()] = value.strip()
+    return name, options
+
+
+def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
+    """Load a registered dataset by id (name plus optional ``:key=value,...`` options)."""
+    import levi_core.data  # noqa: F401  (registers the built-in loaders)
+
+    name, options = parse_dataset_id(dataset_id)
+    if name not in _LOADERS:
+        raise ConfigError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names())}"
+        )
+    return _LOADERS[name](options, data_dir)

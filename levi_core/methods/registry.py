@@ -1,0 +1,131 @@
+"""Methods as registered names: a hyperparameter grid, dependencies, and implementations.
+
+A `Method` says *what* a method is (its grid, which other methods' selected runs it needs,
+whether it trains anything). An implementation says *how* it runs on one family of datasets
+(``synthetic``, ``movielens``, ...): ``fn(ctx: RunContext) -> RunOutput``. Keeping the two apart
+lets a new dataset family add implementations without touching the harness.
+
+"Selected" means: the run of a dependency method, same dataset and seed, whose hyperparameters
+won on ``id_val`` (the harness does the selection and passes that run's artifact folder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from levi_core.data.base import Dataset
+from levi_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a method is.
+
+    Attributes:
+      name: registered name (``ft``, ``levi``, ``layer/3`` ...).
+      description: one line for ``bench ls``.
+      grid: hyperparameter name -> candidate values; the harness runs the cartesian product
+        and selects on id_val. Empty for methods without hyperparameters.
+      depends_on: methods whose selected run (same dataset, seed) this one consumes.
+      composite: True when it trains nothing (ensembles, interpolations): a cheap evaluation
+        job over stored predictions or checkpoints.
+    """
+
+    name: str
+    description: str
+    grid: Mapping[str, tuple] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    composite: bool = False
+
+
+@dataclass
+class RunContext:
+    """Everything an implementation needs for one job.
+
+    Attributes:
+      dataset: the loaded dataset.
+      seed: the job's seed (model init, data order).
+      hparams: one point of the method's grid.
+      settings: the preset's size knobs (epochs, widths, batch size, ...), name -> value.
+      workdir: folder to write artifacts into (checkpoints, predictions); readable by later jobs.
+      deps: dependency method name -> artifact folder of its selected run.
+    """
+
+    dataset: Dataset
+    seed: int
+    hparams: Mapping[str, Any]
+    settings: Mapping[str, Any]
+    workdir: Path
+    deps: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutput:
+    """What an implementation returns.
+
+    Attributes:
+      predictions: split role -> [N] predictions (regression values or class ids) or
+        [N, C] probabilities; stored by the api as ``predictions.npz``.
+      metrics: split role -> metric name -> value; computed by the api from predictions when
+        left empty.
+      diverged: True when a NaN or inf loss ended training (the record's state is then
+        ``diverged`` and the report never averages it in).
+      extras: JSON-serialisable facts worth keeping (loss curve summary, parameter counts).
+    """
+
+    predictions: Mapping[str, np.ndarray] = field(default_factory=dict)
+    metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    diverged: bool = False
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+Impl = Callable[[RunContext], RunOutput]
+_METHODS: dict[str, Method] = {}
+_IMPLS: dict[tuple[str, str], Impl] = {}
+
+
+def register_method(method: Method) -> Method:
+    _METHODS[method.name] = method
+    return method
+
+
+def implements(method_name: str, family: str):
+    """Decorator: register ``fn`` as the implementation of a method for a dataset family."""
+
+    def deco(fn: Impl) -> Impl:
+        _IMPLS[(method_name, family)] = fn
+        return fn
+
+    return deco
+
+
+def method_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> Method:
+    _ensure_loaded()
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method {name!r}; known methods: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
+def get_impl(method_name: str, family: str) -> Impl:
+    _ensure_loaded()
+    get_method(method_name)
+    if (method_name, family) not in _IMPLS:
+        have = sorted(f for m, f in _IMPLS if m == method_name)
+        raise ConfigError(
+            f"method {method_name!r} has no implementation for dataset family {family!r} "
+            f"(it has: {', '.join(have) or 'none yet'})"
+        )
+    return _IMPLS[(method_name, family)]
+
+
+def _ensure_loaded() -> None:
+    import levi_core.methods  # noqa: F401  (registers the built-in methods)
