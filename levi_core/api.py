@@ -33,7 +33,8 @@ def train_and_evaluate(
       deps: dependency method name -> artifact folder of its selected run.
 
     Returns:
-      ``{"state": "done" | "diverged", "metrics": {role: {metric: value}}, "extras": {...},
+      ``{"state": "done" | "diverged", "metric": the dataset's metric name,
+      "metrics": {role: {metric: value}}, "extras": {...},
       "dataset_fingerprint": str, "timings": {"load_s", "run_s"}}``.
     """
     workdir = Path(workdir)
@@ -68,6 +69,7 @@ def train_and_evaluate(
     )
     return {
         "state": "diverged" if diverged else "done",
+        "metric": dataset.metric,
         "metrics": metrics,
         "extras": dict(out.extras),
         "dataset_fingerprint": dataset.fingerprint,

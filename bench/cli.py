@@ -1,0 +1,206 @@
+"""The ``bench`` command line: run, report, status, ls, data describe, speed.
+
+Flags live here only; everything below takes plain arguments. A user mistake (unknown table,
+method, preset or flag; unreadable data) ends with one ``error:`` line and exit status 2, never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from levi_core.errors import UserError  # noqa: E402
+
+from bench.presets import DEFAULT_PRESET, PRESETS  # noqa: E402
+
+EXIT_USER_ERROR = 2
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                   help=f"size preset (default: {DEFAULT_PRESET})")
+    p.add_argument("--results-dir", default="results", type=Path,
+                   help="root of the run records and artifacts (default: ./results)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Reproduce the tables of LEVI (ICML 2024): run grids, report tables.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run every job a table needs (skips finished jobs)")
+    run.add_argument("table", help="table name (see `bench ls`)")
+    _add_common(run)
+    run.add_argument("--executor", default="ray", choices=["ray", "local"],
+                     help="ray (default: a local instance, or --address) or local (in-process)")
+    run.add_argument("--address", default=None, help="address of a running Ray cluster to join")
+    run.add_argument("--cpus-per-job", type=float, default=1.0, help="Ray CPUs per job (default 1)")
+    run.add_argument("--gpus-per-job", type=float, default=0.0,
+                     help="Ray GPUs per job; a fraction shares a GPU and caps JAX's memory share")
+    run.add_argument("--tpus-per-job", type=float, default=0.0, help="Ray TPU chips per job")
+    run.add_argument("--data-dir", default=None, help="folder with the dataset's local files")
+
+    rep = sub.add_parser("report", help="write LaTeX/Markdown/CSV tables and figures")
+    rep.add_argument("tables", nargs="*", help="tables to report (default: every table with records)")
+    _add_common(rep)
+    rep.add_argument("--tables-dir", default="tables", type=Path,
+                     help="where to write tables/<preset>/ (default: ./tables)")
+    rep.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
+
+    st = sub.add_parser("status", help="done / failed / diverged / pending counts")
+    st.add_argument("table", nargs="?", help="one table (default: all)")
+    _add_common(st)
+
+    sub.add_parser("ls", help="list tables, methods, datasets and presets")
+
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    desc = data_sub.add_parser("describe", help="split sizes, label distributions, fingerprint, shift")
+    desc.add_argument("dataset", help="dataset id, e.g. movielens or synthetic:rho=0.7")
+    desc.add_argument("--data-dir", default=None, help="folder with the dataset's local files")
+
+    speed = sub.add_parser("speed", help="backbone throughput benchmark (see bench/speed.py)",
+                           add_help=False)
+    speed.add_argument("speed_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished jobs are recorded; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+# ------------------------------------------------------------------ commands
+def cmd_run(args) -> int:
+    from bench.executors import Resources, make_executor
+    from bench.ledger import Ledger
+    from bench.runner import run_jobs, table_jobs
+    from bench.specs import get_table
+
+    spec = get_table(args.table)
+    jobs = table_jobs(spec, args.preset)
+    ledger = Ledger(args.results_dir / args.preset)
+    resources = Resources(cpus=args.cpus_per_job, gpus=args.gpus_per_job, tpus=args.tpus_per_job)
+    resources.validate()
+    executor = make_executor(args.executor, args.address, resources)
+    try:
+        summary = run_jobs(jobs, spec, args.preset, executor, ledger, data_dir=args.data_dir)
+    finally:
+        executor.close()
+    states = ", ".join(f"{n} {s}" for s, n in sorted(summary.states.items())) or "nothing new"
+    print(f"{spec.name} [{args.preset}]: {summary.ran} ran ({states}), {summary.skipped} already "
+          f"finished, {summary.stale} stale re-run, {len(summary.blocked)} blocked", file=sys.stderr)
+    for line in summary.blocked:
+        print(f"  blocked: {line}", file=sys.stderr)
+    print(f"next: bench report {spec.name} --preset {args.preset}", file=sys.stderr)
+    return 1 if summary.states.get("failed") or summary.blocked else 0
+
+
+def cmd_report(args) -> int:
+    from bench.collect import collect
+    from bench.ledger import Ledger
+    from bench.render import latex, markdown, write_all
+    from bench.specs import TABLES, get_table
+
+    ledger = Ledger(args.results_dir / args.preset)
+    if args.tables:
+        specs = [get_table(name) for name in args.tables]
+    else:
+        specs = [s for s in TABLES.values() if collect(s, args.preset, ledger).n_records]
+        if not specs:
+            raise UserError(f"no records under {ledger.root}: run `bench run TABLE --preset "
+                            f"{args.preset}` first (tables: {', '.join(TABLES)})")
+    for path, why in dict(ledger.corrupt).items():
+        print(f"warning: corrupt record {path} ({why}); `bench run` will re-run its job",
+              file=sys.stderr)
+    for spec in specs:
+        result = collect(spec, args.preset, ledger)
+        paths = write_all(result, args.tables_dir)
+        print(latex(result) if args.latex else markdown(result))
+        print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from bench.ledger import Ledger
+    from bench.runner import table_jobs
+    from bench.specs import TABLES, get_table
+
+    ledger = Ledger(args.results_dir / args.preset)
+    specs = [get_table(args.table)] if args.table else list(TABLES.values())
+    print(f"{'table':<12} {'jobs':>5} {'done':>5} {'failed':>6} {'diverged':>8} {'pending':>7}")
+    for spec in specs:
+        counts = {"done": 0, "failed": 0, "diverged": 0, "pending": 0}
+        jobs = table_jobs(spec, args.preset)
+        for j in jobs:
+            r = ledger.read(j.id)
+            counts[r["state"] if r and r["state"] in counts else "pending"] += 1
+        print(f"{spec.name:<12} {len(jobs):>5} {counts['done']:>5} {counts['failed']:>6} "
+              f"{counts['diverged']:>8} {counts['pending']:>7}")
+    for path, why in ledger.corrupt:
+        print(f"corrupt record (counted as pending): {path} ({why})")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from levi_core.data import dataset_names
+    from levi_core.methods import get_method, method_names
+
+    from bench.specs import TABLES
+
+    print("tables:")
+    for t in TABLES.values():
+        print(f"  {t.name:<16} {t.title}")
+    print("methods:")
+    for name in method_names():
+        m = get_method(name)
+        grid = ", ".join(f"{k} in {list(v)}" for k, v in m.grid.items()) or "no grid"
+        deps = f"; needs {', '.join(m.depends_on)}" if m.depends_on else ""
+        print(f"  {name:<16} {m.description} ({grid}{deps})")
+    print("datasets:")
+    for name in dataset_names():
+        print(f"  {name}")
+    print("presets:")
+    for p in PRESETS.values():
+        print(f"  {p.name:<16} {p.description}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    try:
+        from levi_core.data.describe import describe
+    except ImportError as e:
+        raise UserError(f"`bench data describe` is not available in this build ({e})") from e
+    print(describe(args.dataset, args.data_dir))
+    return 0
+
+
+def cmd_speed(args) -> int:
+    try:
+        from bench import speed
+    except ImportError as e:
+        raise UserError(f"`bench speed` is not available in this build ({e})") from e
+    return int(speed.main(args.speed_args) or 0)
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "ls": cmd_ls,
+            "data": cmd_data, "speed": cmd_speed}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Records -> table cells: per (method, column), the selected run of every seed.
+
+Self-describing records (DomainBed's ``collect_results``): everything a cell needs is in the
+records of the table's planned jobs. For each (dataset, method, seed) the run that won on
+id_val is selected (bench.selection); a cell aggregates those runs over seeds. Diverged runs
+are counted and shown, never averaged in.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from levi_core.metrics import LOWER_IS_BETTER
+
+from bench.jobs import Job, plan
+from bench.ledger import DIVERGED, Ledger
+from bench.selection import select_record
+from bench.specs import Column, TableSpec
+
+OOD_MEAN = "ood/mean"
+
+
+@dataclass
+class Cell:
+    """One (method, column) cell: the selected run's value for each seed that has one."""
+
+    values: dict[int, float] = field(default_factory=dict)  # seed -> value
+    missing_seeds: list[int] = field(default_factory=list)
+    diverged_seeds: list[int] = field(default_factory=list)  # every run of that seed diverged
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values.values()) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (n - 1 in the denominator); None with fewer than 2 seeds."""
+        return statistics.stdev(self.values.values()) if len(self.values) > 1 else None
+
+
+@dataclass
+class TableResult:
+    spec: TableSpec
+    preset: str
+    cells: dict[tuple[str, str], Cell]  # (method, column key) -> Cell
+    selected: dict[tuple[str, str, int], dict]  # (dataset, method, seed) -> selected record
+    diverged_runs: list[dict]  # every diverged record of the plan
+    failed_runs: list[dict]
+    extras: dict[tuple[str, str], dict]  # (dataset, method) of extra jobs -> record
+    n_records: int
+
+    def cell(self, method: str, column: str) -> Cell:
+        return self.cells[(method, column)]
+
+
+def role_value(record: Mapping[str, Any], role: str, metric: str) -> float | None:
+    metrics = record.get("metrics") or {}
+    if role == OOD_MEAN:
+        vals = [m[metric] for r, m in sorted(metrics.items()) if r.startswith("ood/") and metric in m]
+        return statistics.fmean(vals) if vals else None
+    value = (metrics.get(role) or {}).get(metric)
+    return None if value is None else float(value)
+
+
+def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
+    jobs = plan(spec, preset)
+    records: dict[str, dict] = {}
+    for j in jobs:
+        r = ledger.read(j.id)
+        if r is not None:
+            records[j.id] = r
+    groups: dict[tuple[str, str, int], list[Job]] = defaultdict(list)
+    for j in jobs:
+        groups[(j.dataset, j.method, j.seed)].append(j)
+
+    selected: dict[tuple[str, str, int], dict] = {}
+    all_diverged: set[tuple[str, str, int]] = set()
+    for key, members in groups.items():
+        recs = [records[m.id] for m in members if m.id in records]
+        if not recs:
+            continue
+        metric = recs[0].get("metric") or "accuracy"
+        best = select_record(recs, metric, LOWER_IS_BETTER.get(metric, False))
+        if best is not None:
+            selected[key] = dict(best)
+        elif len(recs) == len(members) and all(r["state"] == DIVERGED for r in recs):
+            all_diverged.add(key)
+
+    cells: dict[tuple[str, str], Cell] = {}
+    for col in spec.columns:
+        for method in spec.rows:
+            cells[(method, col.key)] = _cell(col.dataset, method, col, spec.seeds, selected, all_diverged)
+    for sweep in spec.sweeps:
+        for x, dataset in sweep.points.items():
+            col = Column(f"{sweep.key}@{x}", str(x), dataset, sweep.role, sweep.metric)
+            for method in sweep.methods:
+                cells[(method, col.key)] = _cell(dataset, method, col, spec.seeds, selected, all_diverged)
+
+    extras = {}
+    for dataset, method in spec.extra_jobs:
+        r = records.get(Job.make(dataset, method, 0, {}, preset).id)
+        if r is not None and r["state"] == "done":
+            extras[(dataset, method)] = r
+    ordered = [records[j.id] for j in jobs if j.id in records]
+    return TableResult(
+        spec=spec, preset=preset, cells=cells, selected=selected,
+        diverged_runs=[r for r in ordered if r["state"] == DIVERGED],
+        failed_runs=[r for r in ordered if r["state"] == "failed"],
+        extras=extras, n_records=len(records),
+    )
+
+
+def _cell(dataset: str, method: str, col: Column, seeds, selected, all_diverged) -> Cell:
+    cell = Cell()
+    for seed in seeds:
+        rec = selected.get((dataset, method, seed))
+        value = None if rec is None else role_value(rec, col.role, col.metric)
+        if value is not None and math.isfinite(value):
+            cell.values[seed] = value
+        elif (dataset, method, seed) in all_diverged:
+            cell.diverged_seeds.append(seed)
+        else:
+            cell.missing_seeds.append(seed)
+    return cell

@@ -1,0 +1,119 @@
+"""Grid -> jobs. A job's id is a hash of exactly its semantic fields.
+
+A job is (dataset, method, seed, hyperparameters, preset). Its id never depends on paths,
+executors or devices, so the same job run anywhere lands on the same record, and a widened
+grid only adds new ids (DomainBed-style).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from levi_core.methods import get_method
+
+from bench.specs import TableSpec
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the byte string that ids are hashed from."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+@dataclass(frozen=True)
+class Job:
+    dataset: str
+    method: str
+    seed: int
+    hparams: tuple[tuple[str, Any], ...]  # sorted (name, value) pairs: hashable
+    preset: str
+
+    @staticmethod
+    def make(dataset: str, method: str, seed: int, hparams: Mapping[str, Any], preset: str) -> "Job":
+        return Job(dataset, method, int(seed), tuple(sorted(dict(hparams).items())), preset)
+
+    @property
+    def hparams_dict(self) -> dict[str, Any]:
+        return dict(self.hparams)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "method": self.method,
+            "seed": self.seed,
+            "hparams": self.hparams_dict,
+            "preset": self.preset,
+        }
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(canonical_json(self.fields()).encode()).hexdigest()[:20]
+
+    @property
+    def group(self) -> tuple[str, str, int, str]:
+        """The selection group: runs that differ only in hyperparameters."""
+        return (self.dataset, self.method, self.seed, self.preset)
+
+    def describe(self) -> str:
+        hp = " ".join(f"{k}={v}" for k, v in self.hparams)
+        return f"{self.method} {self.dataset} seed={self.seed}" + (f" {hp}" if hp else "")
+
+
+def grid_points(grid: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of a grid, in a stable order; ``{}`` gives one empty point."""
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(list(grid[k]) for k in keys))]
+
+
+def method_grid(spec: TableSpec, method: str) -> Mapping[str, tuple]:
+    return spec.grids.get(method, get_method(method).grid)
+
+
+def with_dependencies(methods: Iterable[str]) -> list[str]:
+    """The methods plus everything they depend on, transitively, dependencies first."""
+    order: list[str] = []
+
+    def visit(name: str, stack: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in stack:
+            raise ValueError(f"dependency cycle: {' -> '.join(stack + (name,))}")
+        for dep in get_method(name).depends_on:
+            visit(dep, stack + (name,))
+        order.append(name)
+
+    for m in methods:
+        visit(m, ())
+    return order
+
+
+def plan(spec: TableSpec, preset: str) -> list[Job]:
+    """Every job a table needs under a preset (rows x columns' datasets, sweeps, extras)."""
+    wanted: dict[str, list[str]] = {}
+    for col in spec.columns:
+        wanted.setdefault(col.dataset, [])
+        wanted[col.dataset] += [m for m in spec.rows if m not in wanted[col.dataset]]
+    for sweep in spec.sweeps:
+        for dataset in sweep.points.values():
+            wanted.setdefault(dataset, [])
+            wanted[dataset] += [m for m in sweep.methods if m not in wanted[dataset]]
+
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for dataset, methods in wanted.items():
+        for method in with_dependencies(methods):
+            for seed in spec.seeds:
+                for point in grid_points(method_grid(spec, method)):
+                    job = Job.make(dataset, method, seed, point, preset)
+                    if job.id not in seen:
+                        seen.add(job.id)
+                        jobs.append(job)
+    for dataset, method in spec.extra_jobs:
+        job = Job.make(dataset, method, 0, {}, preset)
+        if job.id not in seen:
+            seen.add(job.id)
+            jobs.append(job)
+    return jobs

@@ -1,0 +1,189 @@
+"""The scheduler: runs a table's jobs in dependency order, skipping what is finished.
+
+A job is *ready* when, for each method it depends on, every run of that method's grid (same
+dataset, seed, preset) is settled; it then receives the artifact folders of the selected runs
+(selection on id_val only). A finished record is kept when its dependencies' selection is still
+the one it was computed from; otherwise it is *stale* and runs again. Failed jobs are retried
+by the next ``bench run``; done and diverged jobs never are.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, TextIO
+
+from levi_core.metrics import LOWER_IS_BETTER
+from levi_core.methods import get_method
+
+from bench import provenance
+from bench.jobs import Job, plan
+from bench.ledger import DONE, FAILED, FINISHED, Ledger
+from bench.presets import get_preset
+from bench.selection import select_record
+from bench.specs import TableSpec
+
+
+@dataclass
+class RunSummary:
+    planned: int = 0
+    skipped: int = 0
+    ran: int = 0
+    states: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    blocked: list[str] = field(default_factory=list)
+    stale: int = 0
+
+
+def job_settings(spec: TableSpec, preset: str, ledger: Ledger) -> dict[str, Any]:
+    settings = dict(get_preset(preset).settings)
+    settings.update(spec.settings.get(preset, {}))
+    settings["cache_dir"] = str(ledger.root / "cache")
+    return settings
+
+
+def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, list[Job]],
+                          records: Mapping[str, dict]) -> tuple[str, dict[str, Job] | str]:
+    """('wait', reason) | ('blocked', reason) | ('ready', {dep method: selected job})."""
+    chosen: dict[str, Job] = {}
+    for dep in get_method(job.method).depends_on:
+        members = jobs_by_group.get((job.dataset, dep, job.seed, job.preset), [])
+        if not members:
+            return "blocked", f"{dep} is not in the plan"
+        if any(m.id not in records for m in members):
+            return "wait", dep
+        recs = [records[m.id] for m in members]
+        metric = recs[0].get("metric") or "accuracy"
+        best = select_record(recs, metric, LOWER_IS_BETTER.get(metric, False))
+        if best is None:
+            return "blocked", f"no run of {dep} finished without failing or diverging"
+        chosen[dep] = next(m for m in members if m.id == best["job_id"])
+    return "ready", chosen
+
+
+def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Ledger,
+             data_dir: str | None = None, out: TextIO = sys.stderr,
+             on_record: Callable[[dict], None] | None = None) -> RunSummary:
+    summary = RunSummary(planned=len(jobs))
+    by_group: dict[tuple, list[Job]] = defaultdict(list)
+    for j in jobs:
+        by_group[j.group].append(j)
+    # records settled for dependency purposes in this invocation: finished ones on disk, and
+    # whatever this run produces (failed included, so dependents are not waited on forever)
+    settled: dict[str, dict] = {}
+    existing: dict[str, dict] = {}
+    for j in jobs:
+        r = ledger.read(j.id)
+        if r is not None:
+            existing[j.id] = r
+    for path, why in ledger.corrupt:
+        print(f"warning: corrupt record {path} ({why}); its job will run again", file=out)
+
+    settings = job_settings(spec, preset, ledger)
+    commit = provenance.code_version()
+    waiting = list(jobs)
+    in_flight: dict[str, tuple[Job, dict[str, str]]] = {}
+    to_run = 0
+    t_start = time.perf_counter()
+    done_count = 0
+
+    def schedule() -> None:
+        nonlocal waiting, to_run
+        still: list[Job] = []
+        for j in waiting:
+            status, info = selected_dependencies(j, by_group, settled)
+            if status == "wait":
+                still.append(j)
+                continue
+            if status == "blocked":
+                summary.blocked.append(f"{j.describe()}: {info}")
+                settled[j.id] = {"job_id": j.id, "state": "blocked", "metrics": {}}
+                continue
+            dep_ids = {name: dj.id for name, dj in info.items()}
+            rec = existing.get(j.id)
+            if rec is not None and rec["state"] in FINISHED:
+                if (rec.get("deps") or {}) == dep_ids:
+                    settled[j.id] = rec
+                    summary.skipped += 1
+                    continue
+                summary.stale += 1
+                print(f"stale: {j.describe()} (its dependencies' selection changed); re-running",
+                      file=out)
+            payload = {
+                "job_id": j.id,
+                "config": {**j.fields(), "settings": settings, "data_dir": data_dir},
+                "workdir": str(ledger.fresh_workdir(j.id)),
+                "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in info.items()},
+                "dep_ids": dep_ids,
+            }
+            in_flight[j.id] = (j, dep_ids)
+            executor.submit(payload)
+            to_run += 1
+        waiting = still
+
+    schedule()
+    n_finished_before = summary.skipped
+    print(f"{spec.name} [{preset}]: {len(jobs)} jobs, {n_finished_before} already finished, "
+          f"running the rest on {executor.name}", file=out)
+    while executor.pending():
+        result = executor.wait()
+        job, dep_ids = in_flight.pop(result["job_id"])
+        record = make_record(job, result, dep_ids=dep_ids, commit=commit)
+        ledger.write(record)
+        settled[job.id] = record
+        summary.ran += 1
+        summary.states[record["state"]] += 1
+        done_count += 1
+        elapsed = time.perf_counter() - t_start
+        print(format_progress(done_count, to_run + len(waiting), job, record, elapsed), file=out)
+        if on_record:
+            on_record(record)
+        schedule()
+    for j in waiting:  # only possible if a dependency never settled
+        summary.blocked.append(f"{j.describe()}: dependencies never settled")
+    return summary
+
+
+def make_record(job: Job, result: Mapping[str, Any], dep_ids: Mapping[str, str],
+                commit: Mapping[str, Any]) -> dict[str, Any]:
+    record = {
+        "job_id": job.id,
+        "job": job.fields(),
+        "state": result.get("state", FAILED),
+        "metric": result.get("metric"),
+        "metrics": result.get("metrics", {}),
+        "extras": result.get("extras", {}),
+        "dataset_fingerprint": result.get("dataset_fingerprint"),
+        "deps": dict(dep_ids),
+        "timings": result.get("timings", {}),
+        "provenance": {**commit, **(result.get("worker") or {})},
+    }
+    if record["state"] == FAILED:
+        record["error"] = result.get("error", "unknown error")
+        if result.get("traceback"):
+            record["traceback"] = result["traceback"]
+    return record
+
+
+def format_progress(k: int, n: int, job: Job, record: Mapping[str, Any], elapsed: float) -> str:
+    state = record["state"]
+    detail = ""
+    if state == DONE:
+        metric = record.get("metric")
+        val = (record["metrics"].get("id_val") or {}).get(metric) if metric else None
+        if val is not None:
+            detail = f" id_val {metric}={val:.4g}"
+    elif state == FAILED:
+        detail = " " + record.get("error", "").splitlines()[0][:200]
+    secs = record.get("timings", {}).get("total_s")
+    eta = ""
+    if k and n > k:
+        eta = f", ~{elapsed / k * (n - k):.0f}s left"
+    took = f" ({secs:.1f}s)" if isinstance(secs, (int, float)) else ""
+    return f"[{k:>{len(str(n))}}/{n}] {state:<8} {job.describe()}{detail}{took}{eta}"
+
+
+def table_jobs(spec: TableSpec, preset: str) -> list[Job]:
+    return plan(spec, preset)
