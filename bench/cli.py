@@ -92,11 +92,11 @@ def cmd_run(args) -> int:
     from bench.runner import run_jobs, table_jobs
     from bench.specs import get_table
 
+    resources = Resources(cpus=args.cpus_per_job, gpus=args.gpus_per_job, tpus=args.tpus_per_job)
+    resources.validate()
     spec = get_table(args.table)
     jobs = table_jobs(spec, args.preset)
     ledger = Ledger(args.results_dir / args.preset)
-    resources = Resources(cpus=args.cpus_per_job, gpus=args.gpus_per_job, tpus=args.tpus_per_job)
-    resources.validate()
     executor = make_executor(args.executor, args.address, resources)
     try:
         summary = run_jobs(jobs, spec, args.preset, executor, ledger, data_dir=args.data_dir)

@@ -64,7 +64,7 @@ class Ledger:
         out: dict[str, dict[str, Any]] = {}
         if not self.records_dir.is_dir():
             return out
-        for path in sorted(self.records_dir.glob("*.json")):
+        for path in sorted(self.records_dir.glob("[!.]*.json")):
             record = self.read(path.stem)
             if record is not None:
                 out[path.stem] = record
@@ -74,7 +74,7 @@ class Ledger:
         """Write a record atomically (temp file in the same folder, fsync, rename)."""
         self.records_dir.mkdir(parents=True, exist_ok=True)
         path = self.record_path(record["job_id"])
-        fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-", suffix=".json")
+        fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-", suffix=".partial")
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(record, f, indent=1, sort_keys=True, allow_nan=True)
@@ -86,6 +86,15 @@ class Ledger:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+    def remove_partial_writes(self) -> int:
+        """Delete temp files left by a writer killed before its rename; return how many."""
+        if not self.records_dir.is_dir():
+            return 0
+        leftovers = list(self.records_dir.glob(".tmp-*.partial"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return len(leftovers)
 
     def fresh_workdir(self, job_id: str) -> Path:
         """An empty artifact folder for a job about to run (drops a killed run's leftovers)."""

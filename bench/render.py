@@ -48,11 +48,12 @@ def ranks(result: TableResult, col: Column) -> dict[str, int]:
 
 
 def cell_text(cell: Cell, metric: str) -> tuple[str, str]:
-    """(mean, std) strings; a cell with no value says why."""
+    """(mean, std) strings; a cell with no value says why; one with fewer seeds says n."""
     if cell.mean is None:
         return ("diverged" if cell.diverged_seeds else "–"), ""
     std = "" if cell.std is None else fmt(cell.std, metric)
-    return fmt(cell.mean, metric), std
+    partial = cell.missing_seeds or cell.diverged_seeds
+    return fmt(cell.mean, metric), std + (f" (n={cell.n})" if partial else "")
 
 
 def paper_columns(result: TableResult) -> set[str]:
@@ -130,7 +131,8 @@ def missing_lines(result: TableResult) -> list[str]:
     for (m, key), cell in result.cells.items():
         if cell.missing_seeds:
             seeds = ",".join(str(s) for s in cell.missing_seeds)
-            lines.append(f"{display(m)} / {key}: seeds {seeds} missing — `{cmd}`")
+            word = "seed" if len(cell.missing_seeds) == 1 else "seeds"
+            lines.append(f"{display(m)} / {key}: {word} {seeds} missing — `{cmd}`")
     for dataset, method in spec.extra_jobs:
         if (dataset, method) not in result.extras:
             lines.append(f"{method} on {dataset}: missing — `{cmd}`")

@@ -74,6 +74,7 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
     # whatever this run produces (failed included, so dependents are not waited on forever)
     settled: dict[str, dict] = {}
     existing: dict[str, dict] = {}
+    ledger.remove_partial_writes()
     for j in jobs:
         r = ledger.read(j.id)
         if r is not None:

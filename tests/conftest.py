@@ -1,0 +1,13 @@
+"""Test-session environment: CPU JAX, quiet TensorFlow, Ray and matplotlib kept off $HOME."""
+
+import os
+import tempfile
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray's Unix socket paths are capped at 107 bytes: pytest's tmp_path is too long for them.
+os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="mpl"))
+os.environ.setdefault("MPLBACKEND", "Agg")
