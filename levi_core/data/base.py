@@ -127,6 +127,9 @@ def parse_dataset_id(dataset_id: str) -> tuple[str, dict[str, str]]:
 def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
     """Load a registered dataset by id (name plus optional ``:key=value,...`` options)."""
     import levi_core.data  # noqa: F401  (registers the built-in loaders)
+    from levi_core.plugins import load_plugins
+
+    load_plugins()
 
     name, options = parse_dataset_id(dataset_id)
     if name not in _LOADERS:

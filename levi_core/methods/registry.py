@@ -129,3 +129,6 @@ def get_impl(method_name: str, family: str) -> Impl:
 
 def _ensure_loaded() -> None:
     import levi_core.methods  # noqa: F401  (registers the built-in methods)
+    from levi_core.plugins import load_plugins
+
+    load_plugins()

@@ -1,0 +1,53 @@
+"""The Ray executor: same numbers as the local executor, dependencies honoured."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import toy_family  # noqa: F401
+from bench.collect import collect
+from bench.executors import LocalExecutor, RayExecutor, Resources
+from bench.jobs import plan
+from bench.ledger import Ledger
+from bench.render import csv_text
+from bench.runner import run_jobs
+from bench.specs import Column, TableSpec
+
+SPEC = TableSpec(name="toyray", title="Toy", caption="Toy.", rows=("toy_fit", "toy_ens"),
+                 columns=(Column("ood", "OOD", "toy", "ood/mean", "rmse"),), seeds=(0, 1))
+
+
+@pytest.fixture(scope="module")
+def ray_executor():
+    # Ray workers are separate processes: they learn about the toy family through LEVI_PLUGINS
+    # (and find tests/ on PYTHONPATH), exactly as a user's own plugin would be found.
+    tests_dir = os.path.dirname(__file__)
+    old = {k: os.environ.get(k) for k in ("LEVI_PLUGINS", "PYTHONPATH")}
+    os.environ["LEVI_PLUGINS"] = "toy_family"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tests_dir, os.path.dirname(tests_dir), old["PYTHONPATH"]]))
+    ex = RayExecutor(resources=Resources(cpus=1))
+    yield ex
+    ex.close()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_ray_and_local_give_identical_numbers(tmp_path, ray_executor):
+    devnull = open(os.devnull, "w")
+    l_ray, l_local = Ledger(tmp_path / "ray"), Ledger(tmp_path / "local")
+    s = run_jobs(plan(SPEC, "smoke"), SPEC, "smoke", ray_executor, l_ray, out=devnull)
+    assert s.states["done"] == 8
+    run_jobs(plan(SPEC, "smoke"), SPEC, "smoke", LocalExecutor(), l_local, out=devnull)
+    assert csv_text(collect(SPEC, "smoke", l_ray)) == csv_text(collect(SPEC, "smoke", l_local))
+    ens = [j for j in plan(SPEC, "smoke") if j.method == "toy_ens"][0]
+    assert l_ray.read(ens.id)["deps"] == l_local.read(ens.id)["deps"]
+
+
+def test_fractional_gpu_share_caps_jax_memory():
+    assert Resources(cpus=1, gpus=0.25).env_vars() == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225"}
+    assert Resources(cpus=1, gpus=1).env_vars() == {}
