@@ -9,3 +9,6 @@ from levi_core.data.base import (  # noqa: F401
     parse_dataset_id,
     register_dataset,
 )
+
+# Built-in loaders (each module registers itself; none imports TensorFlow at import time).
+from levi_core.data import movielens  # noqa: F401,E402
