@@ -12,3 +12,4 @@ from levi_core.data.base import (  # noqa: F401
 
 # Built-in loaders (each module registers itself; none imports TensorFlow at import time).
 from levi_core.data import movielens  # noqa: F401,E402
+from levi_core.data import amazon  # noqa: F401,E402
