@@ -86,6 +86,33 @@ HOW = (
 )
 
 
+def shared_local_dir(repo_root: str | Path | None = None) -> Path | None:
+    """The genuine ml-100k folder of this project's machines, if there is one:
+    ``$LEVI_MOVIELENS_DIR``, else ``<repo root>/../shared/data/movielens_100k``; for a git
+    worktree also the same path next to the main checkout. Never copied into the project."""
+    import os
+
+    if os.environ.get("LEVI_MOVIELENS_DIR"):
+        p = Path(os.environ["LEVI_MOVIELENS_DIR"])
+        return p if (p / "u.data").is_file() else None
+    root = Path(repo_root) if repo_root else Path(__file__).resolve().parents[2]
+    roots = [root]
+    git = root / ".git"
+    if git.is_file():  # a worktree: ".git" says "gitdir: <main>/.git/worktrees/<name>"
+        text = git.read_text().strip()
+        if text.startswith("gitdir:"):
+            gitdir = Path(text.split(":", 1)[1].strip())
+            for parent in gitdir.parents:
+                if parent.name == ".git":
+                    roots.append(parent.parent)
+                    break
+    for r in roots:
+        p = (r / ".." / "shared" / "data" / "movielens_100k").resolve()
+        if (p / "u.data").is_file():
+            return p
+    return None
+
+
 def canonical_genre(name: str) -> str:
     """``Children's`` / ``Children`` -> ``children``; ``Sci-Fi`` -> ``sci-fi``; ``unknown``."""
     return name.strip().lower().replace("'s", "")
@@ -212,7 +239,10 @@ def read_tfds(data_dir: str | None, download: bool) -> dict[str, list]:
 
 def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) -> Dataset:
     common.count_build(NAME)
-    order = sorted(range(len(rows["user"])), key=lambda i: (int(rows["user"][i]), int(rows["movie"][i])))
+    def num(v: str):  # numeric ids in numeric order; anything else after them, as text
+        return (0, int(v), "") if v.isdigit() else (1, 0, v)
+
+    order = sorted(range(len(rows["user"])), key=lambda i: (num(rows["user"][i]), num(rows["movie"][i])))
     rows = {k: [v[i] for i in order] for k, v in rows.items()}
     n = len(order)
     id_genres = [canonical_genre(g) for g in common.parse_list(opts["id_genres"])]
