@@ -104,13 +104,24 @@ def missing_files_error(dataset: str, folder: str | None, expected: Sequence[str
 
 
 def network_available(host: str, port: int = 443, timeout: float = 2.0) -> bool:
-    """A quick TCP check (``timeout`` seconds) so that a TFDS download is never attempted offline
-    (TFDS itself retries for minutes)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """A quick reachability check, bounded by ``timeout`` seconds including the DNS lookup (run
+    in a daemon thread), so that a TFDS download is never attempted offline (TFDS itself retries
+    for minutes)."""
+    import threading
+
+    result: list[bool] = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(result and result[0])
 
 
 def tfds_prepared_dir(data_dir: str | None, builder_path: str) -> Path | None:
