@@ -262,7 +262,7 @@ def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
     ]
     folder = Path(data_dir) if data_dir else None
     if folder is not None and not folder.is_dir():
-        raise common.missing_files_error(NAME, data_dir, expected, HOW + " (the folder does not exist)")
+        raise common.missing_files_error(NAME, data_dir, expected, HOW)
     has_files = folder is not None and any(folder.glob("amazon_reviews_us_*.tsv*"))
     if source == "files" or (source == "auto" and has_files):
         if folder is None:

@@ -96,7 +96,12 @@ def parse_list(text: str) -> list[str]:
 
 def missing_files_error(dataset: str, folder: str | None, expected: Sequence[str], how: str) -> DataError:
     """The one message for a missing or incomplete data dir: what is expected and where."""
-    where = f"in {folder!r}" if folder else "(no --data-dir given)"
+    if not folder:
+        where = "(no --data-dir given)"
+    elif not Path(folder).is_dir():
+        where = f"in {folder!r}: that folder does not exist"
+    else:
+        where = f"in {folder!r}"
     lines = "\n".join(f"  - {e}" for e in expected)
     return DataError(
         f"{dataset}: the raw data was not found {where}.\nExpected files:\n{lines}\n{how}"

@@ -169,7 +169,7 @@ def load_imagenet(options: dict[str, str], data_dir: str | None) -> Dataset:
     folder = Path(data_dir) if data_dir else None
     expected = [f"{_folder_of(v, opts)}/..." for v in ["sketch"] + variants]
     if folder is not None and not folder.is_dir():
-        raise common.missing_files_error(NAME, data_dir, expected, HOW + " (the folder does not exist)")
+        raise common.missing_files_error(NAME, data_dir, expected, HOW)
     missing = []
     sources: dict[str, str] = {}
     for v in ["sketch"] + variants:

@@ -350,7 +350,7 @@ def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
         data_dir, source = str(fixtures.fixture_dir(NAME)), "files"
     folder = Path(data_dir) if data_dir else None
     if data_dir and not folder.is_dir():
-        raise common.missing_files_error(NAME, data_dir, list(FILES), HOW + " (the folder does not exist)")
+        raise common.missing_files_error(NAME, data_dir, list(FILES), HOW)
     use_files = source == "files" or (
         source == "auto" and folder is not None and (folder / "u.data").is_file()
     )
