@@ -1,0 +1,61 @@
+"""The TFDS source of MovieLens gives the same dataset as the local files.
+
+No download and no prepared TFDS copy: TFDS's own ml-100k parser (the code its builder runs)
+reads the fixture's files, its examples are encoded as its feature spec would decode them, and
+``tfds.load`` / ``tfds.as_numpy`` are replaced to serve them. Imports TensorFlow (a few seconds).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from levi_core.data import common, fixtures, load_dataset, movielens  # noqa: E402
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+
+def test_tfds_source_equals_files(tmp_path, monkeypatch):
+    monkeypatch.setenv(common.CACHE_ENV, str(tmp_path / "cache"))
+    from tensorflow_datasets.structured import movielens_parsing
+
+    folder = fixtures.fixture_dir("movielens")
+    info = tfds.builder("movielens/100k-ratings").info  # from code: no download
+    genre_names = info.features["movie_genres"].feature.names
+    examples = []
+    for _, ex in movielens_parsing.parse_100k_ratings_data(str(folder)):
+        examples.append({
+            "user_id": ex["user_id"].encode(), "movie_id": ex["movie_id"].encode(),
+            "user_rating": np.float32(ex["user_rating"]), "timestamp": np.int64(ex["timestamp"]),
+            "raw_user_age": np.float32(ex["raw_user_age"]), "user_gender": bool(ex["user_gender"]),
+            "user_occupation_text": ex["user_occupation_text"].encode(),
+            "user_zip_code": ex["user_zip_code"].encode(), "movie_title": ex["movie_title"].encode(),
+            "movie_genres": np.array([genre_names.index(g) for g in ex["movie_genres"]], np.int64),
+        })
+    examples.reverse()  # TFDS order is not the file order: the loader must not depend on it
+    tfds_dir = tmp_path / "tfds"
+    prepared = tfds_dir / "movielens" / "100k-ratings" / "0.1.1"
+    prepared.mkdir(parents=True)
+    (prepared / "dataset_info.json").write_text("{}")
+    calls = []
+
+    def fake_load(name, split, data_dir, download, with_info):
+        calls.append((name, split, Path(data_dir), download))
+        return examples, info
+
+    monkeypatch.setattr(tfds, "load", fake_load)
+    monkeypatch.setattr(tfds, "as_numpy", lambda ds: iter(ds))
+    from_tfds = load_dataset("movielens", str(tfds_dir))
+    assert calls == [("movielens/100k-ratings", "train", tfds_dir, False)]
+    from_files = load_dataset("movielens:cache=0", str(folder))
+    assert from_tfds.fingerprint == from_files.fingerprint
+    assert from_tfds.vocab_sizes == from_files.vocab_sizes
+    for role in from_files.splits:
+        a, b = from_tfds.splits[role], from_files.splits[role]
+        np.testing.assert_array_equal(a.large["text"], b.large["text"])
+        for k in b.small:
+            np.testing.assert_array_equal(a.small[k], b.small[k])
