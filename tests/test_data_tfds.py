@@ -59,3 +59,43 @@ def test_tfds_source_equals_files(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a.large["text"], b.large["text"])
         for k in b.small:
             np.testing.assert_array_equal(a.small[k], b.small[k])
+
+
+def test_amazon_tfds_source_equals_files(tmp_path, monkeypatch):
+    """Prepared TFDS amazon_us_reviews copies (served from the fixture TSVs as TFDS would decode
+    them: every column under "data", strings as bytes, star_rating int32) give the same dataset."""
+    import csv
+    import gzip
+
+    monkeypatch.setenv(common.CACHE_ENV, str(tmp_path / "cache"))
+    folder = fixtures.fixture_dir("amazon")
+    tfds_dir = tmp_path / "tfds"
+    by_config = {}
+    for p in sorted(folder.glob("amazon_reviews_us_*.tsv*")):
+        config = p.name[len("amazon_reviews_us_"):].split(".")[0]
+        opener = gzip.open if p.suffix == ".gz" else open
+        with opener(p, "rt", encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        by_config[config] = [
+            {"data": {k: (np.int32(v) if k == "star_rating" else v.encode()) for k, v in r.items()}}
+            for r in rows
+        ]
+        prepared = tfds_dir / "amazon_us_reviews" / config / "0.1.0"
+        prepared.mkdir(parents=True)
+        (prepared / "dataset_info.json").write_text("{}")
+
+    def fake_load(name, split, data_dir, download):
+        assert not download and split == "train" and Path(data_dir) == tfds_dir
+        return list(reversed(by_config[name.split("/")[1]]))
+
+    monkeypatch.setattr(tfds, "load", fake_load)
+    monkeypatch.setattr(tfds, "as_numpy", lambda ds: iter(ds))
+    from_tfds = load_dataset("amazon", str(tfds_dir))
+    from_files = load_dataset("amazon:cache=0", str(folder))
+    assert from_tfds.fingerprint == from_files.fingerprint
+    for role in from_files.splits:
+        np.testing.assert_array_equal(from_tfds.splits[role].large["text"], from_files.splits[role].large["text"])
+    small_tfds = load_dataset("amazon:max_id=100,max_ood=10,cache=0", str(tfds_dir))
+    small_files = load_dataset("amazon:max_id=100,max_ood=10,cache=0", str(folder))
+    assert small_tfds.fingerprint == small_files.fingerprint
+    assert len(small_tfds.splits["ood/time"]) == 10

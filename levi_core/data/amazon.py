@@ -25,7 +25,8 @@ Shift:
     jewelry, furniture, baby; file ``<Category>_v1_00``), role names lower-cased.
 Subsampling (the paper does not give sizes): a seeded (``sample_seed``, 0) uniform sample of at
 most ``max_id`` (default 100000) ID reviews and at most ``max_ood`` (default 20000) reviews per
-OOD set; 0 means all. The ID sample is split into train / id_val / id_test with ``val_frac`` =
+OOD set; 0 means all. The sample is the reviews with the smallest seeded hash of their
+``review_id``, so it does not depend on file order or source (files or TFDS). The ID sample is split into train / id_val / id_test with ``val_frac`` =
 ``test_frac`` = 0.1 and ``split_seed`` 0. Rows are put in (review_date, review_id) order first, so
 the result does not depend on file order or source.
 
@@ -144,27 +145,31 @@ def _iter_tfds(data_dir: str | None, config: str) -> Iterator[tuple[str, ...]]:
 
 def _sample(iter_fn: Callable[[], Iterator[tuple[str, ...]]], keep: Callable[[tuple], str | None],
             limits: dict[str, int], seed: int) -> dict[str, list[tuple[str, ...]]]:
-    """Two passes: count the rows of each group (``keep(row)`` -> group or None), then keep a
-    seeded uniform sample of at most ``limits[group]`` of them (all when the limit is 0)."""
-    counts: dict[str, int] = {}
-    for row in iter_fn():
-        g = keep(row)
-        if g is not None:
-            counts[g] = counts.get(g, 0) + 1
-    chosen = {}
-    for i, g in enumerate(sorted(counts)):
-        mask = np.zeros(counts[g], bool)
-        mask[common.subsample(counts[g], limits.get(g, 0), seed + i)] = True
-        chosen[g] = mask
-    out: dict[str, list] = {g: [] for g in counts}
-    seen = dict.fromkeys(counts, 0)
+    """One pass: for each group (``keep(row)`` -> group or None) keep all rows, or when
+    ``limits[group]`` > 0 the rows with the smallest ``limits[group]`` values of a seeded hash of
+    their review_id. The sample is uniform and does not depend on file order or source."""
+    import hashlib
+    import heapq
+
+    out: dict[str, list] = {}
+    heaps: dict[str, list] = {}
+    salt = str(seed).encode() + b":"
     for row in iter_fn():
         g = keep(row)
         if g is None:
             continue
-        if chosen[g][seen[g]]:
-            out[g].append(row)
-        seen[g] += 1
+        k = limits.get(g, 0)
+        if k <= 0:
+            out.setdefault(g, []).append(row)
+            continue
+        h = int.from_bytes(hashlib.blake2b(salt + row[1].encode(), digest_size=8).digest(), "big")
+        heap = heaps.setdefault(g, [])
+        if len(heap) < k:
+            heapq.heappush(heap, (-h, row[1], row))
+        elif h < -heap[0][0]:
+            heapq.heapreplace(heap, (-h, row[1], row))
+    for g, heap in heaps.items():
+        out[g] = [item[2] for item in heap]
     return out
 
 
