@@ -99,3 +99,42 @@ def test_amazon_tfds_source_equals_files(tmp_path, monkeypatch):
     small_files = load_dataset("amazon:max_id=100,max_ood=10,cache=0", str(folder))
     assert small_tfds.fingerprint == small_files.fingerprint
     assert len(small_tfds.splits["ood/time"]) == 10
+
+
+def test_imagenet_tfds_source(tmp_path, monkeypatch):
+    """Variants whose folder is absent are read from prepared TFDS copies (here: ImageNet-R, served
+    from the fixture's images as TFDS would decode them); labels stay 1000-class indices."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    monkeypatch.setenv(common.CACHE_ENV, str(tmp_path / "cache"))
+    src = fixtures.fixture_dir("imagenet")
+    data = tmp_path / "in"
+    for sub in ("sketch", "imagenet-a", "imagenetv2-matched-frequency-format-val"):
+        import shutil
+
+        shutil.copytree(src / sub, data / sub)
+    wnids = fixtures.imagenet_wnids()
+    examples = [
+        {"image": np.asarray(Image.open(p).convert("RGB")), "label": wnids.index(p.parent.name),
+         "file_name": p.name.encode()}
+        for p in sorted((src / "imagenet-r").rglob("*.jpg"))
+    ]
+    prepared = data / "imagenet_r" / "0.2.0"
+    prepared.mkdir(parents=True)
+    (prepared / "dataset_info.json").write_text("{}")
+
+    def fake_builder(name, data_dir):
+        assert name == "imagenet_r" and Path(data_dir) == data
+        info = SimpleNamespace(splits={"test": SimpleNamespace(num_examples=len(examples))})
+        return SimpleNamespace(info=info, as_dataset=lambda split, shuffle_files: examples)
+
+    monkeypatch.setattr(tfds, "builder", fake_builder)
+    monkeypatch.setattr(tfds, "as_numpy", lambda ds: iter(ds))
+    mixed = load_dataset("imagenet:image_size=8", str(data))
+    files = load_dataset("imagenet:fixture=1,image_size=8,cache=0")
+    np.testing.assert_array_equal(mixed.splits["ood/r"].labels, files.splits["ood/r"].labels)
+    np.testing.assert_array_equal(mixed.splits["ood/r"].large["image"], files.splits["ood/r"].large["image"])
+    assert mixed.info["class_subsets"] == files.info["class_subsets"]
+    assert mixed.splits["ood/r"].example_ids[0].startswith("imagenet_r/")

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, object] = {
     "cache_dir": "",
 }
 TFDS = {"sketch": "imagenet_sketch", "a": "imagenet_a", "r": "imagenet_r", "v2": "imagenet_v2/matched-frequency"}
-TFDS_SPLIT = {"sketch": "train", "a": "test", "r": "test", "v2": "test"}
+TFDS_SPLIT = {"sketch": "test", "a": "test", "r": "test", "v2": "test"}  # TFDS gives each one split
 HOW = (
     "Unpack the original archives into one folder and pass it as --data-dir: ImageNet-Sketch "
     "(ImageNet-Sketch.zip -> sketch/), ImageNet-A (imagenet-a.tar -> imagenet-a/), ImageNet-R "
