@@ -41,3 +41,13 @@ def test_describe_real_movielens():
     assert "ood/children         2742" in text
     assert "action, comedy, drama, romance, thriller" in text
     assert "train               72914" in text
+
+
+def test_import_is_light():
+    """Importing the data layer (all loaders) must not import TensorFlow / TFDS."""
+    import subprocess
+    import sys
+
+    code = "import sys, levi_core.data; bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]; print(bad)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

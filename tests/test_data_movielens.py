@@ -157,3 +157,16 @@ def test_real_movielens_fingerprint_is_stable():
     a = load_dataset("movielens:cache=0", str(REAL))
     b = load_dataset("movielens", str(REAL))
     assert a.fingerprint == b.fingerprint == "0ccebc7b0c89571e"
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path):
+    opts = f"movielens:fixture=1,cache_dir={tmp_path}"
+    a = load_dataset(opts)
+    (entry,) = [p for p in tmp_path.iterdir() if p.name.startswith("movielens-")]
+    assert sorted(p.name for p in entry.iterdir()) == ["data.npz", "meta.json"]
+    (entry / "data.npz").write_bytes(b"garbage")
+    before = common.BUILD_COUNTS.get("movielens", 0)
+    b = load_dataset(opts)
+    assert common.BUILD_COUNTS["movielens"] == before + 1 and b.fingerprint == a.fingerprint
+    c = load_dataset(opts)  # and the rebuilt entry is used again
+    assert common.BUILD_COUNTS["movielens"] == before + 1 and c.fingerprint == a.fingerprint

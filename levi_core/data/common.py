@@ -290,8 +290,10 @@ def load_cached(
     if (folder / "meta.json").is_file():
         try:
             return read_dataset(folder)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache entry: rebuild below
+        except (OSError, ValueError, KeyError, DataError):
+            import shutil  # unreadable or corrupt cache entry: drop it and rebuild below
+
+            shutil.rmtree(folder, ignore_errors=True)
     ds = build()
     try:
         save_dataset(ds, folder)
