@@ -18,6 +18,7 @@ def _hermetic(tmp_path_factory, monkeypatch):
     empty.mkdir(exist_ok=True)
     monkeypatch.setenv("TFDS_DATA_DIR", str(empty))
     monkeypatch.setenv("HOME", str(empty))  # no ~/tensorflow_datasets to fall back on
+    monkeypatch.setenv("LEVI_MOVIELENS_DIR", "none")  # nor the shared genuine MovieLens copy
 
 
 def fails(dataset_id, data_dir, *needles, exc=DataError):

@@ -170,3 +170,8 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path):
     assert common.BUILD_COUNTS["movielens"] == before + 1 and b.fingerprint == a.fingerprint
     c = load_dataset(opts)  # and the rebuilt entry is used again
     assert common.BUILD_COUNTS["movielens"] == before + 1 and c.fingerprint == a.fingerprint
+
+
+@real
+def test_real_movielens_found_without_data_dir():
+    assert load_dataset("movielens").fingerprint == "0ccebc7b0c89571e"

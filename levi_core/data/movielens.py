@@ -11,6 +11,8 @@ Sources (option ``source``, default ``auto``):
     once (no multi-minute TFDS retry) saying how to point at local files.
   * ``auto``: ``files`` when the folder has ``u.data``, else a prepared TFDS copy, else the error.
   * ``fixture=1``: the generated fixture of ``levi_core.data.fixtures`` (tests, smoke preset).
+  * No ``--data-dir``: ``shared_local_dir()``, i.e. ``$LEVI_MOVIELENS_DIR`` or the project
+    machines' ``<repo>/../shared/data/movielens_100k``, when it exists (then TFDS as above).
 Both real sources give the same dataset: rows are put in (user id, movie id) order before
 splitting, and TFDS's genre names are normalised like ml-100k's (``Children`` = ``Children's``).
 
@@ -92,7 +94,7 @@ def shared_local_dir(repo_root: str | Path | None = None) -> Path | None:
     worktree also the same path next to the main checkout. Never copied into the project."""
     import os
 
-    if os.environ.get("LEVI_MOVIELENS_DIR"):
+    if os.environ.get("LEVI_MOVIELENS_DIR"):  # set to a non-folder (e.g. "none") to disable
         p = Path(os.environ["LEVI_MOVIELENS_DIR"])
         return p if (p / "u.data").is_file() else None
     root = Path(repo_root) if repo_root else Path(__file__).resolve().parents[2]
@@ -348,6 +350,9 @@ def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
         from levi_core.data import fixtures
 
         data_dir, source = str(fixtures.fixture_dir(NAME)), "files"
+    if not data_dir and source in ("auto", "files"):
+        shared = shared_local_dir()  # the project machines' genuine copy, if any
+        data_dir = str(shared) if shared is not None else None
     folder = Path(data_dir) if data_dir else None
     if data_dir and not folder.is_dir():
         raise common.missing_files_error(NAME, data_dir, list(FILES), HOW)
