@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from levi_core.data import common, fixtures, load_dataset
+from levi_core.data import common, load_dataset
 from levi_core.data.base import fingerprint_splits
 from levi_core.data.describe import describe
 from levi_core.data.movielens import shared_local_dir

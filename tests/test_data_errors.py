@@ -1,7 +1,6 @@
 """Bad input gives one clear DataError (naming the expected files and where to put them), fast."""
 
 import gzip
-import os
 import shutil
 import time
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from levi_core.data import common, fixtures, load_dataset
+from levi_core.data import common, fixtures
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from levi_core.data import common, fixtures, load_dataset
-from levi_core.data.movielens import SENTENCE, shared_local_dir
+from levi_core.data.movielens import shared_local_dir
 
 ID = {"action", "comedy", "drama", "romance", "thriller"}
 REAL = shared_local_dir()

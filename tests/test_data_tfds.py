@@ -14,7 +14,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from levi_core.data import common, fixtures, load_dataset, movielens  # noqa: E402
+from levi_core.data import common, fixtures, load_dataset  # noqa: E402
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
