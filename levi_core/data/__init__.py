@@ -9,3 +9,10 @@ from levi_core.data.base import (  # noqa: F401
     parse_dataset_id,
     register_dataset,
 )
+
+# Built-in loaders (each module registers itself; none imports TensorFlow at import time).
+from levi_core.data import movielens  # noqa: F401,E402
+from levi_core.data import amazon  # noqa: F401,E402
+from levi_core.data import imagenet, retinopathy  # noqa: F401,E402
+from levi_core.data.fixtures import fixture_dataset, write_fixture  # noqa: F401,E402
+from levi_core.data.describe import describe  # noqa: F401,E402

@@ -1,0 +1,314 @@
+"""Amazon US Reviews with the paper's time and product shifts (Sec. 5 and D.1).
+
+Sources (option ``source``, default ``auto``):
+  * ``files``: the original 15-column tab-separated files in one folder (``--data-dir``), named
+    as published: ``amazon_reviews_us_<Config>.tsv`` or ``.tsv.gz`` with ``<Config>`` e.g.
+    ``Books_v1_00``, ``Watches_v1_00``; header ``marketplace customer_id review_id product_id
+    product_parent product_title product_category star_rating helpful_votes total_votes vine
+    verified_purchase review_headline review_body review_date``. (Their public source is gone,
+    so this path is the main one.) Rows without 15 fields are skipped and counted
+    (``info["malformed_rows"]``); a file with another header is an error.
+  * ``tfds``: prepared TFDS ``amazon_us_reviews/<Config>`` under ``--data-dir``,
+    ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets`` (``download=False``; TFDS's download URLs
+    are dead, so ``download`` is not offered).
+  * ``auto``: files when the folder has any ``amazon_reviews_us_*.tsv*``, else TFDS.
+  * ``fixture=1``: the generated fixture (``levi_core.data.fixtures``).
+
+Shift:
+  * ID = Books reviews of the first ``id_years`` (default 4) calendar years present in the Books
+    files (by ``review_date``); which Books files: option ``books`` (default
+    ``Books_v1_00+Books_v1_01+Books_v1_02``; the ones absent from the folder are skipped, at
+    least one must be there).
+  * ``ood/time`` = Books reviews of the most recent year present.
+  * ``ood/product/<category>`` for each of ``categories`` (default
+    ``Watches+Toys+Sports+Music+Jewelry+Furniture+Baby``, the paper's watch, toy, sports, music,
+    jewelry, furniture, baby; file ``<Category>_v1_00``), role names lower-cased.
+Subsampling (the paper does not give sizes): a seeded (``sample_seed``, 0) uniform sample of at
+most ``max_id`` (default 100000) ID reviews and at most ``max_ood`` (default 20000) reviews per
+OOD set; 0 means all. The sample is the reviews with the smallest seeded hash of their
+``review_id``, so it does not depend on file order or source (files or TFDS). The ID sample is split into train / id_val / id_test with ``val_frac`` =
+``test_frac`` = 0.1 and ``split_seed`` 0. Rows are put in (review_date, review_id) order first, so
+the result does not depend on file order or source.
+
+Inputs (no review text: the paper drops headline and body, which give the rating away):
+  * large ``text``: "When the customer id is 53096384, the product title is <title>, and the
+    product id is 0312328796, what can be the customer rating on this product?:".
+  * small (int32; vocabularies from train only, 0 = unknown/padding): ``customer_id``,
+    ``product_id``, ``title_tokens`` ([N, ``title_len`` = 16]).
+Labels: float32 star ratings 1-5; regression, RMSE. Example ids: ``review_id``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import sys
+import zlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from levi_core.data import common
+from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.errors import DataError
+
+NAME = "amazon"
+VERSION = "1"
+COLUMNS = [
+    "marketplace", "customer_id", "review_id", "product_id", "product_parent", "product_title",
+    "product_category", "star_rating", "helpful_votes", "total_votes", "vine",
+    "verified_purchase", "review_headline", "review_body", "review_date",
+]
+SENTENCE = (
+    "When the customer id is {customer}, the product title is {title}, and the product id is "
+    "{product}, what can be the customer rating on this product?:"
+)
+DEFAULTS: dict[str, object] = {
+    "source": "auto",
+    "fixture": False,
+    "books": "Books_v1_00+Books_v1_01+Books_v1_02",
+    "categories": "Watches+Toys+Sports+Music+Jewelry+Furniture+Baby",
+    "id_years": 4,
+    "max_id": 100000,
+    "max_ood": 20000,
+    "sample_seed": 0,
+    "val_frac": 0.1,
+    "test_frac": 0.1,
+    "split_seed": 0,
+    "title_len": 16,
+    "cache": True,
+    "cache_dir": "",
+}
+HOW = (
+    "Put the original Amazon US Reviews TSV files (amazon_reviews_us_<Config>.tsv or .tsv.gz, "
+    "15 tab-separated columns with a header) in one folder and pass it as --data-dir, or "
+    "prepare TFDS 'amazon_us_reviews/<Config>' under --data-dir / $TFDS_DATA_DIR."
+)
+KEEP = ("customer_id", "review_id", "product_id", "product_title", "star_rating", "review_date")
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+def _file_for(folder: Path, config: str) -> Path | None:
+    for suffix in (".tsv.gz", ".tsv"):
+        p = folder / f"amazon_reviews_us_{config}{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+class _Stats:
+    """Malformed rows per file (each pass over a file sets, not adds, its count)."""
+
+    def __init__(self):
+        self.per_file: dict[str, int] = {}
+
+
+def _iter_file(path: Path, stats: _Stats) -> Iterator[tuple[str, ...]]:
+    """Yield KEEP fields of each row of an original TSV(.gz)."""
+    idx = [COLUMNS.index(k) for k in KEEP]
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header] != COLUMNS:
+                raise DataError(
+                    f"{NAME}: {str(path)!r} does not start with the 15-column header of the "
+                    f"original files ({' '.join(COLUMNS)}); got {str(header)[:120]!r}. {HOW}"
+                )
+            bad = 0
+            for row in reader:
+                if len(row) != len(COLUMNS) or len(row[14]) < 4 or not row[14][:4].isdigit():
+                    bad += 1
+                    continue
+                yield tuple(row[i] for i in idx)
+            stats.per_file[path.name] = bad
+    except (OSError, EOFError, zlib.error, UnicodeError) as e:
+        raise DataError(f"{NAME}: {str(path)!r} is corrupt or unreadable ({e}). {HOW}") from None
+
+
+def _iter_tfds(data_dir: str | None, config: str) -> Iterator[tuple[str, ...]]:
+    common.quiet_tensorflow()
+    import tensorflow_datasets as tfds
+
+    prepared = common.tfds_prepared_dir(data_dir, f"amazon_us_reviews/{config}")
+    ds = tfds.load(f"amazon_us_reviews/{config}", split="train", data_dir=str(prepared.parents[2]), download=False)
+    for ex in tfds.as_numpy(ds):
+        d = ex["data"]
+        yield tuple(
+            str(int(d[k])) if k == "star_rating" else d[k].decode("utf-8", "replace") for k in KEEP
+        )
+
+
+def _sample(iter_fn: Callable[[], Iterator[tuple[str, ...]]], keep: Callable[[tuple], str | None],
+            limits: dict[str, int], seed: int) -> dict[str, list[tuple[str, ...]]]:
+    """One pass: for each group (``keep(row)`` -> group or None) keep all rows, or when
+    ``limits[group]`` > 0 the rows with the smallest ``limits[group]`` values of a seeded hash of
+    their review_id. The sample is uniform and does not depend on file order or source."""
+    import hashlib
+    import heapq
+
+    out: dict[str, list] = {}
+    heaps: dict[str, list] = {}
+    salt = str(seed).encode() + b":"
+    for row in iter_fn():
+        g = keep(row)
+        if g is None:
+            continue
+        k = limits.get(g, 0)
+        if k <= 0:
+            out.setdefault(g, []).append(row)
+            continue
+        h = int.from_bytes(hashlib.blake2b(salt + row[1].encode(), digest_size=8).digest(), "big")
+        heap = heaps.setdefault(g, [])
+        if len(heap) < k:
+            heapq.heappush(heap, (-h, row[1], row))
+        elif h < -heap[0][0]:
+            heapq.heapreplace(heap, (-h, row[1], row))
+    for g, heap in heaps.items():
+        out[g] = [item[2] for item in heap]
+    return out
+
+
+def _year(row: tuple[str, ...]) -> int:
+    return int(row[5][:4])
+
+
+def build(books_iter, category_iters: dict[str, Callable], opts: common.Options, sources: dict) -> Dataset:
+    common.count_build(NAME)
+    stats_years: dict[int, int] = {}
+    for row in books_iter():
+        y = _year(row)
+        stats_years[y] = stats_years.get(y, 0) + 1
+    years = sorted(stats_years)
+    if len(years) < opts["id_years"] + 1:
+        raise DataError(
+            f"{NAME}: the Books files cover the years {years}; the time shift needs at least "
+            f"{opts['id_years'] + 1} distinct years (id_years={opts['id_years']} plus the most recent)."
+        )
+    id_years = set(years[: opts["id_years"]])
+    ood_year = years[-1]
+
+    def books_group(row):
+        y = _year(row)
+        return "id" if y in id_years else ("time" if y == ood_year else None)
+
+    books = _sample(books_iter, books_group, {"id": opts["max_id"], "time": opts["max_ood"]}, opts["sample_seed"])
+    groups: dict[str, list] = {"id": books.get("id", []), "ood/time": books.get("time", [])}
+    for cat, it in category_iters.items():
+        got = _sample(it, lambda row: "all", {"all": opts["max_ood"]}, opts["sample_seed"])
+        groups[f"ood/product/{cat.lower()}"] = got.get("all", [])
+    for g, rows in groups.items():
+        uniq = {r[1]: r for r in rows}  # review_id
+        groups[g] = sorted(uniq.values(), key=lambda r: (r[5], r[1]))
+        if not groups[g]:
+            raise DataError(f"{NAME}: no reviews for {g}; check the files. {HOW}")
+
+    id_rows = groups.pop("id")
+    tr, va, te = common.split_indices(len(id_rows), opts["val_frac"], opts["test_frac"], opts["split_seed"])
+    parts = {"train": [id_rows[i] for i in tr], "id_val": [id_rows[i] for i in va], "id_test": [id_rows[i] for i in te]}
+    parts.update(groups)
+    train = parts["train"]
+    cust = common.Vocab(r[0] for r in train)
+    prod = common.Vocab(r[2] for r in train)
+    title_tok = {r[3]: common.tokenize(r[3]) for rows in parts.values() for r in rows}
+    words = common.Vocab(t for r in train for t in title_tok[r[3]])
+    splits = {}
+    for role, rows in parts.items():
+        splits[role] = Split(
+            example_ids=np.array([r[1] for r in rows]),
+            labels=np.array([float(r[4]) for r in rows], dtype=np.float32),
+            small={
+                "customer_id": cust.encode([r[0] for r in rows]),
+                "product_id": prod.encode([r[2] for r in rows]),
+                "title_tokens": words.encode_lists([title_tok[r[3]] for r in rows], opts["title_len"]),
+            },
+            large={"text": np.array([SENTENCE.format(customer=r[0], title=r[3], product=r[2]) for r in rows])},
+        )
+    cats = [c.lower() for c in category_iters]
+    shift = (
+        f"Time and product shifts. ID: Books reviews of the first {opts['id_years']} years "
+        f"({min(id_years)}-{max(id_years)}), sampled to at most {opts['max_id'] or 'all'} and split "
+        f"train/id_val/id_test {1 - opts['val_frac'] - opts['test_frac']:.2f}/{opts['val_frac']:.2f}/"
+        f"{opts['test_frac']:.2f}. OOD time: Books reviews of the most recent year ({ood_year}). "
+        f"OOD product: reviews of {', '.join(cats)} (at most {opts['max_ood'] or 'all'} per set)."
+    )
+    info = {
+        "options": opts.resolved(),
+        "sources": sources,
+        "books_reviews_per_year": {str(y): c for y, c in sorted(stats_years.items())},
+        "id_years": sorted(id_years),
+        "ood_year": ood_year,
+    }
+    return Dataset(
+        name=NAME, task="regression", metric="rmse", splits=splits,
+        vocab_sizes={"customer_id": len(cust), "product_id": len(prod), "title_tokens": len(words)},
+        shift=shift, info=info,
+    )
+
+
+@register_dataset(NAME)
+def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
+    opts = common.Options(NAME, options, DEFAULTS)
+    source = opts["source"]
+    if source not in ("auto", "files", "tfds"):
+        raise DataError(f"{NAME}: source={source!r}; use auto, files or tfds")
+    if opts["fixture"]:
+        from levi_core.data import fixtures
+
+        data_dir, source = str(fixtures.fixture_dir(NAME)), "files"
+    books_cfgs = common.parse_list(opts["books"])
+    cats = common.parse_list(opts["categories"])
+    expected = [f"amazon_reviews_us_{c}.tsv(.gz)" for c in books_cfgs] + [
+        f"amazon_reviews_us_{c}_v1_00.tsv(.gz)" for c in cats
+    ]
+    folder = Path(data_dir) if data_dir else None
+    if folder is not None and not folder.is_dir():
+        raise common.missing_files_error(NAME, data_dir, expected, HOW)
+    has_files = folder is not None and any(folder.glob("amazon_reviews_us_*.tsv*"))
+    if source == "files" or (source == "auto" and has_files):
+        if folder is None:
+            raise common.missing_files_error(NAME, None, expected, HOW)
+        books = [p for p in (_file_for(folder, c) for c in books_cfgs) if p is not None]
+        cat_files = {c: _file_for(folder, f"{c}_v1_00") for c in cats}
+        missing = [f"amazon_reviews_us_{c}_v1_00.tsv(.gz)" for c, p in cat_files.items() if p is None]
+        if not books:
+            missing.insert(0, "at least one of " + ", ".join(f"amazon_reviews_us_{c}.tsv(.gz)" for c in books_cfgs))
+        if missing:
+            raise common.missing_files_error(NAME, str(folder), [m + "  (missing)" for m in missing], HOW)
+        stats = _Stats()
+        sources = {p.name: common.file_signature(p) for p in books + list(cat_files.values())}
+
+        def make():
+            ds = build(
+                lambda: (r for p in books for r in _iter_file(p, stats)),
+                {c: (lambda p=p: _iter_file(p, stats)) for c, p in cat_files.items()},
+                opts, {"files": str(folder)},
+            )
+            return dataclasses.replace(ds, info={**ds.info, "malformed_rows": dict(stats.per_file)})
+
+        return common.load_cached(NAME, VERSION, common.key_options(opts), sources, make,
+                                  opts["cache_dir"] or None, opts["cache"])
+    prepared_books = [c for c in books_cfgs if common.tfds_prepared_dir(data_dir, f"amazon_us_reviews/{c}")]
+    missing_cats = [c for c in cats if not common.tfds_prepared_dir(data_dir, f"amazon_us_reviews/{c}_v1_00")]
+    if not prepared_books or missing_cats:
+        raise common.missing_files_error(
+            NAME, data_dir,
+            expected + [f"or prepared TFDS amazon_us_reviews/<Config> for the same configs"], HOW,
+        )
+    sources = {
+        c: common.file_signature(common.tfds_prepared_dir(data_dir, f"amazon_us_reviews/{c}") / "dataset_info.json")
+        for c in prepared_books + [f"{c}_v1_00" for c in cats]
+    }
+    return common.load_cached(
+        NAME, VERSION, common.key_options(opts), sources,
+        lambda: build(
+            lambda: (r for c in prepared_books for r in _iter_tfds(data_dir, c)),
+            {c: (lambda c=c: _iter_tfds(data_dir, f"{c}_v1_00")) for c in cats},
+            opts, {"tfds": data_dir or "default"},
+        ),
+        opts["cache_dir"] or None, opts["cache"],
+    )

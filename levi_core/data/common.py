@@ -1,0 +1,400 @@
+"""Helpers shared by the dataset loaders: options, errors, caching, splits, vocabularies, images.
+
+Nothing here imports TensorFlow or TFDS at module level; loaders import them lazily, only when a
+TFDS source is actually used, so ``import levi_core.data`` stays fast.
+
+Caching (``load_cached``): a prepared dataset is stored as one ``.npz`` (arrays only, loaded with
+``allow_pickle=False``) plus one ``.json`` (task, metric, vocab sizes, shift, info) under
+``<cache_dir>/<name>-<key>``, where the key is a sha256 over the loader's version, its resolved
+options and a signature of the raw inputs (file sizes and content hashes, see ``file_signature``).
+The cache dir is the ``cache_dir`` option, else ``$LEVI_DATA_CACHE``, else
+``~/.cache/levi-bench/data``; ``cache=0`` turns caching off. Files are written atomically
+(temporary name, then rename), so a killed run never leaves a half-written cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from levi_core.data.base import Dataset, Split
+from levi_core.errors import ConfigError, DataError
+
+# ---------------------------------------------------------------- options
+
+
+class Options:
+    """Typed access to a loader's string options; unknown keys are an error (no silent typos).
+
+    ``Options(raw, defaults)``: ``defaults`` maps every accepted key to its default value (its
+    type decides the parsing: bool, int, float, str, or None meaning "str or unset").
+    ``resolved()`` is the full option dict (defaults filled in), used in cache keys and ``info``.
+    """
+
+    def __init__(self, dataset: str, raw: Mapping[str, str], defaults: Mapping[str, object]):
+        unknown = sorted(set(raw) - set(defaults))
+        if unknown:
+            raise ConfigError(
+                f"dataset {dataset!r}: unknown option(s) {', '.join(unknown)}; "
+                f"accepted: {', '.join(sorted(defaults))}"
+            )
+        self.dataset = dataset
+        self._values: dict[str, object] = {}
+        for key, default in defaults.items():
+            if key not in raw:
+                self._values[key] = default
+                continue
+            text = raw[key]
+            try:
+                if isinstance(default, bool):
+                    if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError(text)
+                    value: object = text.lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    value = int(text)
+                elif isinstance(default, float):
+                    value = float(text)
+                else:
+                    value = text
+            except ValueError:
+                raise ConfigError(
+                    f"dataset {dataset!r}: option {key}={text!r} is not a valid "
+                    f"{type(default).__name__}"
+                ) from None
+            self._values[key] = value
+
+    def __getitem__(self, key: str):
+        return self._values[key]
+
+    def resolved(self) -> dict[str, object]:
+        return dict(self._values)
+
+
+NON_SEMANTIC = ("source", "download", "fixture", "cache", "cache_dir")
+
+
+def key_options(opts: "Options") -> dict[str, object]:
+    """The options that change the prepared data (not where it comes from or is cached)."""
+    return {k: v for k, v in opts.resolved().items() if k not in NON_SEMANTIC}
+
+
+def parse_list(text: str) -> list[str]:
+    """``"action+comedy"`` -> ``["action", "comedy"]`` (``+`` separates: ``,`` separates options)."""
+    return [t.strip() for t in text.split("+") if t.strip()]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def missing_files_error(dataset: str, folder: str | None, expected: Sequence[str], how: str) -> DataError:
+    """The one message for a missing or incomplete data dir: what is expected and where."""
+    if not folder:
+        where = "(no --data-dir given)"
+    elif not Path(folder).is_dir():
+        where = f"in {folder!r}: that folder does not exist"
+    else:
+        where = f"in {folder!r}"
+    lines = "\n".join(f"  - {e}" for e in expected)
+    return DataError(
+        f"{dataset}: the raw data was not found {where}.\nExpected files:\n{lines}\n{how}"
+    )
+
+
+def network_available(host: str, port: int = 443, timeout: float = 2.0) -> bool:
+    """A quick reachability check, bounded by ``timeout`` seconds including the DNS lookup (run
+    in a daemon thread), so that a TFDS download is never attempted offline (TFDS itself retries
+    for minutes)."""
+    import threading
+
+    result: list[bool] = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(result and result[0])
+
+
+def tfds_prepared_dir(data_dir: str | None, builder_path: str) -> Path | None:
+    """The folder of an already prepared TFDS dataset (``<root>/<name>/<config>/<version>``) under
+    ``data_dir``, ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``, found without importing TFDS."""
+    roots = [data_dir, os.environ.get("TFDS_DATA_DIR"), str(Path.home() / "tensorflow_datasets")]
+    for root in roots:
+        if not root:
+            continue
+        base = Path(root) / builder_path
+        if base.is_dir():
+            for version in sorted(base.iterdir(), reverse=True):
+                if (version / "dataset_info.json").is_file():
+                    return version
+    return None
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+# ---------------------------------------------------------------- caching
+
+CACHE_ENV = "LEVI_DATA_CACHE"
+
+
+def cache_root(option: str | None) -> Path:
+    if option:
+        return Path(option)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path.home() / ".cache" / "levi-bench" / "data"
+
+
+def file_signature(path: Path, full_hash_limit: int = 64 << 20) -> str:
+    """Content signature of a raw file: sha256 of the whole file when it is at most
+    ``full_hash_limit`` bytes; for larger files (Amazon's multi-GB TSVs) the size plus the sha256
+    of the first and last 16 MiB (hashing GBs on every load would cost more than it saves)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= full_hash_limit:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        else:
+            h.update(f.read(16 << 20))
+            f.seek(size - (16 << 20))
+            h.update(f.read(16 << 20))
+    return h.hexdigest()
+
+
+def cache_key(name: str, version: str, options: Mapping[str, object], sources: Mapping[str, str]) -> str:
+    payload = json.dumps(
+        {"name": name, "version": version, "options": options, "sources": sources},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def _sep(*parts: str) -> str:
+    return "|".join(parts)
+
+
+def save_dataset(ds: Dataset, folder: Path) -> None:
+    """Write ``ds`` as ``data.npz`` + ``meta.json`` in ``folder`` (atomically). Arrays that are the
+    same object in several places (e.g. an image array used by both models) are stored once."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[int, str] = {}
+    for role, split in ds.splits.items():
+        for kind, mapping in (("small", split.small), ("large", split.large)):
+            for key, arr in mapping.items():
+                name = _sep(role, kind, key)
+                if id(arr) in seen:
+                    aliases[name] = seen[id(arr)]
+                else:
+                    seen[id(arr)] = name
+                    arrays[name] = np.asarray(arr)
+        arrays[_sep(role, "example_ids")] = np.asarray(split.example_ids)
+        arrays[_sep(role, "labels")] = np.asarray(split.labels)
+    meta = {
+        "name": ds.name,
+        "task": ds.task,
+        "metric": ds.metric,
+        "num_classes": ds.num_classes,
+        "vocab_sizes": dict(ds.vocab_sizes),
+        "shift": ds.shift,
+        "info": ds.info,
+        "roles": list(ds.splits),
+        "aliases": aliases,
+        "fingerprint": ds.fingerprint,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+    np.savez(tmp / "data.npz", **arrays)
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another process wrote it first: keep theirs
+        for p in tmp.iterdir():
+            p.unlink()
+        tmp.rmdir()
+
+
+def read_dataset(folder: Path) -> Dataset:
+    meta = json.loads((folder / "meta.json").read_text())
+    with np.load(folder / "data.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for alias, target in meta["aliases"].items():
+        arrays[alias] = arrays[target]
+    splits = {}
+    for role in meta["roles"]:
+        small, large = {}, {}
+        for name, arr in arrays.items():
+            r, _, rest = name.partition("|")
+            if r != role:
+                continue
+            kind, _, key = rest.partition("|")
+            if kind == "small":
+                small[key] = arr
+            elif kind == "large":
+                large[key] = arr
+        splits[role] = Split(
+            example_ids=arrays[_sep(role, "example_ids")],
+            labels=arrays[_sep(role, "labels")],
+            small=small,
+            large=large,
+        )
+    ds = Dataset(
+        name=meta["name"],
+        task=meta["task"],
+        metric=meta["metric"],
+        splits=splits,
+        num_classes=meta["num_classes"],
+        vocab_sizes=meta["vocab_sizes"],
+        shift=meta["shift"],
+        info={**meta["info"], "cache": str(folder)},
+    )
+    if ds.fingerprint != meta["fingerprint"]:
+        raise DataError(
+            f"the cached dataset in {folder} is corrupt (fingerprint mismatch); delete that folder"
+        )
+    return ds
+
+
+def load_cached(
+    name: str,
+    version: str,
+    options: Mapping[str, object],
+    sources: Mapping[str, str],
+    build: Callable[[], Dataset],
+    cache_dir: str | None,
+    use_cache: bool,
+) -> Dataset:
+    """Return the cached dataset for (name, version, options, sources), building it once."""
+    if not use_cache:
+        return build()
+    folder = cache_root(cache_dir) / f"{name}-{cache_key(name, version, options, sources)}"
+    if (folder / "meta.json").is_file():
+        try:
+            return read_dataset(folder)
+        except (OSError, ValueError, KeyError, DataError):
+            import shutil  # unreadable or corrupt cache entry: drop it and rebuild below
+
+            shutil.rmtree(folder, ignore_errors=True)
+    ds = build()
+    try:
+        save_dataset(ds, folder)
+    except OSError:
+        return ds  # a read-only cache dir must not stop a run
+    return ds
+
+
+BUILD_COUNTS: dict[str, int] = {}
+"""How many times each dataset was prepared from raw data in this process (tests check reuse)."""
+
+
+def count_build(name: str) -> None:
+    BUILD_COUNTS[name] = BUILD_COUNTS.get(name, 0) + 1
+
+
+# ---------------------------------------------------------------- splits, vocabularies
+
+
+def split_indices(n: int, val_frac: float, test_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded random partition of ``range(n)`` into train / id_val / id_test; each part keeps
+    the input order (sorted indices), so the result depends only on n, fractions and seed."""
+    if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise ConfigError(f"val_frac={val_frac} and test_frac={test_frac} must be in [0,1) with sum < 1")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_frac))
+    n_test = int(round(n * test_frac))
+    val = np.sort(perm[:n_val])
+    test = np.sort(perm[n_val : n_val + n_test])
+    train = np.sort(perm[n_val + n_test :])
+    return train, val, test
+
+
+class Vocab:
+    """String -> int32 ids built from the training split only. Index 0 is unknown (and padding):
+    anything not seen in training maps to 0. Ids are assigned in sorted order of the values, so
+    the vocabulary does not depend on example order."""
+
+    def __init__(self, values: Iterable[str]):
+        self.itos = ["<unk>"] + sorted(set(values))
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, values: Sequence[str]) -> np.ndarray:
+        get = self.stoi.get
+        return np.fromiter((get(v, 0) for v in values), dtype=np.int32, count=len(values))
+
+    def encode_lists(self, lists: Sequence[Sequence[str]], length: int) -> np.ndarray:
+        """Fixed-length padded id lists: [N, length], truncated, padded with 0."""
+        out = np.zeros((len(lists), length), dtype=np.int32)
+        get = self.stoi.get
+        for i, items in enumerate(lists):
+            ids = [get(v, 0) for v in items][:length]
+            out[i, : len(ids)] = ids
+        return out
+
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased alphanumeric word pieces: ``"Cuckoo's Nest (1975)"`` -> cuckoo, s, nest, 1975."""
+    return _TOKEN.findall(text.lower())
+
+
+def subsample(n: int, k: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded uniform sample of k of n items (all when k <= 0 or k >= n)."""
+    if k <= 0 or k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+# ---------------------------------------------------------------- images
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Decode an image file to RGB uint8 [size, size, 3]: the whole image is resized (bilinear,
+    aspect ratio not kept, no crop), as the paper says "we resize all images into 224x224"."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"corrupt or unreadable image file {str(path)!r}: {e}") from None
+
+
+def image_size_of(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"corrupt or unreadable image file {str(path)!r}: {e}") from None
+
+
+def label_counts(labels: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
+    return {str(v.item() if hasattr(v, "item") else v): int(c) for v, c in zip(values, counts)}

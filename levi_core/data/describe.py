@@ -1,0 +1,53 @@
+"""``describe(dataset_id, data_dir=None) -> str``: what ``bench data describe`` prints.
+
+Per split role: the number of examples, the label distribution (counts per value for ratings and
+classes; for more than 10 distinct labels: mean, std, min, max and the number of classes), and the
+split's own fingerprint; then the dataset's fingerprint and its shift in words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from levi_core.data.base import Dataset, fingerprint_splits, load_dataset
+
+
+def _label_summary(labels: np.ndarray) -> str:
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return "empty"
+    values, counts = np.unique(labels, return_counts=True)
+    if len(values) <= 10:
+        return " ".join(f"{v:g}:{c}" for v, c in zip(values.tolist(), counts.tolist()))
+    return (
+        f"{len(values)} distinct; mean {labels.mean():.3f} std {labels.std():.3f} "
+        f"min {labels.min():g} max {labels.max():g}"
+    )
+
+
+def describe_dataset(ds: Dataset) -> str:
+    lines = [
+        f"dataset {ds.name}: task {ds.task}, metric {ds.metric}"
+        + (f", {ds.num_classes} classes" if ds.num_classes else ""),
+        f"fingerprint {ds.fingerprint}",
+        "",
+    ]
+    roles = [r for r in ("train", "id_val", "id_test") if r in ds.splits]
+    roles += [r for r in ds.splits if r not in roles and not r.startswith("ood/")] + ds.ood_roles
+    width = max(len(r) for r in roles)
+    lines.append(f"{'role':<{width}}  {'examples':>8}  {'fingerprint':<16}  labels")
+    for role in roles:
+        s = ds.splits[role]
+        fp = fingerprint_splits({role: s})
+        lines.append(f"{role:<{width}}  {len(s):>8}  {fp:<16}  {_label_summary(s.labels)}")
+    n_id = sum(len(ds.splits[r]) for r in ("train", "id_val", "id_test") if r in ds.splits)
+    lines.append(f"ID total {n_id}; {len(ds.ood_roles)} OOD sets")
+    if ds.vocab_sizes:
+        lines.append("vocab sizes: " + ", ".join(f"{k}={v}" for k, v in ds.vocab_sizes.items()))
+    lines += ["", "shift: " + ds.shift]
+    return "\n".join(lines)
+
+
+def describe(dataset_id: str, data_dir: str | None = None) -> str:
+    """Load ``dataset_id`` (e.g. ``movielens`` or ``movielens:val_frac=0.2``) and describe it."""
+    return describe_dataset(load_dataset(dataset_id, data_dir))

@@ -1,0 +1,198 @@
+"""ImageNet variants with the paper's domain shift (D.1): ID ImageNet-Sketch; OOD A, R, V2.
+
+Sources, per variant, in one folder (``--data-dir``), the original archives unpacked:
+  * ``sketch/<wnid>/*.JPEG`` (ImageNet-Sketch ``ImageNet-Sketch.zip``; 1000 classes, ~50 each),
+  * ``imagenet-a/<wnid>/*.jpg`` (``imagenet-a.tar``; 200 classes),
+  * ``imagenet-r/<wnid>/*.jpg`` (``imagenet-r.tar``; 200 classes),
+  * ``imagenetv2-matched-frequency-format-val/<class index 0-999>/*.jpeg`` (ImageNetV2
+    ``imagenetv2-matched-frequency.tar.gz``; option ``v2_dir`` names another variant's folder).
+  A variant whose folder is absent is read from a prepared TFDS copy (``imagenet_sketch``,
+  ``imagenet_a``, ``imagenet_r``, ``imagenet_v2/matched-frequency``) under ``--data-dir``,
+  ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets`` if there is one (``download=False``: these need
+  large downloads, some from Google Drive; do them with TFDS or by hand first). ``fixture=1``
+  loads the generated fixture.
+
+Labels are the 1000 ImageNet class indices in the standard order (sorted wnids, the list TFDS
+ships in ``imagenet2012/labels.txt``), for every variant: ``num_classes`` = 1000. ImageNet-A and
+-R cover 200 classes each: ``info["class_subsets"]["ood/a"]`` (and ``"ood/r"``) lists the
+1000-class indices present (from the folders), so evaluation can restrict the logits to them,
+as their authors do; ``info["class_subsets_wnids"]`` gives the same as wnids.
+Shift: ID = ImageNet-Sketch split into train / id_val / id_test (``val_frac`` = ``test_frac`` =
+0.1, ``split_seed`` 0, by image); OOD = ``ood/a``, ``ood/r``, ``ood/v2`` (option ``variants``,
+default ``a+r+v2``). Subsampling: at most ``max_per_class`` Sketch images per class and
+``max_ood`` images per OOD set (seeded by ``sample_seed``; 0 = all, the default). Images are
+resized to ``image_size`` (224) square, bilinear, whole image, uint8 RGB; the same array feeds
+both models. Note the memory: all of Sketch at 224 is about 7.6 GB; use ``max_per_class`` or a
+smaller ``image_size`` on small machines. Example ids: the path inside the folder layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from levi_core.data import common, images
+from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.errors import DataError
+
+NAME = "imagenet"
+VERSION = "1"
+DEFAULTS: dict[str, object] = {
+    "fixture": False,
+    "variants": "a+r+v2",
+    "v2_dir": "imagenetv2-matched-frequency-format-val",
+    "image_size": 224,
+    "val_frac": 0.1,
+    "test_frac": 0.1,
+    "split_seed": 0,
+    "max_per_class": 0,
+    "max_ood": 0,
+    "sample_seed": 0,
+    "cache": True,
+    "cache_dir": "",
+}
+TFDS = {"sketch": "imagenet_sketch", "a": "imagenet_a", "r": "imagenet_r", "v2": "imagenet_v2/matched-frequency"}
+TFDS_SPLIT = {"sketch": "test", "a": "test", "r": "test", "v2": "test"}  # TFDS gives each one split
+HOW = (
+    "Unpack the original archives into one folder and pass it as --data-dir: ImageNet-Sketch "
+    "(ImageNet-Sketch.zip -> sketch/), ImageNet-A (imagenet-a.tar -> imagenet-a/), ImageNet-R "
+    "(imagenet-r.tar -> imagenet-r/), ImageNetV2 (imagenetv2-matched-frequency.tar.gz -> "
+    "imagenetv2-matched-frequency-format-val/); or prepare the TFDS builders imagenet_sketch, "
+    "imagenet_a, imagenet_r, imagenet_v2 under --data-dir / $TFDS_DATA_DIR."
+)
+EXTS = (".jpg", ".jpeg", ".png")
+
+
+def _folder_of(variant: str, opts: common.Options) -> str:
+    return {"sketch": "sketch", "a": "imagenet-a", "r": "imagenet-r", "v2": opts["v2_dir"]}[variant]
+
+
+def _scan(root: Path, variant: str, wnid_index: dict[str, int]) -> tuple[list[Path], list[int]]:
+    """Image paths and 1000-class labels of one variant's folder layout (sorted, deterministic)."""
+    paths, labels = [], []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        if variant == "v2":
+            if not d.name.isdigit() or not 0 <= int(d.name) < 1000:
+                raise DataError(f"{NAME}: {str(d)!r}: ImageNetV2 class folders are named 0-999")
+            label = int(d.name)
+        else:
+            if d.name not in wnid_index:
+                raise DataError(f"{NAME}: {str(d)!r} is not an ImageNet class id (wnid like n01440764)")
+            label = wnid_index[d.name]
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() in EXTS:
+                paths.append(f)
+                labels.append(label)
+    if not paths:
+        raise DataError(f"{NAME}: no images under {str(root)!r}. {HOW}")
+    return paths, labels
+
+
+def _per_class_sample(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    if k <= 0:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep.extend(idx if len(idx) <= k else rng.choice(idx, size=k, replace=False))
+    return np.sort(np.array(keep, dtype=np.int64))
+
+
+def build(folder: Path | None, data_dir: str | None, opts: common.Options, variants: list[str],
+          wnids: list[str]) -> Dataset:
+    common.count_build(NAME)
+    wnid_index = {w: i for i, w in enumerate(wnids)}
+    size = opts["image_size"]
+    loaded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for v in ["sketch"] + variants:
+        root = folder / _folder_of(v, opts) if folder is not None else None
+        limit_ood = opts["max_ood"] if v != "sketch" else 0
+        if root is not None and root.is_dir():
+            paths, labels = _scan(root, v, wnid_index)
+            labels = np.array(labels, dtype=np.int32)
+            if v == "sketch":
+                keep = _per_class_sample(labels, opts["max_per_class"], opts["sample_seed"])
+            else:
+                keep = common.subsample(len(paths), limit_ood, opts["sample_seed"])
+            ids = np.array([str(paths[i].relative_to(folder)) for i in keep])
+            imgs = images.load_images([paths[i] for i in keep], size)
+            loaded[v] = (ids, labels[keep], imgs)
+        else:
+            names, labels, imgs = images.read_tfds_images(
+                TFDS[v], TFDS_SPLIT[v], data_dir, size, limit_ood, opts["sample_seed"])
+            if v == "sketch" and opts["max_per_class"]:
+                keep = _per_class_sample(labels, opts["max_per_class"], opts["sample_seed"])
+                names, labels, imgs = [names[i] for i in keep], labels[keep], imgs[keep]
+            loaded[v] = (np.array([f"{TFDS[v]}/{n}" for n in names]), labels, imgs)
+    ids, labels, imgs = loaded.pop("sketch")
+    tr, va, te = common.split_indices(len(ids), opts["val_frac"], opts["test_frac"], opts["split_seed"])
+    splits = {}
+    for role, idx in (("train", tr), ("id_val", va), ("id_test", te)):
+        x = imgs[idx]
+        splits[role] = Split(example_ids=ids[idx], labels=labels[idx], small={"image": x}, large={"image": x})
+    subsets, subsets_wnids = {}, {}
+    for v, (vid, vlab, vimg) in loaded.items():
+        splits[f"ood/{v}"] = Split(example_ids=vid, labels=vlab, small={"image": vimg}, large={"image": vimg})
+        if v in ("a", "r"):
+            present = sorted(set(vlab.tolist()))
+            subsets[f"ood/{v}"] = present
+            subsets_wnids[f"ood/{v}"] = [wnids[i] for i in present]
+    shift = (
+        f"Domain (style) shift. ID: ImageNet-Sketch ({len(ids)} images, "
+        f"{len(set(labels.tolist()))} classes), split train/id_val/id_test "
+        f"{1 - opts['val_frac'] - opts['test_frac']:.2f}/{opts['val_frac']:.2f}/{opts['test_frac']:.2f}. "
+        f"OOD: " + ", ".join(
+            {"a": "ImageNet-A (natural adversarial, its 200-class subset)",
+             "r": "ImageNet-R (renditions, its 200-class subset)",
+             "v2": "ImageNet-V2 (new test set, 1000 classes)"}[v] for v in variants
+        ) + f". Labels are the 1000 ImageNet classes; images resized to {size}x{size}."
+    )
+    info = {"options": opts.resolved(), "source": str(folder) if folder else "tfds",
+            "class_subsets": subsets, "class_subsets_wnids": subsets_wnids}
+    return Dataset(name=NAME, task="classification", metric="accuracy", splits=splits,
+                   num_classes=1000, shift=shift, info=info)
+
+
+@register_dataset(NAME)
+def load_imagenet(options: dict[str, str], data_dir: str | None) -> Dataset:
+    opts = common.Options(NAME, options, DEFAULTS)
+    variants = common.parse_list(opts["variants"])
+    bad = [v for v in variants if v not in ("a", "r", "v2")]
+    if bad:
+        raise DataError(f"{NAME}: unknown variant(s) {bad}; variants are a, r, v2 (joined with +)")
+    if opts["fixture"]:
+        from levi_core.data import fixtures
+
+        data_dir = str(fixtures.fixture_dir(NAME))
+    folder = Path(data_dir) if data_dir else None
+    expected = [f"{_folder_of(v, opts)}/..." for v in ["sketch"] + variants]
+    if folder is not None and not folder.is_dir():
+        raise common.missing_files_error(NAME, data_dir, expected, HOW)
+    missing = []
+    sources: dict[str, str] = {}
+    for v in ["sketch"] + variants:
+        root = folder / _folder_of(v, opts) if folder is not None else None
+        if root is not None and root.is_dir():
+            listing = sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+            sources[v] = common.cache_key("listing", "", {}, {"l": str(listing)})
+        elif (prepared := common.tfds_prepared_dir(data_dir, TFDS[v])) is not None:
+            sources[v] = common.file_signature(prepared / "dataset_info.json")
+        else:
+            missing.append(f"{_folder_of(v, opts)}/  (missing; or a prepared TFDS {TFDS[v]})")
+    if missing:
+        flags = [e for e in expected if not any(m.startswith(e[:-3]) for m in missing)] + missing
+        raise common.missing_files_error(NAME, data_dir, flags, HOW)
+    from levi_core.data.fixtures import imagenet_wnids
+
+    try:
+        wnids = imagenet_wnids()
+    except (FileNotFoundError, OSError):
+        raise DataError(
+            f"{NAME}: the list of the 1000 ImageNet class ids (tensorflow_datasets' "
+            f"imagenet2012/labels.txt) was not found; install tensorflow-datasets."
+        ) from None
+    return common.load_cached(NAME, VERSION, common.key_options(opts), sources,
+                              lambda: build(folder, data_dir, opts, variants, wnids),
+                              opts["cache_dir"] or None, opts["cache"])

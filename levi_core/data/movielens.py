@@ -1,0 +1,388 @@
+"""MovieLens 100K with the paper's genre shift (Sec. 5 and D.1).
+
+Sources (option ``source``, default ``auto``):
+  * ``files``: an ml-100k folder (``--data-dir``) with ``u.data`` (tab-separated user, movie,
+    rating, timestamp), ``u.item`` (``|``-separated, ISO-8859-1/Latin-1, 5 fields + 19 genre
+    flags), ``u.user`` (``|``: user, age, gender, occupation, zip), ``u.genre`` (``name|index``)
+    and ``u.occupation``.
+  * ``tfds``: an already prepared TFDS ``movielens/100k-ratings`` under ``--data-dir``,
+    ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets`` (read with ``download=False``). With
+    ``download=1`` and a reachable network TFDS downloads it first; offline, a DataError comes at
+    once (no multi-minute TFDS retry) saying how to point at local files.
+  * ``auto``: ``files`` when the folder has ``u.data``, else a prepared TFDS copy, else the error.
+  * ``fixture=1``: the generated fixture of ``levi_core.data.fixtures`` (tests, smoke preset).
+  * No ``--data-dir``: ``shared_local_dir()``, i.e. ``$LEVI_MOVIELENS_DIR`` or the project
+    machines' ``<repo>/../shared/data/movielens_100k``, when it exists (then TFDS as above).
+Both real sources give the same dataset: rows are put in (user id, movie id) order before
+splitting, and TFDS's genre names are normalised like ml-100k's (``Children`` = ``Children's``).
+
+Shift (option ``id_genres``, default ``action+comedy+drama+romance+thriller``, the paper's top 5):
+  * ID = ratings of movies that have at least one ID genre.
+  * OOD = one set ``ood/<genre>`` per other genre G: the ratings of movies that have G and no ID
+    genre (so ID and OOD are mutually exclusive, as the paper requires). A movie with several
+    non-ID genres (e.g. Animation and Children's) is counted in each of their sets: OOD sets can
+    overlap each other (an example id then appears in several OOD splits and means the same
+    rating), never the ID data.
+  * A genre is kept only when its set has at least ``min_ood_ratings`` ratings (default 200).
+    On the genuine files this gives exactly 12 OOD genres (Fantasy, 160, and unknown, 10, fall
+    below); ratings of movies whose non-ID genres are all dropped are in no split
+    (``info["excluded"]``).
+ID split: a seeded (``split_seed``, default 0) uniform random partition of the ID ratings into
+train / id_val / id_test with ``val_frac`` = ``test_frac`` = 0.1 (default) by rating, not by user.
+
+Inputs:
+  * large: ``text``, the paper's sentence: "When the user id is 138, the user occupation is
+    doctor, the user zipcode is 53211, the movie title is One Flew Over the Cuckoo's Nest (1975),
+    and the movie id is 357, what can be the user rating on this movie?:".
+  * small (int32, vocabularies from the train split only, 0 = unknown and padding, so every OOD
+    movie id maps to 0): ``user_id``, ``age_bucket`` (TFDS's buckets 1, 18, 25, 35, 45, 50, 56),
+    ``gender``, ``occupation``, ``zip_prefix`` (first ``zip_prefix_len`` = 3 characters),
+    ``movie_id``, ``genres`` ([N, ``genres_len`` = 6] padded genre ids), ``title_tokens``
+    ([N, ``title_len`` = 12] padded lower-cased word ids). ``vocab_sizes`` gives each table size.
+Labels: float32 ratings 1-5; task regression, metric RMSE. Example ids ``u<user>_m<movie>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from levi_core.data import common
+from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.errors import DataError
+
+NAME = "movielens"
+VERSION = "1"
+FILES = ("u.data", "u.item", "u.user", "u.genre", "u.occupation")
+TFDS_NAME = "movielens/100k-ratings"
+ID_GENRES = "action+comedy+drama+romance+thriller"
+AGE_THRESHOLDS = (18, 25, 35, 45, 50, 56)
+SENTENCE = (
+    "When the user id is {user}, the user occupation is {occupation}, the user zipcode is {zip}, "
+    "the movie title is {title}, and the movie id is {movie}, what can be the user rating on "
+    "this movie?:"
+)
+
+DEFAULTS: dict[str, object] = {
+    "source": "auto",
+    "download": False,
+    "fixture": False,
+    "id_genres": ID_GENRES,
+    "min_ood_ratings": 200,
+    "val_frac": 0.1,
+    "test_frac": 0.1,
+    "split_seed": 0,
+    "zip_prefix_len": 3,
+    "genres_len": 6,
+    "title_len": 12,
+    "cache": True,
+    "cache_dir": "",
+}
+
+HOW = (
+    "Put the ml-100k files (from https://grouplens.org/datasets/movielens/100k/, unzipped) in "
+    "one folder and pass it as --data-dir (e.g. --data-dir ../shared/data/movielens_100k), or "
+    "prepare TFDS 'movielens/100k-ratings' under --data-dir / $TFDS_DATA_DIR, or add option "
+    "download=1 on a machine with a network."
+)
+
+
+def shared_local_dir(repo_root: str | Path | None = None) -> Path | None:
+    """The genuine ml-100k folder of this project's machines, if there is one:
+    ``$LEVI_MOVIELENS_DIR``, else ``<repo root>/../shared/data/movielens_100k``; for a git
+    worktree also the same path next to the main checkout. Never copied into the project."""
+    import os
+
+    if os.environ.get("LEVI_MOVIELENS_DIR"):  # set to a non-folder (e.g. "none") to disable
+        p = Path(os.environ["LEVI_MOVIELENS_DIR"])
+        return p if (p / "u.data").is_file() else None
+    root = Path(repo_root) if repo_root else Path(__file__).resolve().parents[2]
+    roots = [root]
+    git = root / ".git"
+    if git.is_file():  # a worktree: ".git" says "gitdir: <main>/.git/worktrees/<name>"
+        text = git.read_text().strip()
+        if text.startswith("gitdir:"):
+            gitdir = Path(text.split(":", 1)[1].strip())
+            for parent in gitdir.parents:
+                if parent.name == ".git":
+                    roots.append(parent.parent)
+                    break
+    for r in roots:
+        p = (r / ".." / "shared" / "data" / "movielens_100k").resolve()
+        if (p / "u.data").is_file():
+            return p
+    return None
+
+
+def canonical_genre(name: str) -> str:
+    """``Children's`` / ``Children`` -> ``children``; ``Sci-Fi`` -> ``sci-fi``; ``unknown``."""
+    return name.strip().lower().replace("'s", "")
+
+
+def age_bucket(age: int) -> int:
+    bucket = 1
+    for t in AGE_THRESHOLDS:
+        if age >= t:
+            bucket = t
+    return bucket
+
+
+# ---------------------------------------------------------------- raw sources -> rows
+
+
+def _lines(path: Path, encoding: str = "latin-1") -> list[str]:
+    try:
+        return [line for line in path.read_bytes().decode(encoding).splitlines() if line.strip()]
+    except OSError as e:
+        raise DataError(f"{NAME}: cannot read {str(path)!r}: {e}") from None
+
+
+def _corrupt(path: Path, lineno: int, line: str, what: str) -> DataError:
+    return DataError(
+        f"{NAME}: {str(path)!r} line {lineno} is not a valid {path.name} row ({what}): {line[:80]!r}. "
+        f"The file looks corrupt or is not the original ml-100k file; replace it with the original "
+        f"from https://grouplens.org/datasets/movielens/100k/."
+    )
+
+
+def read_files(folder: Path) -> dict[str, list]:
+    """Parse an ml-100k folder into row lists (one entry per rating, in u.data order)."""
+    missing = [f for f in FILES if not (folder / f).is_file()]
+    if missing:
+        raise common.missing_files_error(
+            NAME, str(folder), [f + ("  (missing)" if f in missing else "") for f in FILES], HOW
+        )
+    genre_names: dict[int, str] = {}
+    for i, line in enumerate(_lines(folder / "u.genre"), 1):
+        parts = line.split("|")
+        if len(parts) != 2 or not parts[1].strip().isdigit():
+            raise _corrupt(folder / "u.genre", i, line, "expected 'name|index'")
+        genre_names[int(parts[1])] = canonical_genre(parts[0])
+    n_genres = len(genre_names)
+    if sorted(genre_names) != list(range(n_genres)):
+        raise _corrupt(folder / "u.genre", 1, "", "genre indices are not 0..n-1")
+    occupations = set(_lines(folder / "u.occupation"))
+
+    movies: dict[str, tuple[str, list[str]]] = {}
+    for i, line in enumerate(_lines(folder / "u.item"), 1):
+        parts = line.split("|")
+        if len(parts) != 5 + n_genres or not all(p in ("0", "1") for p in parts[5:]):
+            raise _corrupt(folder / "u.item", i, line, f"expected {5 + n_genres} '|' fields")
+        flags = parts[5:]
+        movies[parts[0]] = (parts[1], [genre_names[j] for j, f in enumerate(flags) if f == "1"])
+    users: dict[str, tuple[int, str, str, str]] = {}
+    for i, line in enumerate(_lines(folder / "u.user"), 1):
+        parts = line.split("|")
+        if len(parts) != 5 or not parts[1].isdigit():
+            raise _corrupt(folder / "u.user", i, line, "expected 'user|age|gender|occupation|zip'")
+        if occupations and parts[3] not in occupations:
+            raise _corrupt(folder / "u.user", i, line, "occupation not listed in u.occupation")
+        users[parts[0]] = (int(parts[1]), parts[2], parts[3], parts[4])
+
+    rows: dict[str, list] = {k: [] for k in ("user", "movie", "rating", "timestamp", "age", "gender", "occupation", "zip", "title", "genres")}
+    for i, line in enumerate(_lines(folder / "u.data"), 1):
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise _corrupt(folder / "u.data", i, line, "expected 4 tab-separated fields")
+        user, movie, rating, ts = parts
+        if user not in users or movie not in movies:
+            raise _corrupt(folder / "u.data", i, line, "user or movie id not in u.user / u.item")
+        try:
+            r = float(rating)
+            t = int(ts)
+        except ValueError:
+            raise _corrupt(folder / "u.data", i, line, "rating or timestamp not a number") from None
+        age, gender, occupation, zipc = users[user]
+        title, genres = movies[movie]
+        for k, v in zip(rows, (user, movie, r, t, age, gender, occupation, zipc, title, genres)):
+            rows[k].append(v)
+    if not rows["user"]:
+        raise DataError(f"{NAME}: {str(folder / 'u.data')!r} has no ratings. {HOW}")
+    return rows
+
+
+def read_tfds(data_dir: str | None, download: bool) -> dict[str, list]:
+    """Read TFDS ``movielens/100k-ratings`` (prepared; downloads only when asked and online)."""
+    prepared = common.tfds_prepared_dir(data_dir, TFDS_NAME)
+    if prepared is None:
+        if not download:
+            raise common.missing_files_error(
+                NAME, data_dir, list(FILES) + [f"or a prepared TFDS {TFDS_NAME}"], HOW
+            )
+        if not common.network_available("files.grouplens.org"):
+            raise DataError(
+                f"{NAME}: download=1 was asked but there is no network (files.grouplens.org is "
+                f"unreachable). {HOW}"
+            )
+    common.quiet_tensorflow()
+    import tensorflow_datasets as tfds
+
+    root = str(prepared.parents[2]) if prepared is not None else data_dir
+    ds, info = tfds.load(TFDS_NAME, split="train", data_dir=root, download=prepared is None, with_info=True)
+    genre_names = [canonical_genre(n) for n in info.features["movie_genres"].feature.names]
+    rows: dict[str, list] = {k: [] for k in ("user", "movie", "rating", "timestamp", "age", "gender", "occupation", "zip", "title", "genres")}
+    for ex in tfds.as_numpy(ds):
+        rows["user"].append(ex["user_id"].decode())
+        rows["movie"].append(ex["movie_id"].decode())
+        rows["rating"].append(float(ex["user_rating"]))
+        rows["timestamp"].append(int(ex["timestamp"]))
+        rows["age"].append(int(ex["raw_user_age"]))
+        rows["gender"].append("M" if bool(ex["user_gender"]) else "F")
+        rows["occupation"].append(ex["user_occupation_text"].decode())
+        rows["zip"].append(ex["user_zip_code"].decode())
+        rows["title"].append(ex["movie_title"].decode("utf-8"))
+        rows["genres"].append([genre_names[g] for g in ex["movie_genres"]])
+    return rows
+
+
+# ---------------------------------------------------------------- rows -> Dataset
+
+
+def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) -> Dataset:
+    common.count_build(NAME)
+    def num(v: str):  # numeric ids in numeric order; anything else after them, as text
+        return (0, int(v), "") if v.isdigit() else (1, 0, v)
+
+    order = sorted(range(len(rows["user"])), key=lambda i: (num(rows["user"][i]), num(rows["movie"][i])))
+    rows = {k: [v[i] for i in order] for k, v in rows.items()}
+    n = len(order)
+    id_genres = [canonical_genre(g) for g in common.parse_list(opts["id_genres"])]
+    id_set = set(id_genres)
+    is_id = np.array([bool(id_set.intersection(g)) for g in rows["genres"]])
+    all_genres = sorted({g for gs in rows["genres"] for g in gs})
+    unknown_id = sorted(id_set - set(all_genres))
+    if unknown_id:
+        raise DataError(f"{NAME}: id_genres {unknown_id} do not occur in the data; genres are {all_genres}")
+
+    ood_counts: dict[str, int] = {}
+    ood_index: dict[str, np.ndarray] = {}
+    for g in all_genres:
+        if g in id_set:
+            continue
+        idx = np.array([i for i in range(n) if not is_id[i] and g in rows["genres"][i]], dtype=np.int64)
+        ood_counts[g] = len(idx)
+        if len(idx) >= opts["min_ood_ratings"]:
+            ood_index[g] = idx
+    in_ood = np.zeros(n, bool)
+    for idx in ood_index.values():
+        in_ood[idx] = True
+
+    id_idx = np.flatnonzero(is_id)
+    tr, va, te = common.split_indices(len(id_idx), opts["val_frac"], opts["test_frac"], opts["split_seed"])
+    parts = {"train": id_idx[tr], "id_val": id_idx[va], "id_test": id_idx[te]}
+    for g, idx in ood_index.items():
+        parts[f"ood/{g}"] = idx
+
+    zlen, glen, tlen = opts["zip_prefix_len"], opts["genres_len"], opts["title_len"]
+    feats = {
+        "user_id": rows["user"],
+        "age_bucket": [str(age_bucket(a)) for a in rows["age"]],
+        "gender": rows["gender"],
+        "occupation": rows["occupation"],
+        "zip_prefix": [z[:zlen].upper() for z in rows["zip"]],
+        "movie_id": rows["movie"],
+    }
+    titles_tok = [common.tokenize(t) for t in rows["title"]]
+    train = parts["train"]
+    vocabs = {k: common.Vocab(v[i] for i in train) for k, v in feats.items()}
+    genre_vocab = common.Vocab(g for i in train for g in rows["genres"][i])
+    title_vocab = common.Vocab(t for i in train for t in titles_tok[i])
+
+    splits = {}
+    for role, idx in parts.items():
+        small = {k: vocabs[k].encode([feats[k][i] for i in idx]) for k in feats}
+        small["genres"] = genre_vocab.encode_lists([rows["genres"][i] for i in idx], glen)
+        small["title_tokens"] = title_vocab.encode_lists([titles_tok[i] for i in idx], tlen)
+        text = np.array(
+            [
+                SENTENCE.format(
+                    user=rows["user"][i], occupation=rows["occupation"][i], zip=rows["zip"][i],
+                    title=rows["title"][i], movie=rows["movie"][i],
+                )
+                for i in idx
+            ]
+        )
+        splits[role] = Split(
+            example_ids=np.array([f"u{rows['user'][i]}_m{rows['movie'][i]}" for i in idx]),
+            labels=np.array([rows["rating"][i] for i in idx], dtype=np.float32),
+            small=small,
+            large={"text": text},
+        )
+    vocab_sizes = {k: len(v) for k, v in vocabs.items()}
+    vocab_sizes["genres"] = len(genre_vocab)
+    vocab_sizes["title_tokens"] = len(title_vocab)
+    kept = sorted(ood_index)
+    dropped = {g: c for g, c in ood_counts.items() if g not in ood_index}
+    shift = (
+        f"Genre (subpopulation) shift. ID: ratings of movies with any of {', '.join(id_genres)} "
+        f"({int(is_id.sum())} ratings; train/id_val/id_test = seeded random split "
+        f"{1 - opts['val_frac'] - opts['test_frac']:.2f}/{opts['val_frac']:.2f}/{opts['test_frac']:.2f}). "
+        f"OOD: one set per other genre with at least {opts['min_ood_ratings']} ratings, each = the "
+        f"ratings of movies with that genre and no ID genre ({len(kept)} sets: {', '.join(kept)}); "
+        f"a movie with several non-ID genres counts in each of their sets. Below the threshold: "
+        f"{', '.join(f'{g} ({c})' for g, c in sorted(dropped.items())) or 'none'}."
+    )
+    info = {
+        "options": opts.resolved(),
+        "sources": sources,
+        "num_ratings": n,
+        "id_ratings": int(is_id.sum()),
+        "ood_genre_counts": {g: ood_counts[g] for g in kept},
+        "ood_genres_below_threshold": dropped,
+        "excluded": int((~is_id & ~in_ood).sum()),
+        "ood_union": int(in_ood.sum()),
+        "genre_vocab": genre_vocab.itos,
+    }
+    return Dataset(
+        name=NAME, task="regression", metric="rmse", splits=splits, num_classes=None,
+        vocab_sizes=vocab_sizes, shift=shift, info=info,
+    )
+
+
+@register_dataset(NAME)
+def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
+    opts = common.Options(NAME, options, DEFAULTS)
+    source = opts["source"]
+    if source not in ("auto", "files", "tfds"):
+        raise DataError(f"{NAME}: source={source!r}; use auto, files or tfds")
+    if opts["fixture"]:
+        from levi_core.data import fixtures
+
+        data_dir, source = str(fixtures.fixture_dir(NAME)), "files"
+    if not data_dir and source in ("auto", "files"):
+        shared = shared_local_dir()  # the project machines' genuine copy, if any
+        data_dir = str(shared) if shared is not None else None
+    folder = Path(data_dir) if data_dir else None
+    if data_dir and not folder.is_dir():
+        raise common.missing_files_error(NAME, data_dir, list(FILES), HOW)
+    use_files = source == "files" or (
+        source == "auto" and folder is not None and (folder / "u.data").is_file()
+    )
+    if source == "auto" and not use_files and folder is not None:
+        if any((folder / f).exists() for f in FILES):  # an incomplete ml-100k folder
+            use_files = True
+    if use_files:
+        if folder is None:
+            raise common.missing_files_error(NAME, None, list(FILES), HOW)
+        missing = [f for f in FILES if not (folder / f).is_file()]
+        if missing:
+            raise common.missing_files_error(
+                NAME, str(folder), [f + ("  (missing)" if f in missing else "") for f in FILES], HOW
+            )
+        sources = {f: common.file_signature(folder / f) for f in FILES}
+        return common.load_cached(
+            NAME, VERSION, common.key_options(opts), sources,
+            lambda: build(read_files(folder), opts, {"files": str(folder)}),
+            opts["cache_dir"] or None, opts["cache"],
+        )
+    prepared = common.tfds_prepared_dir(data_dir, TFDS_NAME)
+    sources = {"tfds": str(prepared) if prepared else "download"}
+    if prepared is not None:
+        sources["dataset_info"] = common.file_signature(prepared / "dataset_info.json")
+        return common.load_cached(
+            NAME, VERSION, common.key_options(opts), sources,
+            lambda: build(read_tfds(data_dir, False), opts, sources),
+            opts["cache_dir"] or None, opts["cache"],
+        )
+    return build(read_tfds(data_dir, opts["download"]), opts, sources)

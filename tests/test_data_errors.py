@@ -1,0 +1,100 @@
+"""Bad input gives one clear DataError (naming the expected files and where to put them), fast."""
+
+import gzip
+import shutil
+import time
+
+import pytest
+
+from levi_core.data import common, fixtures, load_dataset
+from levi_core.errors import ConfigError, DataError
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv(common.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "errors-cache"))
+    empty = tmp_path_factory.getbasetemp() / "empty-home"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(empty))
+    monkeypatch.setenv("HOME", str(empty))  # no ~/tensorflow_datasets to fall back on
+    monkeypatch.setenv("LEVI_MOVIELENS_DIR", "none")  # nor the shared genuine MovieLens copy
+
+
+def fails(dataset_id, data_dir, *needles, exc=DataError):
+    t = time.perf_counter()
+    with pytest.raises(exc) as info:
+        load_dataset(dataset_id, None if data_dir is None else str(data_dir))
+    assert time.perf_counter() - t < 5
+    msg = str(info.value)
+    for n in needles:
+        assert n in msg, (n, msg)
+    return msg
+
+
+def copy_fixture(name, dst):
+    shutil.copytree(fixtures.fixture_dir(name), dst)
+    return dst
+
+
+def test_movielens_missing_dir(tmp_path):
+    fails("movielens", tmp_path / "nope", "u.data", "u.item", "u.user", "--data-dir", "does not exist")
+    fails("movielens", None, "u.data", "no --data-dir given", "download=1")
+    fails("movielens", tmp_path, "u.data", "u.genre", "u.occupation", "movielens/100k-ratings")
+
+
+def test_movielens_incomplete_and_corrupt(tmp_path):
+    d = copy_fixture("movielens", tmp_path / "ml")
+    (d / "u.item").unlink()
+    fails("movielens", d, "u.item  (missing)", "u.data", "--data-dir")
+    d = copy_fixture("movielens", tmp_path / "ml2")
+    with open(d / "u.data", "a") as f:
+        f.write("this is not a rating row\n")
+    fails("movielens:cache=0", d, "u.data", "line 4001", "corrupt")
+    d = copy_fixture("movielens", tmp_path / "ml3")
+    (d / "u.item").write_bytes((d / "u.item").read_bytes().replace(b"|0|", b"|", 1))
+    fails("movielens:cache=0", d, "u.item", "line 1")
+
+
+def test_movielens_download_without_network(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "network_available", lambda *a, **k: False)
+    msg = fails("movielens:download=1", tmp_path, "no network", "--data-dir")
+    assert "ml-100k" in msg
+
+
+def test_amazon_bad_input(tmp_path):
+    fails("amazon", tmp_path, "amazon_reviews_us_Books_v1_00.tsv(.gz)", "amazon_reviews_us_Baby_v1_00", "--data-dir")
+    d = copy_fixture("amazon", tmp_path / "am")
+    (d / "amazon_reviews_us_Toys_v1_00.tsv.gz").unlink()
+    fails("amazon", d, "amazon_reviews_us_Toys_v1_00.tsv(.gz)  (missing)")
+    d = copy_fixture("amazon", tmp_path / "am2")
+    (d / "amazon_reviews_us_Books_v1_00.tsv.gz").write_bytes(b"\x1f\x8b\x08garbage" * 10)
+    fails("amazon:cache=0", d, "amazon_reviews_us_Books_v1_00.tsv.gz", "corrupt")
+    d = copy_fixture("amazon", tmp_path / "am3")
+    with gzip.open(d / "amazon_reviews_us_Baby_v1_00.tsv.gz", "wt") as f:
+        f.write("a\tb\tc\n1\t2\t3\n")
+    fails("amazon:cache=0", d, "15-column header", "amazon_reviews_us_Baby_v1_00.tsv.gz")
+
+
+def test_retinopathy_bad_input(tmp_path):
+    fails("retinopathy", tmp_path, "trainLabels.csv  (columns image,level)  (missing)", "train/<image>.jpeg", "kaggle")
+    d = copy_fixture("retinopathy", tmp_path / "dr")
+    (d / "train" / "10_left.jpeg").write_bytes(b"not a jpeg")
+    fails("retinopathy:cache=0,min_id_width=64", d, "10_left.jpeg", "corrupt")
+    (d / "train" / "10_left.jpeg").unlink()
+    fails("retinopathy:cache=0,min_id_width=64", d, "10_left", "not in")
+
+
+def test_imagenet_bad_input(tmp_path):
+    fails("imagenet", tmp_path, "sketch/", "imagenet-a/", "imagenet-r/", "imagenetv2-matched-frequency-format-val/", "--data-dir")
+    d = copy_fixture("imagenet", tmp_path / "in")
+    shutil.rmtree(d / "imagenet-r")
+    msg = fails("imagenet", d, "imagenet-r/  (missing")
+    assert "sketch/...\n" in msg or "sketch/..." in msg
+
+
+def test_bad_options():
+    fails("movielens:val_fraction=0.1", None, "unknown option", "val_frac", exc=ConfigError)
+    fails("movielens:fixture=1,val_frac=abc", None, "val_frac", exc=ConfigError)
+    fails("movielens:fixture=1,val_frac=0.6,test_frac=0.5", None, "sum < 1", exc=ConfigError)
+    fails("movielens:fixture=1,id_genres=action+cartoons", None, "cartoons", exc=DataError)
+    fails("nosuchdataset", None, "unknown dataset", exc=ConfigError)
