@@ -11,3 +11,5 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray", dir="/tmp"))
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="mpl"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Prepared-data cache: per test session, never the user's ~/.cache.
+os.environ.setdefault("LEVI_DATA_CACHE", tempfile.mkdtemp(prefix="levi-data-cache"))
