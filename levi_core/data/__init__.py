@@ -9,3 +9,6 @@ from levi_core.data.base import (  # noqa: F401
     parse_dataset_id,
     register_dataset,
 )
+
+from levi_core.data import synthetic  # noqa: E402,F401  (registers `synthetic`)
+from levi_core.data import linear_toy  # noqa: E402,F401  (registers `linear_toy`)
