@@ -37,11 +37,13 @@ them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from levi_core import training
 from levi_core.data.base import Dataset
@@ -63,7 +65,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 _INT = ("adapter_hidden", "epochs", "batch_size", "pretrain_epochs", "pretrain_seed")
 
-# stream ids for jax.random.fold_in / numpy SeedSequence (fixed ints, never Python's hash())
+# stream ids for numpy SeedSequence (fixed ints, never Python's hash())
 _S_PRETRAIN, _S_INIT, _S_ORDER, _S_HEAD = 1, 2, 3, 4
 
 
@@ -99,6 +101,50 @@ def eval_roles(dataset: Dataset) -> list[str]:
     return [r for r in dataset.splits if not r.startswith("pretrain")]
 
 
+# ---------------------------------------------------------------- jitted helpers
+# Eager flax calls compile every primitive separately; one jit per (model, shape) is far
+# cheaper on CPU. Models are hashable (frozen dataclasses), so they are static arguments.
+def _init(model, seed_seq: list[int], *inputs):
+    """Parameters of ``model`` drawn with numpy from ``seed_seq``: kernels LeCun normal
+    (untruncated, std 1/sqrt(fan_in)), biases zero. Only shapes come from flax
+    (``eval_shape``: nothing is compiled; jax.random's init compiles for seconds on CPU)."""
+    shapes = jax.eval_shape(
+        lambda k: model.init(k, *inputs)["params"], jax.ShapeDtypeStruct((2,), jnp.uint32)
+    )
+    flat = traverse_util.flatten_dict(shapes)
+    rng = np.random.default_rng(np.random.SeedSequence(seed_seq))
+    out = {}
+    for path in sorted(flat):
+        shape = flat[path].shape
+        if path[-1] == "kernel":
+            w = rng.standard_normal(shape) / np.sqrt(shape[0])
+        else:
+            w = np.zeros(shape)
+        out[path] = jnp.asarray(np.asarray(w, dtype=np.float32))
+    return traverse_util.unflatten_dict(out)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _mlp_probs_and_states(model: MLP, params, x):
+    logits, states = model.apply({"params": params}, x, return_layers=True)
+    return training.mean_probs(logits), tuple(states)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _heads_probs(model: LeviHeads, params, x, states):
+    return training.mean_probs(model.apply({"params": params}, x, states))
+
+
+def _concat_roles(dataset: Dataset, roles, kind: str) -> tuple[jnp.ndarray, list[int]]:
+    """All eval roles' inputs in one array (one compiled forward pass), and the cut points."""
+    arrays = [getattr(dataset.splits[r], kind)["x"] for r in roles]
+    return jnp.asarray(np.concatenate(arrays)), list(np.cumsum([len(a) for a in arrays])[:-1])
+
+
+def _split_rows(a, cuts, roles) -> dict[str, Any]:
+    return dict(zip(roles, np.split(np.asarray(a), cuts)))
+
+
 # ---------------------------------------------------------------- the large model
 def _mlp(s, num_classes) -> MLP:
     return MLP(hidden=s["hidden"], num_classes=num_classes)
@@ -129,8 +175,7 @@ def pretrained_params(dataset: Dataset, s: Mapping[str, Any]):
     if key not in _PRETRAINED:
         split = dataset.splits["pretrain"]
         model = _mlp(s, dataset.num_classes)
-        k = jax.random.fold_in(jax.random.PRNGKey(s["pretrain_seed"]), _S_PRETRAIN)
-        params = model.init(k, jnp.asarray(split.large["x"][:1]))["params"]
+        params = _init(model, [s["pretrain_seed"], _S_PRETRAIN], jnp.asarray(split.large["x"][:1]))
         idx = training.batch_indices(
             len(split), s["batch_size"], s["pretrain_epochs"], [s["pretrain_seed"], _S_PRETRAIN]
         )
@@ -164,11 +209,9 @@ TRAINABLE: dict[str, Callable[[int], Callable[[tuple[str, ...]], bool] | None]] 
 
 
 def _predict_mlp(model: MLP, params, dataset: Dataset) -> dict[str, np.ndarray]:
-    out = {}
-    for role in eval_roles(dataset):
-        logits = model.apply({"params": params}, jnp.asarray(dataset.splits[role].large["x"]))
-        out[role] = np.asarray(training.mean_probs(logits))
-    return out
+    roles = eval_roles(dataset)
+    x, cuts = _concat_roles(dataset, roles, "large")
+    return _split_rows(_mlp_probs_and_states(model, params, x)[0], cuts, roles)
 
 
 def train_mlp(ctx: RunContext, method: str, init: str, seed: int | None = None, lr=None):
@@ -179,17 +222,14 @@ def train_mlp(ctx: RunContext, method: str, init: str, seed: int | None = None, 
     ds = ctx.dataset
     model = _mlp(s, ds.num_classes)
     train = ds.splits["train"]
-    key = jax.random.PRNGKey(seed)
     if init == "random":
-        params = model.init(jax.random.fold_in(key, _S_INIT), jnp.asarray(train.large["x"][:1]))[
-            "params"
-        ]
+        params = _init(model, [seed, _S_INIT], jnp.asarray(train.large["x"][:1]))
     elif init == "pretrained":
         params = pretrained_params(ds, s)
     elif init == "pretrained_new_head":
         params = dict(pretrained_params(ds, s))
-        fresh = model.init(jax.random.fold_in(key, _S_HEAD), jnp.asarray(train.large["x"][:1]))
-        params["head"] = fresh["params"]["head"]
+        fresh = _init(model, [seed, _S_HEAD], jnp.asarray(train.large["x"][:1]))
+        params["head"] = fresh["head"]
     elif init == "lp":
         params = training.load_params(ctx.deps["lp"])
     else:  # pragma: no cover
@@ -266,8 +306,8 @@ def ft_zeroshot(ctx: RunContext) -> RunOutput:
     scores, best = {}, None
     for a in WISE_ALPHAS:
         p = jax.tree_util.tree_map(lambda z, f: (1 - a) * z + a * f, zero, fine)
-        logits = model.apply({"params": p}, jnp.asarray(val.large["x"]))
-        scores[str(a)] = compute(ds.metric, np.asarray(training.mean_probs(logits)), val.labels)
+        probs = _mlp_probs_and_states(model, p, jnp.asarray(val.large["x"]))[0]
+        scores[str(a)] = compute(ds.metric, np.asarray(probs), val.labels)
         if best is None or scores[str(a)] > scores[str(best)]:  # first best, a ascending
             best = a
     p = jax.tree_util.tree_map(lambda z, f: (1 - best) * z + best * f, zero, fine)
@@ -280,15 +320,10 @@ def ft_zeroshot(ctx: RunContext) -> RunOutput:
 def layer_states(params, dataset: Dataset, s) -> dict[str, tuple[jnp.ndarray, ...]]:
     """role -> the output of each layer of the frozen large net (hidden layers, then logits)."""
     model = _mlp(s, dataset.num_classes)
-    out = {}
-    for role in dataset.splits:
-        if role.startswith("pretrain"):
-            continue
-        _, states = model.apply(
-            {"params": params}, jnp.asarray(dataset.splits[role].large["x"]), return_layers=True
-        )
-        out[role] = tuple(jax.lax.stop_gradient(st) for st in states)
-    return out
+    roles = eval_roles(dataset)
+    x, cuts = _concat_roles(dataset, roles, "large")
+    states = [_split_rows(st, cuts, roles) for st in _mlp_probs_and_states(model, params, x)[1]]
+    return {r: tuple(jnp.asarray(st[r]) for st in states) for r in roles}
 
 
 def _heads_apply(model: LeviHeads):
@@ -330,18 +365,17 @@ def train_heads(
     )
     train = ds.splits["train"]
     x = {r: jnp.asarray(ds.splits[r].small["x"]) for r in roles}
-    key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), _S_INIT)
-    params = model.init(key, x["train"][:1], tuple(st[:1] for st in states["train"]))["params"]
+    params = _init(model, [ctx.seed, _S_INIT], x["train"][:1], tuple(st[:1] for st in states["train"]))
     data = {"x": x["train"], "states": states["train"], "y": jnp.asarray(train.labels)}
     idx = training.batch_indices(len(train), s["batch_size"], s["epochs"], [ctx.seed, _S_ORDER])
     params, losses, bad = training.fit(
         _heads_apply(model), params, data, idx, lr, cache_key=("heads", model)
     )
     training.save_params(ctx.workdir, params, {"method": tag, "lr": lr, "seed": ctx.seed})
-    preds = {
-        r: np.asarray(training.mean_probs(model.apply({"params": params}, x[r], states[r])))
-        for r in roles
-    }
+    x_all, cuts = _concat_roles(ds, roles, "small")
+    n_states = len(states["train"])
+    states_all = tuple(jnp.concatenate([states[r][j] for r in roles]) for j in range(n_states))
+    preds = _split_rows(_heads_probs(model, params, x_all, states_all), cuts, roles)
     extras = _loss_extras(losses, bad)
     extras["heads"] = int(len(states["train"]) or n_heads)
     return RunOutput(predictions=preds, diverged=bad, extras=extras)
