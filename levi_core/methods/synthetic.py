@@ -4,7 +4,10 @@ The "large model" is a 3-layer MLP (``hidden`` = 64-64, then a 2-way head) pre-t
 ``pretrain`` role. Pre-training is a pure function of the dataset and the settings
 (``pretrain_seed``, ``pretrain_epochs``, ``pretrain_lr``, ``hidden``, ``batch_size``): it does not
 depend on the job's seed, just as the paper's real experiments fine-tune one fixed checkpoint,
-so every job recomputes the same network (memoised within a process).
+so every job recomputes the same network (memoised within a process; no disk cache).
+Parameters are initialised with numpy from ``SeedSequence([seed, stream])`` (LeCun-normal
+kernels, zero biases) and minibatch orders likewise, so a job is bit-reproducible in a fresh
+process. Adam throughout; ``lp``'s grid is {1e-3 .. 10} as in the paper.
 
 Methods (all trained with Adam, ``lr`` from the job's hyperparameters):
 
@@ -18,8 +21,9 @@ Methods (all trained with Adam, ``lr`` from the job's hyperparameters):
 * ``lp_ft``: ``ft`` started from the selected ``lp`` run's parameters.
 * ``levi`` (large model = the selected ``ht`` run), ``levi/pretrained``, ``levi/ft``: the large
   model is frozen; its layer states (the output of each of its 3 layers: two hidden layers and
-  its logits) are computed once per split. A small MLP (``small_hidden`` = 32-32) reads the raw
-  features; adapting layer j is an MLP with one hidden layer (``adapter_hidden`` = 32) on
+  its logits) are computed once per split. The raw input is not a state: the small model
+  already reads it, so an adapting layer on it would add no pre-trained view. A small MLP
+  (``small_hidden`` = 32-32) reads the raw features; adapting layer j is an MLP with one hidden layer (``adapter_hidden`` = 32) on
   ``concat(state_j, small vector)``. Loss: mean over heads of the per-head cross-entropy;
   prediction: mean of the heads' probabilities.
 * ``a3`` (adapting layers, no small model), ``a4`` (small model, one head), ``a5`` (small model,
