@@ -8,5 +8,10 @@ from levi_core.methods.registry import (  # noqa: F401
     get_method,
     implements,
     method_names,
+    parametric_method_names,
     register_method,
+    register_parametric,
 )
+from levi_core.methods import catalog  # noqa: E402,F401  (declares every method of DESIGN.md)
+from levi_core.methods import synthetic  # noqa: E402,F401  (implementations for `synthetic`)
+from levi_core.methods import linear  # noqa: E402,F401  (the Appendix B linear example job)

@@ -86,6 +86,28 @@ class RunOutput:
 Impl = Callable[[RunContext], RunOutput]
 _METHODS: dict[str, Method] = {}
 _IMPLS: dict[tuple[str, str], Impl] = {}
+# Parametric methods (``layer/<k>``): prefix -> factory(argument) -> Method. A parametric
+# implementation is registered under ``"<prefix>/<k>"`` and called as ``fn(ctx, arg)``.
+_PARAMETRIC: dict[str, Callable[[str], Method]] = {}
+PARAM_PLACEHOLDER = "<k>"
+
+
+def register_parametric(prefix: str, factory: Callable[[str], Method]) -> None:
+    """Declare a family of methods ``<prefix>/<arg>``, made on demand by ``factory(arg)``."""
+    _PARAMETRIC[prefix] = factory
+
+
+def parametric_method_names() -> list[str]:
+    """The declared parametric families, spelled ``<prefix>/<k>``."""
+    _ensure_loaded()
+    return sorted(f"{p}/{PARAM_PLACEHOLDER}" for p in _PARAMETRIC)
+
+
+def _split_parametric(name: str) -> tuple[str, str] | None:
+    prefix, sep, arg = name.partition("/")
+    if sep and prefix in _PARAMETRIC and arg and arg != PARAM_PLACEHOLDER:
+        return prefix, arg
+    return None
 
 
 def register_method(method: Method) -> Method:
@@ -110,6 +132,9 @@ def method_names() -> list[str]:
 
 def get_method(name: str) -> Method:
     _ensure_loaded()
+    if name not in _METHODS and _split_parametric(name):
+        prefix, arg = _split_parametric(name)  # type: ignore[misc]
+        register_method(_PARAMETRIC[prefix](arg))  # the factory raises ConfigError if bad
     if name not in _METHODS:
         raise ConfigError(f"unknown method {name!r}; known methods: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]
@@ -118,8 +143,15 @@ def get_method(name: str) -> Method:
 def get_impl(method_name: str, family: str) -> Impl:
     _ensure_loaded()
     get_method(method_name)
+    par = _split_parametric(method_name)
+    if (method_name, family) not in _IMPLS and par:
+        generic = (f"{par[0]}/{PARAM_PLACEHOLDER}", family)
+        if generic in _IMPLS:
+            fn, arg = _IMPLS[generic], par[1]
+            return lambda ctx: fn(ctx, arg)  # type: ignore[call-arg]
     if (method_name, family) not in _IMPLS:
-        have = sorted(f for m, f in _IMPLS if m == method_name)
+        generic_name = f"{par[0]}/{PARAM_PLACEHOLDER}" if par else method_name
+        have = sorted(f for m, f in _IMPLS if m in (method_name, generic_name))
         raise ConfigError(
             f"method {method_name!r} has no implementation for dataset family {family!r} "
             f"(it has: {', '.join(have) or 'none yet'})"

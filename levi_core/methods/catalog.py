@@ -1,0 +1,84 @@
+"""Every method of DESIGN.md's methods table: name, grid, dependencies, composite or not.
+
+These declarations say *what* a method is and are shared by all dataset families;
+implementations (``@implements(name, family)``) live with each family (``synthetic.py``, ...).
+
+Grids follow the paper's D.3: learning rates {1e-4, 1e-3, 1e-2, 1e-1} for every trained method,
+{1e-3, 1e-2, 1e-1, 1, 10} for linear probing. Composite methods (ensembles, interpolations)
+train nothing and have no grid:
+
+* ``ft_zeroshot`` (WiSE-FT): the mixing weight ``a`` in {0, 0.1, ..., 1} is *not* a grid axis. The
+  job evaluates all eleven interpolations and keeps the one with the best ``id_val`` metric
+  (recorded in its extras). It is the same selection rule as the harness's (ID validation only,
+  as in D.3), it costs eleven forward passes instead of eleven jobs, and it keeps the harness's
+  contract that a dependency has one selected run per (method, dataset, seed).
+* ``ft_robust``: the temperature of each member is fitted on ``id_val`` inside the job.
+
+``layer/<k>`` is parametric: ``layer_method(k)`` (or ``get_method("layer/3")``) makes it on demand.
+"""
+
+from __future__ import annotations
+
+from levi_core.errors import ConfigError
+from levi_core.methods.registry import Method, register_method, register_parametric
+
+LR_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+LP_LR_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+WISE_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
+
+_LR = {"lr": LR_GRID}
+
+METHODS = (
+    Method("ft", "fine-tune the large model + head, all parameters", _LR),
+    Method("ht", "half-tune: last half of the large model's blocks + final norm + head", _LR),
+    Method("lp", "linear probe: a head on the frozen pre-trained model", {"lr": LP_LR_GRID}),
+    Method("fs", "the large architecture trained from scratch (random init)", _LR),
+    Method("lp_ft", "fine-tune all parameters, starting from the selected lp head", _LR, ("lp",)),
+    Method(
+        "ft_robust",
+        "calibrated ensemble of the selected ft and lp (temperature-scaled on id_val)",
+        {},
+        ("ft", "lp"),
+        composite=True,
+    ),
+    Method(
+        "ft_zeroshot",
+        "WiSE-FT: (1-a) * pre-trained (lp head) + a * fine-tuned weights, a chosen on id_val",
+        {},
+        ("ft", "lp"),
+        composite=True,
+    ),
+    Method("ft_fs", "average of the selected ft and fs predictions", {}, ("ft", "fs"), composite=True),
+    Method("lora", "LoRA adapters (query, value) + head", _LR),
+    Method(
+        "levi",
+        "LEVI on the selected ht model (the paper's main setting): small model + adapting layers",
+        _LR,
+        ("ht",),
+    ),
+    Method("levi/pretrained", "LEVI on the frozen pre-trained large model", _LR),
+    Method("levi/ft", "LEVI on the selected ft model", _LR, ("ft",)),
+    Method("levi/lora", "LEVI on the selected lora model", _LR, ("lora",)),
+    Method("a1", "ablation A1: average of two ft runs with different seeds", {}, ("ft",)),
+    Method("a2", "ablation A2: average of ft and the small model (a4)", {}, ("ft", "a4"), composite=True),
+    Method("a3", "ablation A3: adapting layers on the large model's layers, no small model", _LR),
+    Method("a4", "ablation A4: the small task model alone, one head", _LR),
+    Method("a5", "ablation A5: small model, shared bottom, several heads averaged", _LR),
+)
+
+for _m in METHODS:
+    register_method(_m)
+
+
+def layer_method(k: int | str) -> Method:
+    """``layer/<k>``: one MLP head on layer k of the frozen pre-trained large model (Fig. 4)."""
+    try:
+        k_int = int(k)
+    except (TypeError, ValueError):
+        raise ConfigError(f"layer/<k>: k={k!r} must be a layer number, e.g. layer/3") from None
+    if k_int < 0 or str(k_int) != str(k).strip():
+        raise ConfigError(f"layer/<k>: k={k!r} must be a non-negative integer, e.g. layer/3")
+    return Method(f"layer/{k_int}", f"an MLP head on layer {k_int} of the frozen large model", _LR)
+
+
+register_parametric("layer", layer_method)
