@@ -61,13 +61,17 @@ def c16(result: TableResult) -> Verdict:
     if rec is None:
         return Verdict("C16", statement, UNDECIDED, "missing: run `bench run synthetic`")
     ex = rec.get("extras") or {}
-    errors = ex.get("mean_squared_error") or {}
-    holds = ex.get("c16_holds")
-    if holds is None or not errors:
+    models = ex.get("models") or {}
+    holds = ex.get("c16_finetune_worse_than_both")
+    if holds is None or not models:
         return Verdict("C16", statement, UNDECIDED, "the linear example's record has no verdict")
-    nums = ", ".join(f"{k} {v}" for k, v in errors.items())
+    nums = ", ".join(f"{LINEAR_NAMES.get(k, k)} {m['mse']}" for k, m in models.items())
     return Verdict("C16", statement, SUPPORTED if holds else CONTRADICTED,
                    f"exact mean squared test errors: {nums}")
+
+
+LINEAR_NAMES = {"pretrain": "pre-trained", "scratch": "from-scratch", "finetune": "fine-tuned",
+                "true": "true"}
 
 
 CHECKERS: dict[str, Callable[[TableResult], Verdict]] = {"C15": c15, "C16": c16}

@@ -26,6 +26,46 @@ LATEX_DISPLAY = {"lp_ft": r"LP$\to$FT"}
 DECIMALS = {"accuracy": 1, "rmse": 4}
 
 
+def linear_example_table(extras: dict) -> dict | None:
+    """Table 6 of the paper from the linear example's exact record (fractions as strings)."""
+    models = extras.get("models")
+    points = extras.get("test_points")
+    if not models or not points:
+        return None
+    from bench.claims import LINEAR_NAMES
+
+    order = [m for m in ("pretrain", "scratch", "finetune", "true") if m in models]
+    header = ["x", "y"] + [f"ŷ {LINEAR_NAMES[m]} (sq. err.)" for m in order]
+    rows = []
+    for i, p in enumerate(points):
+        rows.append(["[" + ", ".join(p["x"]) + "]", p["y"]]
+                    + [f"{models[m]['predictions'][i]} ({models[m]['sq_errors'][i]})" for m in order])
+    rows.append(["mean squared error", ""] + [models[m]["mse"] for m in order])
+    weights = "; ".join(f"{LINEAR_NAMES[m]} w = [{', '.join(models[m]['w'])}]" for m in order)
+    return {
+        "title": "Linear example of Appendix B (Table 6), exact",
+        "caption": (f"{weights}. The fine-tuned and from-scratch weights are computed as the "
+                    "minimum-norm fits of the three fine-tuning points from the pre-trained and "
+                    "zero weights. Test points: " + extras.get("test_points_source", "") + "; on them "
+                    "y has zero sample correlation with x1 and x5."),
+        "header": header,
+        "rows": rows,
+    }
+
+
+EXTRA_TABLES = {"linear_example": linear_example_table}
+
+
+def extra_tables(result: TableResult) -> list[dict]:
+    out = []
+    for (_, method), rec in result.extras.items():
+        fn = EXTRA_TABLES.get(method)
+        table = fn(rec.get("extras") or {}) if fn else None
+        if table:
+            out.append(table)
+    return out
+
+
 def display(method: str) -> str:
     if method.startswith("layer/"):
         return f"Layer {method.split('/', 1)[1]}"
@@ -111,8 +151,7 @@ def markdown(result: TableResult) -> str:
                 vals.append(mean + (f" ± {std}" if std else ""))
             w(f"| {display(m)} | " + " | ".join(vals) + " |\n")
         w(f"\nx: {sweep.x_label}. y: {sweep.role} {sweep.metric} of the run selected on id_val.\n")
-    for rec in result.extras.values():
-        table = (rec.get("extras") or {}).get("table")
+    for table in extra_tables(result):
         if table:
             w(f"\n## {table['title']}\n\n{table['caption']}\n\n")
             w("| " + " | ".join(table["header"]) + " |\n")
@@ -172,7 +211,7 @@ def _claims_markdown(vs: list[Verdict]) -> str:
 def latex_escape(text: str) -> str:
     repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-            "±": r"$\pm$", "→": r"$\to$", "−": "-", "–": "--"}
+            "±": r"$\pm$", "→": r"$\to$", "−": "-", "–": "--", "ŷ": r"$\hat{y}$"}
     return "".join(repl.get(ch, ch) for ch in text)
 
 
@@ -214,8 +253,7 @@ def latex(result: TableResult) -> str:
                 row.append("" if paper is None else fmt(paper, col.metric))
         lines.append(" & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    for rec in result.extras.values():
-        table = (rec.get("extras") or {}).get("table")
+    for table in extra_tables(result):
         if table:
             lines += ["", r"\begin{table}[t]", r"\centering",
                       r"\caption{" + latex_escape(table["title"] + ". " + table["caption"]) + "}",
