@@ -100,8 +100,15 @@ def _package_dir(package: tuple[str, str] | None) -> Path | None:
 def _hub_reachable() -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
+    host, port = HUB_HOST, 443
+    endpoint = os.environ.get("HF_ENDPOINT")
+    if endpoint:  # a mirror
+        from urllib.parse import urlparse
+
+        u = urlparse(endpoint)
+        host, port = u.hostname or host, u.port or (80 if u.scheme == "http" else 443)
     try:
-        with socket.create_connection((HUB_HOST, 443), timeout=HUB_PROBE_TIMEOUT_S):
+        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S):
             return True
     except OSError:
         return False
