@@ -62,6 +62,11 @@ def test_t5_encoder_parity(tmp_path, preset, ff):
     enc_params = sum(p.numel() for n, p in hf.named_parameters()
                      if n.startswith("encoder.") or n == "shared.weight")
     assert count_params(params) == enc_params
+    # The cost tables' analytic decoder (+ untied LM head) completes the seq2seq model exactly.
+    from levi_core.costs import t5_decoder_cost
+
+    total = sum(p.numel() for p in hf.parameters())  # tied weights counted once
+    assert enc_params + t5_decoder_cost(cfg, enc_len=8).params == total
 
     ids, mask = _ids_mask(np.random.default_rng(0), cfg.vocab_size, t=40)  # > max_distance/2
     captured = {}
