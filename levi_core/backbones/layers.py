@@ -1,0 +1,95 @@
+"""Building blocks shared by the T5, ViT and BERT modules: attention (with LoRA), norms.
+
+Self-attention keeps query, key and value in one fused kernel ``qkv`` of shape
+[D, 3 * H * d_head] (columns: all of q, then k, then v). One matmul instead of three is faster on
+XLA:CPU, and the converter builds the fused kernel from the checkpoint's three tensors.
+
+LoRA (Hu et al. 2021) adds ``(x @ A) @ B * alpha / r`` to the query and value projections:
+parameters ``lora_q_a`` [D, r], ``lora_q_b`` [r, H * d_head] and the same for ``v``. B starts at
+zero, so a freshly added adapter leaves the model unchanged. ``tuning.merge_lora`` folds the
+adapters into ``qkv`` for inference at no extra cost.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+NEG_INF = float(jnp.finfo(jnp.float32).min)
+
+
+def dense_init(std: float = 0.02):
+    return nn.initializers.normal(stddev=std)
+
+
+def mask_bias(mask: jnp.ndarray, dtype=jnp.float32) -> jnp.ndarray:
+    """[B, T] 1/0 mask -> [B, 1, 1, T] additive bias (0 for real keys, float32 min for padding)."""
+    return ((1.0 - mask.astype(dtype)) * NEG_INF)[:, None, None, :]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused qkv kernel and optional LoRA on q and v.
+
+    Attributes:
+      num_heads, head_dim: H and d_head; the inner width is H * d_head (T5 v1.1 has
+        inner width != model width).
+      use_bias: BERT and ViT have biases, T5 has none.
+      scale_scores: divide scores by sqrt(d_head) (BERT, ViT); T5 folds the scale into its init.
+      lora_rank, lora_alpha: LoRA on q and v when rank > 0.
+    """
+
+    num_heads: int
+    head_dim: int
+    use_bias: bool = True
+    scale_scores: bool = True
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    init_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, bias: jnp.ndarray | None) -> jnp.ndarray:
+        b, t, d = x.shape
+        h, hd = self.num_heads, self.head_dim
+        inner = h * hd
+        qkv = nn.Dense(3 * inner, use_bias=self.use_bias, kernel_init=dense_init(self.init_std),
+                       name="qkv")(x)
+        qkv = qkv.reshape(b, t, 3, h, hd)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if self.lora_rank > 0:
+            q = q + self._lora("q", x, inner).reshape(b, t, h, hd)
+            v = v + self._lora("v", x, inner).reshape(b, t, h, hd)
+        if self.scale_scores:
+            q = q * (1.0 / jnp.sqrt(jnp.float32(hd))).astype(q.dtype)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+        if bias is not None:
+            scores = scores + bias
+        probs = jax.nn.softmax(scores, axis=-1)
+        ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, t, inner)
+        return nn.Dense(d, use_bias=self.use_bias, kernel_init=dense_init(self.init_std),
+                        name="out")(ctx)
+
+    def _lora(self, which: str, x: jnp.ndarray, inner: int) -> jnp.ndarray:
+        d = x.shape[-1]
+        a = self.param(f"lora_{which}_a", nn.initializers.normal(stddev=1.0 / self.lora_rank),
+                       (d, self.lora_rank))
+        bm = self.param(f"lora_{which}_b", nn.initializers.zeros, (self.lora_rank, inner))
+        return (x @ a) @ bm * (self.lora_alpha / self.lora_rank)
+
+
+class RMSNorm(nn.Module):
+    """T5's layer norm: scale only, no mean subtraction, no bias."""
+
+    eps: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+        var = jnp.mean(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True)
+        return (x * jax.lax.rsqrt(var + self.eps)).astype(x.dtype) * scale
+
+
+def layer_norm(eps: float, name: str) -> nn.LayerNorm:
+    """LayerNorm with the two-pass variance (E[(x - mean)^2]) that PyTorch uses: flax's default
+    fast variance (E[x^2] - mean^2) drifts from the reference on large activations."""
+    return nn.LayerNorm(epsilon=eps, use_fast_variance=False, name=name)

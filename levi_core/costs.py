@@ -1,0 +1,471 @@
+"""Parameters and inference FLOPs of every method row (the paper's Tables 3, 15 and 16), offline.
+
+Everything is computed from configs alone: parameter counts from ``jax.eval_shape`` of the
+modules, FLOPs from XLA's cost analysis of the compiled forward pass (lowered on
+``ShapeDtypeStruct`` parameters, so no weights and no random init are needed), and, beside
+them, an analytic count of matmul / convolution multiply-adds.
+
+Convention (printed with every table, see ``CONVENTION``):
+  * ``macs_analytic``: multiply-adds of the matrix products and convolutions only (attention
+    scores and attention-weighted sums included; norms, activations, softmax, embedding
+    look-ups, pooling and additions excluded). This is the convention of Rao et al. (2021),
+    whose "17.5 GFLOPs" for ViT-B/16 at 224 are multiply-adds.
+  * ``flops_analytic`` = 2 x ``macs_analytic``.
+  * ``flops_xla``: XLA's ``cost_analysis()['flops']`` of the compiled forward pass at batch 1.
+    XLA counts a dot or convolution as 2 x multiply-adds (checked in the tests) and also counts
+    elementwise work (softmax, GELU, norms), so ``flops_xla`` is slightly above
+    ``flops_analytic`` (about 1.6% for ViT-B/16). Layers are unrolled (no ``scan``), because XLA
+    counts a loop body once.
+
+Per example, at the stated input size: T5 and BERT at ``seq_len`` tokens (default 64, about a
+tokenized MovieLens sentence of the paper's D.1), ViT at its image size (224 x 224).
+
+T5 is reported two ways: ``encoder`` (what every method here runs: the encoder and its pooled
+states) and ``encoder+decoder`` (the published seq2seq model, as the paper's "60M parameters"
+counts it: encoder, decoder of ``decoder_len`` target tokens (default 1: the label token), and the
+LM head, which v1.0 ties to the shared embedding and v1.1 does not). The decoder is never built
+here; its parameters and multiply-adds are analytic, and ``flops_xla`` of ``encoder+decoder``
+is XLA's encoder count plus 2 x the decoder's analytic multiply-adds (marked in ``notes``).
+
+Method rows follow DESIGN.md's methods table. A composite (ensemble) costs the sum of its
+members in training parameters, inference parameters and FLOPs; WiSE-FT (``ft_zeroshot``)
+trains its members but infers with one interpolated model. LEVI's parts follow the paper's D.2:
+the small model (recommendation: embeddings of the categorical features + MLP 512-256;
+vision: four 3x3 convolutions 32-64-64-64 each with batch norm, ReLU and 2x2 max pooling,
+flattened) and one adapting layer per large-model layer used (an MLP with one hidden layer of
+256 (rec) or 1024 (vision) units on [pooled layer state ; small-model vector]). Batch-norm
+running statistics are state, not parameters, and are not counted.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import flax.linen as nn
+
+from levi_core.backbones.config import BackboneConfig, BertConfig, T5Config, ViTConfig, get_config
+from levi_core.backbones.weights import build_module, count_params, dummy_inputs, param_shapes
+from levi_core.errors import ConfigError
+
+CONVENTION = (
+    "macs_analytic = multiply-adds of matmuls and convolutions (attention included; norms, "
+    "activations, softmax, lookups excluded); flops_analytic = 2 x macs_analytic; flops_xla = "
+    "XLA cost_analysis()['flops'] of the compiled forward at batch 1, which counts a dot as "
+    "2 x multiply-adds and also counts elementwise work. All per example."
+)
+
+# Figures quoted by the paper, printed beside ours.
+REFERENCES = {
+    "t5-small": {"params": 60e6, "source": "paper D.2: T5x-small has 60M parameters"},
+    "vit-b16-224-in21k": {
+        "params": 86e6,
+        "macs": 17.5e9,
+        "source": "paper D.2: ViT-base 86M parameters; Rao et al. 2021 (DynamicViT): 17.5 G "
+                  "multiply-adds ('GFLOPs') for ViT-B/16 at 224 x 224",
+    },
+}
+
+# Vocabulary sizes of the small model's embedding tables for MovieLens 100K (the paper's D.1
+# features: user id, user age, user occupation, user zipcode, movie title, movie id), counted in
+# the ml-100k files: 943 users, 61 distinct ages, 21 occupations, 795 zip codes, 1,664 distinct
+# titles, 1,682 movies.
+MOVIELENS_100K_VOCAB = {
+    "user_id": 943, "user_age": 61, "occupation": 21, "zipcode": 795,
+    "movie_title": 1664, "movie_id": 1682,
+}
+
+METHODS = (
+    "ft", "ht", "lp", "fs", "lp_ft", "ft_robust", "ft_zeroshot", "ft_fs", "lora",
+    "levi", "levi/pretrained", "levi/ft", "levi/lora", "a1", "a2", "a3", "a4", "a5",
+)
+
+
+@dataclass
+class Cost:
+    """Costs of one part or one method row. FLOPs and MACs per example."""
+
+    trainable_params: int = 0
+    inference_params: int = 0
+    flops_xla: float = 0.0
+    macs_analytic: float = 0.0
+    members: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flops_analytic(self) -> float:
+        return 2.0 * self.macs_analytic
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(
+            self.trainable_params + other.trainable_params,
+            self.inference_params + other.inference_params,
+            self.flops_xla + other.flops_xla,
+            self.macs_analytic + other.macs_analytic,
+            self.members + other.members,
+            self.notes + [n for n in other.notes if n not in self.notes],
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "trainable_params": int(self.trainable_params),
+            "inference_params": int(self.inference_params),
+            "flops_xla": float(self.flops_xla),
+            "flops_analytic": float(self.flops_analytic),
+            "macs_analytic": float(self.macs_analytic),
+            "members": list(self.members),
+            "notes": list(self.notes),
+        }
+
+
+# ------------------------------------------------------------------------------ XLA helpers
+def xla_flops(fn, *args) -> float:
+    """XLA's flop count of ``fn`` compiled on ``args`` (arrays or ShapeDtypeStructs)."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older jax returned one dict per device
+        cost = cost[0]
+    if not cost or "flops" not in cost:
+        raise RuntimeError("this jax backend gives no 'flops' in cost_analysis()")
+    return float(cost["flops"])
+
+
+def _sds(tree):
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+# ---------------------------------------------------------------------------- large models
+def backbone_macs(config: BackboneConfig, seq_len: int = 64) -> float:
+    """Analytic multiply-adds of one forward pass of the backbone, per example."""
+    if isinstance(config, ViTConfig):
+        t, d = config.seq_len, config.hidden
+        patch = config.num_patches * config.patch_size ** 2 * config.channels * d
+        per_block = t * d * 3 * d + 2 * t * t * d + t * d * d + 2 * t * d * config.mlp_dim
+        return float(patch + config.num_layers * per_block)
+    t = seq_len
+    if isinstance(config, T5Config):
+        d, inner = config.d_model, config.inner_dim
+        ff = (2 if config.ff == "relu" else 3) * t * d * config.d_ff
+    else:
+        d = inner = config.hidden
+        ff = 2 * t * d * config.intermediate
+    per_block = t * d * 3 * inner + 2 * t * t * inner + t * inner * d + ff
+    return float(config.num_layers * per_block)
+
+
+@functools.lru_cache(maxsize=32)
+def backbone_xla_flops(config: BackboneConfig, seq_len: int = 64) -> float:
+    """XLA's flops of the backbone forward (every hidden state returned), per example."""
+    module = build_module(config)
+    x = dummy_inputs(config, 1, seq_len)
+    return xla_flops(lambda p, *x: module.apply({"params": p}, *x).hidden_states,
+                     _sds(param_shapes(config)), *x)
+
+
+def lora_params(config: BackboneConfig, rank: int) -> int:
+    """LoRA adapter parameters on q and v of every encoder self-attention."""
+    d = config.hidden_size
+    inner = config.inner_dim if isinstance(config, T5Config) else d
+    return config.num_layers * 2 * (d * rank + rank * inner)
+
+
+def half_params(config: BackboneConfig) -> int:
+    """Parameters of the last half of the blocks + the final norm (``ht``'s backbone part)."""
+    from levi_core.backbones.tuning import count_trainable
+
+    return count_trainable(param_shapes(config), "half", config.num_layers, backbone_key=None)
+
+
+@dataclass(frozen=True)
+class T5DecoderCost:
+    params: int
+    half_params: int
+    lora_params: int
+    macs: float
+
+
+def t5_decoder_cost(config: T5Config, enc_len: int, dec_len: int = 1, lora_rank: int = 8) -> T5DecoderCost:
+    """Analytic parameters and multiply-adds of T5's decoder stack and LM head.
+
+    Per block: self-attention (q, k, v, o), cross-attention (q, o on the decoder tokens; k, v on
+    the ``enc_len`` encoder states), the feed-forward, three RMS norms; block 0 holds the
+    decoder's relative position bias; then a final norm and the LM head (tied to the shared
+    embedding in v1.0: no extra parameters, but its multiply-adds count).
+    """
+    d, inner, f = config.d_model, config.inner_dim, config.d_ff
+    n_ff = 2 if config.ff == "relu" else 3
+    block = 8 * d * inner + n_ff * d * f + 3 * d
+    n = config.num_decoder_layers
+    lm_head = 0 if config.tied_lm_head else config.vocab_size * d
+    params = n * block + config.rel_buckets * config.num_heads + d + lm_head
+    half = (n - n // 2) * block + d
+    lora = n * 4 * (d * lora_rank + lora_rank * inner)
+    t, s = dec_len, enc_len
+    per_block = (
+        t * d * 3 * inner + 2 * t * t * inner + t * inner * d  # self-attention
+        + t * d * inner + s * d * 2 * inner + 2 * t * s * inner + t * inner * d  # cross-attention
+        + n_ff * t * d * f
+    )
+    macs = n * per_block + t * d * config.vocab_size
+    return T5DecoderCost(params, half, lora, float(macs))
+
+
+@dataclass(frozen=True)
+class LargeModel:
+    """The large model's numbers that method rows combine."""
+
+    name: str
+    scope: str  # "encoder" (what methods run) or "encoder+decoder" (T5's published model)
+    params: int
+    half_params: int
+    lora_params: int
+    flops_xla: float
+    macs: float
+    hidden: int
+    num_layers: int
+    notes: tuple[str, ...] = ()
+
+
+def large_model(config: BackboneConfig, name: str, seq_len: int = 64, lora_rank: int = 8,
+                scope: str = "encoder", decoder_len: int = 1) -> LargeModel:
+    params = count_params(param_shapes(config))
+    macs = backbone_macs(config, seq_len)
+    lm = LargeModel(name, "encoder", params, half_params(config), lora_params(config, lora_rank),
+                    backbone_xla_flops(config, seq_len), macs, config.hidden_size, config.num_layers)
+    if scope == "encoder":
+        return lm
+    if scope != "encoder+decoder" or not isinstance(config, T5Config):
+        raise ConfigError(f"scope {scope!r} is not available for {name}")
+    dec = t5_decoder_cost(config, seq_len, decoder_len, lora_rank)
+    return LargeModel(
+        name, scope, lm.params + dec.params, lm.half_params + dec.half_params,
+        lm.lora_params + dec.lora_params, lm.flops_xla + 2 * dec.macs, lm.macs + dec.macs,
+        lm.hidden, lm.num_layers,
+        notes=(f"decoder ({decoder_len} target token(s), LM head included) counted analytically; "
+               "flops_xla = XLA encoder + 2 x analytic decoder multiply-adds",),
+    )
+
+
+# ---------------------------------------------------------------------- LEVI's small parts
+class _RecSmall(nn.Module):
+    """Embeddings of the categorical features, concatenated, then MLP 512-256 (ReLU)."""
+
+    vocab: tuple[int, ...]
+    embed_dim: int
+
+    @nn.compact
+    def __call__(self, ids):  # ids [B, F]
+        e = [nn.Embed(v, self.embed_dim)(ids[:, i]) for i, v in enumerate(self.vocab)]
+        h = jnp.concatenate(e, axis=-1)
+        h = nn.relu(nn.Dense(512)(h))
+        return nn.relu(nn.Dense(256)(h))
+
+
+class _VisionSmall(nn.Module):
+    """Four 3x3 convolutions 32-64-64-64, each + batch norm + ReLU + 2x2 max pool; flattened."""
+
+    @nn.compact
+    def __call__(self, x):  # [B, H, W, C]
+        for f in (32, 64, 64, 64):
+            x = nn.Conv(f, (3, 3), padding="SAME")(x)
+            x = nn.BatchNorm(use_running_average=True)(x)
+            x = nn.max_pool(nn.relu(x), (2, 2), (2, 2))
+        return x.reshape(x.shape[0], -1)
+
+
+class _MLPHead(nn.Module):
+    """One hidden layer (ReLU) then the outputs: LEVI's adapting layer, and the small-model
+    heads of the ablations."""
+
+    hidden: int
+    outputs: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.outputs)(nn.relu(nn.Dense(self.hidden)(x)))
+
+
+def _module_cost(module: nn.Module, x: jax.ShapeDtypeStruct, macs: float) -> tuple[Cost, Any]:
+    variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))
+    params = variables["params"]
+    flops = xla_flops(lambda v, x: module.apply(v, x), _sds(variables), x)
+    out = jax.eval_shape(lambda v, x: module.apply(v, x), variables, x)
+    n = count_params(params)
+    return Cost(n, n, flops, macs), out
+
+
+def small_model_cost(task: str, *, rec_vocab: Mapping[str, int] | None = None, embed_dim: int = 32,
+                     image_size: int = 224, channels: int = 3) -> tuple[Cost, int]:
+    """The small model's cost and the width of the vector it gives the adapting layers."""
+    if task == "rec":
+        vocab = tuple((rec_vocab or MOVIELENS_100K_VOCAB).values())
+        f = len(vocab) * embed_dim
+        macs = f * 512 + 512 * 256
+        cost, out = _module_cost(_RecSmall(vocab, embed_dim),
+                                 jax.ShapeDtypeStruct((1, len(vocab)), jnp.int32), macs)
+        return cost, int(out.shape[-1])
+    if task == "vision":
+        macs, h, cin = 0, image_size, channels
+        for f in (32, 64, 64, 64):
+            macs += h * h * 9 * cin * f
+            h, cin = h // 2, f
+        cost, out = _module_cost(_VisionSmall(),
+                                 jax.ShapeDtypeStruct((1, image_size, image_size, channels), jnp.float32),
+                                 macs)
+        return cost, int(out.shape[-1])
+    raise ConfigError(f"unknown task {task!r}; expected 'rec' or 'vision'")
+
+
+def mlp_head_cost(d_in: int, hidden: int, outputs: int) -> Cost:
+    cost, _ = _module_cost(_MLPHead(hidden, outputs), jax.ShapeDtypeStruct((1, d_in), jnp.float32),
+                           d_in * hidden + hidden * outputs)
+    return cost
+
+
+def linear_head_cost(d_in: int, outputs: int) -> Cost:
+    module = nn.Dense(outputs)
+    cost, _ = _module_cost(module, jax.ShapeDtypeStruct((1, d_in), jnp.float32), d_in * outputs)
+    return cost
+
+
+# ------------------------------------------------------------------------------ method rows
+def method_costs(
+    backbone: str,
+    *,
+    task: str | None = None,
+    seq_len: int = 64,
+    scope: str = "encoder",
+    decoder_len: int = 1,
+    num_outputs: int | None = None,
+    rec_vocab: Mapping[str, int] | None = None,
+    embed_dim: int = 32,
+    levi_layers: int | None = None,
+    lora_rank: int = 8,
+    methods: Sequence[str] = METHODS,
+) -> dict[str, Cost]:
+    """Costs of each method row for one backbone preset.
+
+    Args:
+      backbone: preset name (``t5-small``, ``vit-b16-224-in21k``, ``minilm-l6``, tiny ones).
+      task: ``rec`` (text backbones; default) or ``vision`` (ViT; default).
+      seq_len: tokens per example for text backbones.
+      scope: ``encoder`` or (T5 only) ``encoder+decoder``.
+      num_outputs: head outputs; default 1 for rec (rating regression), 1000 for vision
+        (ImageNet classes).
+      rec_vocab: embedding table sizes of the rec small model (default MovieLens 100K).
+      embed_dim: width of each rec embedding (the paper does not state it; default 32).
+      levi_layers: large-model layers with an adapting layer; default: every block.
+      lora_rank: rank of LoRA on q and v.
+    """
+    config = get_config(backbone)
+    task = task or ("vision" if isinstance(config, ViTConfig) else "rec")
+    k = num_outputs or (1000 if task == "vision" else 1)
+    lm = large_model(config, backbone, seq_len, lora_rank, scope, decoder_len)
+    n_adapt = levi_layers if levi_layers is not None else lm.num_layers
+    adapt_hidden = 1024 if task == "vision" else 256
+
+    head = linear_head_cost(lm.hidden, k)
+    small, small_dim = small_model_cost(
+        task, rec_vocab=rec_vocab, embed_dim=embed_dim,
+        image_size=getattr(config, "image_size", 224), channels=getattr(config, "channels", 3))
+    adapt_one = mlp_head_cost(lm.hidden + small_dim, adapt_hidden, k)
+    adapters = _times(adapt_one, n_adapt)
+    adapters_large_only = _times(mlp_head_cost(lm.hidden, adapt_hidden, k), n_adapt)
+    small_head = mlp_head_cost(small_dim, adapt_hidden, k)
+    notes = list(lm.notes)
+
+    big = Cost(0, lm.params, lm.flops_xla, lm.macs, notes=notes)
+
+    def model(trainable: int, name: str) -> Cost:  # one large model with a linear head
+        c = big + head
+        c.trainable_params = trainable
+        c.members = (name,)
+        return c
+
+    rows: dict[str, Cost] = {}
+    rows["ft"] = model(lm.params + head.trainable_params, "ft")
+    rows["ht"] = model(lm.half_params + head.trainable_params, "ht")
+    rows["lp"] = model(head.trainable_params, "lp")
+    rows["fs"] = model(lm.params + head.trainable_params, "fs")
+    rows["lp_ft"] = model(lm.params + head.trainable_params, "lp_ft")
+    rows["lp_ft"].notes = notes + ["lp_ft: the lp stage trains a subset (the head) of the ft stage's parameters"]
+    rows["ft_robust"] = rows["ft"] + rows["lp"]
+    rows["ft_fs"] = rows["ft"] + rows["fs"]
+    zs = rows["ft"] + rows["lp"]
+    rows["ft_zeroshot"] = Cost(zs.trainable_params, rows["ft"].inference_params, rows["ft"].flops_xla,
+                               rows["ft"].macs_analytic, ("ft", "lp"),
+                               notes + ["ft_zeroshot: trains ft and lp, infers with one interpolated model"])
+    rows["lora"] = model(lm.lora_params + head.trainable_params, "lora")
+    rows["lora"].notes = notes + [f"lora: rank {lora_rank} on q and v; merged for inference"]
+
+    levi_parts = small + adapters
+    levi_parts.members = ()
+
+    def levi(stage: Cost | None, name: str) -> Cost:
+        c = Cost(levi_parts.trainable_params + (stage.trainable_params if stage else 0),
+                 lm.params + levi_parts.inference_params,
+                 lm.flops_xla + levi_parts.flops_xla, lm.macs + levi_parts.macs_analytic,
+                 (name,), notes + [f"levi: small model + {n_adapt} adapting layers "
+                                   f"({adapt_hidden} hidden) on a large model; its training "
+                                   "counts the large model's own tuning stage (with that stage's head)"])
+        return c
+
+    rows["levi"] = levi(rows["ht"], "levi")
+    rows["levi/pretrained"] = levi(None, "levi/pretrained")
+    rows["levi/ft"] = levi(rows["ft"], "levi/ft")
+    rows["levi/lora"] = levi(rows["lora"], "levi/lora")
+
+    rows["a1"] = rows["ft"] + rows["ft"]
+    rows["a1"].members = ("ft(seed a)", "ft(seed b)")
+    a4 = small + small_head
+    a4.members = ("a4",)
+    rows["a4"] = a4
+    rows["a2"] = rows["ft"] + a4
+    rows["a3"] = Cost(rows["ht"].trainable_params + adapters_large_only.trainable_params,
+                      lm.params + adapters_large_only.inference_params,
+                      lm.flops_xla + adapters_large_only.flops_xla,
+                      lm.macs + adapters_large_only.macs_analytic, ("a3",),
+                      notes + ["a3: adapting layers on the ht large model's layers, no small model"])
+    a5_heads = _times(small_head, n_adapt)
+    rows["a5"] = small + a5_heads
+    rows["a5"].members = ("a5",)
+    rows["a5"].notes = [f"a5: small model, shared bottom, {n_adapt} heads averaged"]
+
+    unknown = [m for m in methods if m not in rows]
+    if unknown:
+        raise ConfigError(f"no cost rule for method(s) {unknown}; known: {', '.join(METHODS)}")
+    return {m: rows[m] for m in methods}
+
+
+def _times(c: Cost, n: int) -> Cost:
+    return Cost(c.trainable_params * n, c.inference_params * n, c.flops_xla * n, c.macs_analytic * n)
+
+
+def cost_table(backbone: str, **kwargs) -> dict:
+    """Everything a table needs for one backbone, JSON-able: the rows of each scope (T5: encoder
+    and encoder+decoder), the large model alone, the settings, the convention and references."""
+    config = get_config(backbone)
+    scopes = ["encoder", "encoder+decoder"] if isinstance(config, T5Config) else ["encoder"]
+    seq_len = kwargs.get("seq_len", 64)
+    out: dict[str, Any] = {
+        "backbone": backbone,
+        "convention": CONVENTION,
+        "input": (f"{config.image_size}x{config.image_size} image" if isinstance(config, ViTConfig)
+                  else f"{seq_len} tokens"),
+        "settings": {k: v for k, v in kwargs.items() if k != "methods"},
+        "references": REFERENCES.get(backbone, {}),
+        "scopes": {},
+    }
+    for scope in scopes:
+        lm = large_model(config, backbone, seq_len, kwargs.get("lora_rank", 8), scope,
+                         kwargs.get("decoder_len", 1))
+        rows = method_costs(backbone, scope=scope, **kwargs)
+        out["scopes"][scope] = {
+            "large_model": {"params": lm.params, "flops_xla": lm.flops_xla, "macs_analytic": lm.macs,
+                            "flops_analytic": 2 * lm.macs, "notes": list(lm.notes)},
+            "rows": {m: c.as_dict() for m, c in rows.items()},
+        }
+    return out
