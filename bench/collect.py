@@ -18,6 +18,7 @@ from levi_core.metrics import LOWER_IS_BETTER
 
 from bench.jobs import Job, plan
 from bench.ledger import DIVERGED, Ledger
+from bench.presets import get_preset
 from bench.selection import select_record
 from bench.specs import Column, TableSpec
 
@@ -94,19 +95,22 @@ def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
         elif len(recs) == len(members) and all(r["state"] == DIVERGED for r in recs):
             all_diverged.add(key)
 
+    resolve = get_preset(preset).dataset_id
     cells: dict[tuple[str, str], Cell] = {}
     for col in spec.columns:
         for method in spec.rows:
-            cells[(method, col.key)] = _cell(col.dataset, method, col, spec.seeds, selected, all_diverged)
+            cells[(method, col.key)] = _cell(resolve(col.dataset), method, col, spec.seeds, selected,
+                                             all_diverged)
     for sweep in spec.sweeps:
         for x, dataset in sweep.points.items():
             col = Column(f"{sweep.key}@{x}", str(x), dataset, sweep.role, sweep.metric)
             for method in sweep.methods:
-                cells[(method, col.key)] = _cell(dataset, method, col, spec.seeds, selected, all_diverged)
+                cells[(method, col.key)] = _cell(resolve(dataset), method, col, spec.seeds, selected,
+                                                 all_diverged)
 
     extras = {}
     for dataset, method in spec.extra_jobs:
-        r = records.get(Job.make(dataset, method, 0, {}, preset).id)
+        r = records.get(Job.make(resolve(dataset), method, 0, {}, preset).id)
         if r is not None and r["state"] == "done":
             extras[(dataset, method)] = r
     ordered = [records[j.id] for j in jobs if j.id in records]

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from levi_core.methods import get_method
 
+from bench.presets import get_preset
 from bench.specs import TableSpec
 
 
@@ -91,15 +92,22 @@ def with_dependencies(methods: Iterable[str]) -> list[str]:
 
 
 def plan(spec: TableSpec, preset: str) -> list[Job]:
-    """Every job a table needs under a preset (rows x columns' datasets, sweeps, extras)."""
+    """Every job a table needs under a preset (rows x columns' datasets, sweeps, extras).
+
+    A table names logical datasets (``movielens``); the preset says which id each runs as
+    (``movielens:fixture=1`` under ``smoke``).
+    """
+    resolve = get_preset(preset).dataset_id
     wanted: dict[str, list[str]] = {}
     for col in spec.columns:
-        wanted.setdefault(col.dataset, [])
-        wanted[col.dataset] += [m for m in spec.rows if m not in wanted[col.dataset]]
+        ds = resolve(col.dataset)
+        wanted.setdefault(ds, [])
+        wanted[ds] += [m for m in spec.rows if m not in wanted[ds]]
     for sweep in spec.sweeps:
         for dataset in sweep.points.values():
-            wanted.setdefault(dataset, [])
-            wanted[dataset] += [m for m in sweep.methods if m not in wanted[dataset]]
+            ds = resolve(dataset)
+            wanted.setdefault(ds, [])
+            wanted[ds] += [m for m in sweep.methods if m not in wanted[ds]]
 
     jobs: list[Job] = []
     seen: set[str] = set()
@@ -112,7 +120,7 @@ def plan(spec: TableSpec, preset: str) -> list[Job]:
                         seen.add(job.id)
                         jobs.append(job)
     for dataset, method in spec.extra_jobs:
-        job = Job.make(dataset, method, 0, {}, preset)
+        job = Job.make(resolve(dataset), method, 0, {}, preset)
         if job.id not in seen:
             seen.add(job.id)
             jobs.append(job)

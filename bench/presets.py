@@ -1,12 +1,20 @@
 """Presets scale a table spec without changing its meaning.
 
-A preset is a name (part of every job id) and the size knobs (``settings``) handed to
-levi_core. Changing a preset's settings changes results without changing job ids, so treat
-them like code: the git commit in every record's provenance says which settings produced it.
+A preset is a name (part of every job id), a mapping from a table's logical dataset names to
+the dataset ids it runs on (fixtures for ``smoke``, subsampled real data for ``cpu``), and the
+size knobs (``settings``) handed to levi_core. Changing a preset's settings changes results
+without changing job ids, so treat them like code: the git commit in every record's provenance
+says which settings produced it.
 
-- ``paper``: the paper's models and data sizes (needs downloads; fails fast offline).
-- ``cpu``: real data at sizes that finish on a 2-core machine.
-- ``smoke``: tiny models and generated fixtures; seconds; what CI runs.
+- ``paper``: the paper's models (T5-small, ViT-B/16 ImageNet-21k), full data, its batch sizes,
+  optimizers and LR grids (D.3). Needs the weights and data locally or a network.
+- ``cpu``: MiniLM-L6 (from the installed package), real MovieLens subsampled; 2-core machine.
+- ``smoke``: tiny random backbones on generated fixtures; seconds; what CI runs.
+
+Settings keys read by levi_core's large-model methods: ``text`` / ``vision`` (per modality:
+``backbone``, ``weights`` = pretrained | random, ``max_len``, ``batch_size``, ``optimizer`` =
+adam | sgd, ``epochs``, ``small_hidden``, ``adapter_hidden``, ...), and ``cache_dir`` (added by
+the harness).
 """
 
 from __future__ import annotations
@@ -22,14 +30,49 @@ class Preset:
     name: str
     description: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    datasets: Mapping[str, str] = field(default_factory=dict)  # logical name -> dataset id
 
+    def dataset_id(self, logical: str) -> str:
+        """The id a table's dataset runs as under this preset (itself when not remapped)."""
+        return self.datasets.get(logical, logical)
+
+
+TEXT_PAPER = {"backbone": "t5-small", "weights": "pretrained", "max_len": 128, "optimizer": "adam",
+              "epochs": 3, "small_hidden": (512, 256), "adapter_hidden": 256, "embed_dim": 32,
+              "lora_rank": 8, "unknown_id_frac": 0.05}
+VISION_PAPER = {"backbone": "vit-b16-224-in21k", "weights": "pretrained", "image_size": 224,
+                "optimizer": "sgd", "batch_size": 512, "epochs": 3,
+                "small_conv": (32, 64, 64, 64), "adapter_hidden": 1024, "lora_rank": 8}
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
-        Preset("paper", "the paper's models (T5-small, ViT-B/16), full data, 3 seeds"),
-        Preset("cpu", "real MovieLens with MiniLM-L6; sized for a 2-core machine"),
-        Preset("smoke", "tiny random backbones on generated fixtures; seconds (CI)"),
+        Preset(
+            "paper", "the paper's models (T5-small, ViT-B/16), full data, 3 seeds",
+            settings={"text": TEXT_PAPER, "vision": VISION_PAPER,
+                      "batch_size": {"movielens": 200, "amazon": 100}},
+        ),
+        Preset(
+            "cpu", "real MovieLens with MiniLM-L6, subsampled; sized for a 2-core machine",
+            settings={"text": {**TEXT_PAPER, "backbone": "minilm-l6", "max_len": 64, "epochs": 1},
+                      "vision": {**VISION_PAPER, "batch_size": 64, "epochs": 1},
+                      "batch_size": {"movielens": 200, "amazon": 100}},
+            datasets={"movielens": "movielens:max_train=3000,max_eval=1000",
+                      "amazon": "amazon:max_id=5000,max_ood=1000"},
+        ),
+        Preset(
+            "smoke", "tiny random backbones on generated fixtures; seconds (CI)",
+            settings={"text": {**TEXT_PAPER, "backbone": "bert-tiny", "weights": "random",
+                               "max_len": 32, "epochs": 1, "small_hidden": (16, 8),
+                               "adapter_hidden": 8, "embed_dim": 4, "lora_rank": 2},
+                      "vision": {**VISION_PAPER, "backbone": "vit-tiny", "weights": "random",
+                                 "image_size": 32, "batch_size": 16, "epochs": 1,
+                                 "small_conv": (4, 4, 4, 4), "adapter_hidden": 8, "lora_rank": 2},
+                      "batch_size": {"movielens": 32, "amazon": 32}},
+            datasets={"movielens": "movielens:fixture=1", "amazon": "amazon:fixture=1",
+                      "retinopathy": "retinopathy:fixture=1,image_size=32",
+                      "imagenet": "imagenet:fixture=1,image_size=32"},
+        ),
     ]
 }
 

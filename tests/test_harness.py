@@ -152,3 +152,20 @@ def test_records_carry_provenance(tmp_path):
     assert {"git_commit", "packages", "device"} <= set(prov)
     assert prov["packages"]["jax"] and prov["device"]["platform"] == "cpu"
     assert rec["dataset_fingerprint"] and rec["timings"]["total_s"] >= 0
+
+
+def test_generic_subsample_is_stable_and_maps_unseen_ids_to_unknown():
+    import numpy as np
+
+    from levi_core.data.base import load_dataset
+
+    full = load_dataset("movielens:fixture=1")
+    small = load_dataset("movielens:fixture=1,max_train=40,max_eval=15")
+    assert len(small.splits["train"]) == 40
+    assert all(len(s) <= 15 for r, s in small.splits.items() if r != "train")
+    again = load_dataset("movielens:fixture=1,max_train=40,max_eval=15")
+    assert small.fingerprint == again.fingerprint != full.fingerprint
+    seen = set(np.unique(small.splits["train"].small["movie_id"]))
+    for s in small.splits.values():  # every movie id outside the kept training rows is unknown
+        assert set(np.unique(s.small["movie_id"])) <= seen | {0}
+    assert set(small.splits["train"].example_ids) <= set(full.splits["train"].example_ids)

@@ -124,8 +124,16 @@ def parse_dataset_id(dataset_id: str) -> tuple[str, dict[str, str]]:
     return name, options
 
 
+# Options every dataset accepts; handled here, after the loader, so each loader stays simple.
+GENERIC_OPTIONS = ("max_train", "max_eval")
+
+
 def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
-    """Load a registered dataset by id (name plus optional ``:key=value,...`` options)."""
+    """Load a registered dataset by id (name plus optional ``:key=value,...`` options).
+
+    Besides each loader's own options, every dataset accepts ``max_train=N`` and ``max_eval=N``
+    (see `subsample`), which the ``cpu`` preset uses to fit a 2-core machine.
+    """
     import levi_core.data  # noqa: F401  (registers the built-in loaders)
     from levi_core.plugins import load_plugins
 
@@ -136,4 +144,59 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
         raise ConfigError(
             f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names())}"
         )
-    return _LOADERS[name](options, data_dir)
+    generic = {k: options.pop(k) for k in GENERIC_OPTIONS if k in options}
+    dataset = _LOADERS[name](options, data_dir)
+    if generic:
+        try:
+            limits = {k: int(v) for k, v in generic.items()}
+        except ValueError:
+            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval take an integer") from None
+        if any(v <= 0 for v in limits.values()):
+            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval must be positive")
+        dataset = subsample(dataset, limits.get("max_train"), limits.get("max_eval"))
+    return dataset
+
+
+def _keep_first(ids: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k examples with the smallest sha256 of their id: stable, order-free."""
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in ids]
+    return np.sort(np.argsort(keys, kind="stable")[:k])
+
+
+def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None) -> Dataset:
+    """At most ``max_train`` training and ``max_eval`` examples per other split.
+
+    The kept examples are those with the smallest hash of their example id, so the choice does
+    not depend on file order. Categorical ids of the small model that no kept training example
+    has are mapped to 0 (unknown) in every split: an id the model never trains on must not reach
+    an untrained embedding row.
+    """
+    splits: dict[str, Split] = {}
+    for role, s in dataset.splits.items():
+        limit = max_train if role == "train" else max_eval
+        if limit is None or len(s) <= limit:
+            splits[role] = s
+            continue
+        idx = _keep_first(s.example_ids, limit)
+        splits[role] = Split(
+            example_ids=s.example_ids[idx], labels=s.labels[idx],
+            small={k: v[idx] for k, v in s.small.items()},
+            large={k: np.asarray(v)[idx] for k, v in s.large.items()},
+        )
+    train = splits.get("train")
+    if train is not None and max_train is not None:
+        for key in dataset.vocab_sizes:
+            if key not in train.small or not np.issubdtype(train.small[key].dtype, np.integer):
+                continue
+            seen = np.unique(train.small[key])
+            for role, s in list(splits.items()):
+                arr = s.small[key]
+                remapped = np.where(np.isin(arr, seen), arr, 0).astype(arr.dtype)
+                splits[role] = Split(s.example_ids, s.labels, {**s.small, key: remapped}, s.large)
+    info = dict(dataset.info)
+    info["subsample"] = {"max_train": max_train, "max_eval": max_eval}
+    return Dataset(
+        name=dataset.name, task=dataset.task, metric=dataset.metric, splits=splits,
+        num_classes=dataset.num_classes, vocab_sizes=dataset.vocab_sizes, shift=dataset.shift,
+        info=info,
+    )
