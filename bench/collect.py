@@ -22,7 +22,6 @@ from bench.presets import get_preset
 from bench.selection import select_record
 from bench.specs import Column, TableSpec
 
-OOD_MEAN = "ood/mean"
 
 
 @dataclass
@@ -47,6 +46,18 @@ class Cell:
         return statistics.stdev(self.values.values()) if len(self.values) > 1 else None
 
 
+def breakdown_columns(spec: TableSpec, preset: str, records: Mapping[str, dict]) -> list[Column]:
+    """One column per OOD role found in the records under each breakdown's prefix."""
+    resolve = get_preset(preset).dataset_id
+    cols: list[Column] = []
+    for b in spec.breakdowns:
+        ds = resolve(b.dataset)
+        roles = sorted({r for rec in records.values() if rec["job"]["dataset"] == ds
+                        for r in (rec.get("metrics") or {}) if r.startswith(b.prefix)})
+        cols += [Column(f"{b.key}:{r}", r[len(b.prefix):], b.dataset, r, b.metric) for r in roles]
+    return cols
+
+
 @dataclass
 class TableResult:
     spec: TableSpec
@@ -57,15 +68,19 @@ class TableResult:
     failed_runs: list[dict]
     extras: dict[tuple[str, str], dict]  # (dataset, method) of extra jobs -> record
     n_records: int
+    rows: tuple[str, ...] = ()  # ranked rows under this preset
+    breakdown_cols: list[Column] = field(default_factory=list)
 
     def cell(self, method: str, column: str) -> Cell:
         return self.cells[(method, column)]
 
 
 def role_value(record: Mapping[str, Any], role: str, metric: str) -> float | None:
+    """A role's metric; ``<prefix>/mean`` is the mean over the roles under ``<prefix>/``."""
     metrics = record.get("metrics") or {}
-    if role == OOD_MEAN:
-        vals = [m[metric] for r, m in sorted(metrics.items()) if r.startswith("ood/") and metric in m]
+    if role.endswith("/mean"):
+        prefix = role[: -len("mean")]
+        vals = [m[metric] for r, m in sorted(metrics.items()) if r.startswith(prefix) and metric in m]
         return statistics.fmean(vals) if vals else None
     value = (metrics.get(role) or {}).get(metric)
     return None if value is None else float(value)
@@ -97,8 +112,9 @@ def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
 
     resolve = get_preset(preset).dataset_id
     cells: dict[tuple[str, str], Cell] = {}
-    for col in spec.columns:
-        for method in spec.rows:
+    rows = spec.rows_for(preset) + spec.references
+    for col in list(spec.all_columns()) + breakdown_columns(spec, preset, records):
+        for method in rows:
             cells[(method, col.key)] = _cell(resolve(col.dataset), method, col, spec.seeds, selected,
                                              all_diverged)
     for sweep in spec.sweeps:
@@ -118,7 +134,8 @@ def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
         spec=spec, preset=preset, cells=cells, selected=selected,
         diverged_runs=[r for r in ordered if r["state"] == DIVERGED],
         failed_runs=[r for r in ordered if r["state"] == "failed"],
-        extras=extras, n_records=len(records),
+        extras=extras, n_records=len(records), rows=spec.rows_for(preset),
+        breakdown_cols=breakdown_columns(spec, preset, records),
     )
 
 

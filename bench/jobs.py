@@ -99,10 +99,11 @@ def plan(spec: TableSpec, preset: str) -> list[Job]:
     """
     resolve = get_preset(preset).dataset_id
     wanted: dict[str, list[str]] = {}
-    for col in spec.columns:
+    rows = spec.rows_for(preset) + spec.references if spec.kind == "metrics" else ()
+    for col in spec.all_columns():
         ds = resolve(col.dataset)
         wanted.setdefault(ds, [])
-        wanted[ds] += [m for m in spec.rows if m not in wanted[ds]]
+        wanted[ds] += [m for m in rows if m not in wanted[ds]]
     for sweep in spec.sweeps:
         for dataset in sweep.points.values():
             ds = resolve(dataset)

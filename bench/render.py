@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.claims import Verdict, verdicts
@@ -79,7 +80,7 @@ def fmt(value: float | None, metric: str) -> str:
 def ranks(result: TableResult, col: Column) -> dict[str, int]:
     """method -> 1 (best) or 2 (second best), ranking displayed means; ties share a rank."""
     shown = {}
-    for m in result.spec.rows:
+    for m in result.rows:
         mean = result.cell(m, col.key).mean
         if mean is not None:
             shown[m] = round(mean, DECIMALS.get(col.metric, 3))
@@ -106,39 +107,80 @@ def caption(result: TableResult) -> str:
             f"(preset `{result.preset}`); best in bold, second best underlined.")
 
 
+# ------------------------------------------------------------------ layout
+@dataclass
+class Grid:
+    """A rendered table before formatting: header and rows of (text, std, rank) cells.
+
+    ``rank`` is 1 (bold), 2 (underlined) or None; reference rows are never ranked; paper
+    columns hold the paper's figure as plain text.
+    """
+
+    header: list[str]
+    rows: list[list[tuple[str, str, int | None]]]
+    n_ranked: int  # rows after this index are reference rows
+
+
+def grid(result: TableResult, columns: list[Column]) -> Grid:
+    spec = result.spec
+    pcols = paper_columns(result)
+    header = ["Method"]
+    for col in columns:
+        header.append(col.label)
+        if col.key in pcols:
+            header.append(f"{col.label} (paper)")
+    col_ranks = {col.key: ranks(result, col) for col in columns}
+    rows = []
+    for m in result.rows + spec.references:
+        ranked = m in result.rows
+        row = [(display(m) + ("" if ranked else " (reference)"), "", None)]
+        for col in columns:
+            mean, std = cell_text(result.cell(m, col.key), col.metric)
+            row.append((mean, std, col_ranks[col.key].get(m) if ranked else None))
+            if col.key in pcols:
+                paper = spec.paper.get((m, col.key))
+                row.append(("" if paper is None else fmt(paper, col.metric), "", None))
+        rows.append(row)
+    return Grid(header, rows, len(result.rows))
+
+
+def grid_markdown(g: Grid) -> str:
+    lines = ["| " + " | ".join(g.header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(g.header) - 1)) + "|"]
+    for row in g.rows:
+        cells = []
+        for mean, std, rank in row:
+            text = mean + (f" ± {std}" if std else "")
+            cells.append(f"**{text}**" if rank == 1 else f"<u>{text}</u>" if rank == 2 else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def breakdown_groups(result: TableResult) -> list[tuple[str, list[Column]]]:
+    groups = []
+    for b in result.spec.breakdowns:
+        cols = [c for c in result.breakdown_cols if c.key.startswith(b.key + ":")]
+        if cols:
+            groups.append((b.title, cols))
+    return groups
+
+
 # ------------------------------------------------------------------ markdown
 def markdown(result: TableResult) -> str:
+    if result.spec.kind == "costs":
+        return costs_markdown(result)
     spec = result.spec
     out = io.StringIO()
     w = out.write
     w(f"# {spec.title}\n\n")
     w(f"{caption(result)}\n\n")
-    pcols = paper_columns(result)
-    header = ["Method"]
-    for col in spec.columns:
-        header.append(col.label)
-        if col.key in pcols:
-            header.append(f"{col.label} (paper)")
-    w("| " + " | ".join(header) + " |\n")
-    w("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|\n")
-    col_ranks = {col.key: ranks(result, col) for col in spec.columns}
-    for m in spec.rows:
-        row = [display(m)]
-        for col in spec.columns:
-            mean, std = cell_text(result.cell(m, col.key), col.metric)
-            text = mean + (f" ± {std}" if std else "")
-            rank = col_ranks[col.key].get(m)
-            if rank == 1:
-                text = f"**{text}**"
-            elif rank == 2:
-                text = f"<u>{text}</u>"
-            row.append(text)
-            if col.key in pcols:
-                paper = spec.paper.get((m, col.key))
-                row.append("" if paper is None else fmt(paper, col.metric))
-        w("| " + " | ".join(row) + " |\n")
-    if pcols:
+    w(grid_markdown(grid(result, list(spec.all_columns()))))
+    if paper_columns(result):
         w("\nPaper columns: figures the paper states in its text; blank where it gives none.\n")
+    for title, cols in breakdown_groups(result):
+        w(f"\n## {title}\n\n" + grid_markdown(grid(result, cols)))
+    if spec.layer_study:
+        w(f"\n![{spec.title}]({spec.name}_layers.png)\n")
     for sweep in spec.sweeps:
         w(f"\n## {sweep.title}\n\n![{sweep.title}]({spec.name}_{sweep.key}.png)\n\n")
         xs = list(sweep.points)
@@ -152,12 +194,11 @@ def markdown(result: TableResult) -> str:
             w(f"| {display(m)} | " + " | ".join(vals) + " |\n")
         w(f"\nx: {sweep.x_label}. y: {sweep.role} {sweep.metric} of the run selected on id_val.\n")
     for table in extra_tables(result):
-        if table:
-            w(f"\n## {table['title']}\n\n{table['caption']}\n\n")
-            w("| " + " | ".join(table["header"]) + " |\n")
-            w("|" + "|".join(["---"] * len(table["header"])) + "|\n")
-            for r in table["rows"]:
-                w("| " + " | ".join(str(c) for c in r) + " |\n")
+        w(f"\n## {table['title']}\n\n{table['caption']}\n\n")
+        w("| " + " | ".join(table["header"]) + " |\n")
+        w("|" + "|".join(["---"] * len(table["header"])) + "|\n")
+        for r in table["rows"]:
+            w("| " + " | ".join(str(c) for c in r) + " |\n")
     w(_notes_markdown(result))
     w(_claims_markdown(verdicts(result)))
     return out.getvalue()
@@ -215,53 +256,126 @@ def latex_escape(text: str) -> str:
     return "".join(repl.get(ch, ch) for ch in text)
 
 
-def latex(result: TableResult) -> str:
-    spec = result.spec
-    pcols = paper_columns(result)
-    ncols = sum(2 if c.key in pcols else 1 for c in spec.columns)
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\caption{" + latex_escape(caption(result).replace("`", "")) + "}",
-        r"\label{tab:" + spec.name + "}",
-        r"\begin{tabular}{l" + "c" * ncols + "}",
-        r"\toprule",
-    ]
-    header = ["Method"]
-    for col in spec.columns:
-        header.append(latex_escape(col.label))
-        if col.key in pcols:
-            header.append(latex_escape(col.label) + " (paper)")
-    lines.append(" & ".join(header) + r" \\")
-    lines.append(r"\midrule")
-    col_ranks = {col.key: ranks(result, col) for col in spec.columns}
-    for m in spec.rows:
-        row = [LATEX_DISPLAY.get(m, latex_escape(display(m)))]
-        for col in spec.columns:
-            mean, std = cell_text(result.cell(m, col.key), col.metric)
+def grid_latex(g: Grid, title: str, label: str) -> list[str]:
+    lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + title + "}",
+             r"\label{tab:" + label + "}",
+             r"\begin{tabular}{l" + "c" * (len(g.header) - 1) + "}", r"\toprule",
+             " & ".join(latex_escape(h) for h in g.header) + r" \\", r"\midrule"]
+    for i, row in enumerate(g.rows):
+        if i == g.n_ranked and i:
+            lines.append(r"\midrule")
+        cells = [LATEX_DISPLAY.get(row[0][0], latex_escape(row[0][0]))]
+        for mean, std, rank in row[1:]:
             text = latex_escape(mean) if mean in ("–", "diverged") else mean
-            rank = col_ranks[col.key].get(m)
             if rank == 1:
                 text = r"\textbf{" + text + "}"
             elif rank == 2:
                 text = r"\underline{" + text + "}"
             if std:
-                text += r" $\pm$ " + std
-            row.append(text)
-            if col.key in pcols:
-                paper = spec.paper.get((m, col.key))
-                row.append("" if paper is None else fmt(paper, col.metric))
-        lines.append(" & ".join(row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+                text += r" $\pm$ " + latex_escape(std)
+            cells.append(text)
+        lines.append(" & ".join(cells) + r" \\")
+    return lines + [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+
+
+def latex(result: TableResult) -> str:
+    if result.spec.kind == "costs":
+        return costs_latex(result)
+    spec = result.spec
+    lines = grid_latex(grid(result, list(spec.all_columns())),
+                       latex_escape(caption(result).replace("`", "")), spec.name)
+    for i, (title, cols) in enumerate(breakdown_groups(result)):
+        lines += [""] + grid_latex(grid(result, cols), latex_escape(title), f"{spec.name}-breakdown{i + 1}")
     for table in extra_tables(result):
-        if table:
-            lines += ["", r"\begin{table}[t]", r"\centering",
-                      r"\caption{" + latex_escape(table["title"] + ". " + table["caption"]) + "}",
-                      r"\begin{tabular}{" + "l" * len(table["header"]) + "}", r"\toprule",
-                      " & ".join(latex_escape(h) for h in table["header"]) + r" \\", r"\midrule"]
-            lines += [" & ".join(latex_escape(str(c)) for c in r) + r" \\" for r in table["rows"]]
-            lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        lines += ["", r"\begin{table}[t]", r"\centering",
+                  r"\caption{" + latex_escape(table["title"] + ". " + table["caption"]) + "}",
+                  r"\begin{tabular}{" + "l" * len(table["header"]) + "}", r"\toprule",
+                  " & ".join(latex_escape(h) for h in table["header"]) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex_escape(str(c)) for c in r) + r" \\" for r in table["rows"]]
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ costs (Tables 3, 15, 16)
+COST_HEADER = ["Method", "Trainable params (M)", "Inference params (M)", "FLOPs XLA (G)",
+               "FLOPs analytic (G)", "MACs analytic (G)"]
+
+
+def cost_sections(result: TableResult) -> list[dict]:
+    """One section per (backbone, scope): title, notes and rows of formatted numbers."""
+    sections = []
+    for (dataset, _), rec in result.extras.items():
+        table = rec.get("extras") or {}
+        for scope, data in table.get("scopes", {}).items():
+            lm = data["large_model"]
+            rows = []
+            for m in result.spec.rows:
+                c = data["rows"].get(m)
+                if c is None:
+                    continue
+                rows.append([display(m), f"{c['trainable_params'] / 1e6:.2f}",
+                             f"{c['inference_params'] / 1e6:.2f}", f"{c['flops_xla'] / 1e9:.3f}",
+                             f"{c['flops_analytic'] / 1e9:.3f}", f"{c['macs_analytic'] / 1e9:.3f}"])
+            ref = table.get("references") or {}
+            notes = [f"Input: {table['input']} per example. Large model alone ({scope}): "
+                     f"{lm['params'] / 1e6:.2f}M parameters, {lm['flops_xla'] / 1e9:.3f} G FLOPs (XLA), "
+                     f"{lm['macs_analytic'] / 1e9:.3f} G multiply-adds (analytic)."]
+            if ref:
+                parts = []
+                if "params" in ref:
+                    parts.append(f"{ref['params'] / 1e6:.0f}M parameters")
+                if "macs" in ref:
+                    parts.append(f"{ref['macs'] / 1e9:.1f} G multiply-adds")
+                notes.append(f"Reference figures: {', '.join(parts)} ({ref.get('source', '')}).")
+            notes += sorted({n for c in data["rows"].values() for n in c.get("notes", [])})
+            sections.append({"title": f"{table['backbone']} ({scope})", "rows": rows, "notes": notes,
+                             "convention": table.get("convention", "")})
+    return sections
+
+
+def costs_markdown(result: TableResult) -> str:
+    spec = result.spec
+    out = [f"# {spec.title}\n\n{spec.caption}\n"]
+    for sec in cost_sections(result):
+        out.append(f"\n## {sec['title']}\n\n")
+        out.append("| " + " | ".join(COST_HEADER) + " |\n|" + "|".join(["---"] + ["---:"] * 5) + "|\n")
+        out += ["| " + " | ".join(r) + " |\n" for r in sec["rows"]]
+        out.append("\n" + "".join(f"- {n}\n" for n in sec["notes"]))
+        out.append(f"- Convention: {sec['convention']}\n")
+    out.append(_notes_markdown(result))
+    out.append(_claims_markdown(verdicts(result)))
+    return "".join(out)
+
+
+def costs_latex(result: TableResult) -> str:
+    lines: list[str] = []
+    for i, sec in enumerate(cost_sections(result)):
+        cap = latex_escape(f"{result.spec.title}: {sec['title']}. {result.spec.caption} "
+                           + " ".join(sec["notes"][:2]) + f" Convention: {sec['convention']}")
+        lines += ([""] if lines else []) + [
+            r"\begin{table}[t]", r"\centering", r"\caption{" + cap + "}",
+            r"\label{tab:" + f"{result.spec.name}-{i + 1}" + "}", r"\begin{tabular}{lrrrrr}",
+            r"\toprule", " & ".join(latex_escape(h) for h in COST_HEADER) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex_escape(c) for c in r) + r" \\" for r in sec["rows"]]
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def costs_csv(result: TableResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "backbone", "scope", "method", "trainable_params", "inference_params",
+                     "flops_xla", "flops_analytic", "macs_analytic"])
+    for (_, _), rec in result.extras.items():
+        table = rec.get("extras") or {}
+        for scope, data in table.get("scopes", {}).items():
+            for m in result.spec.rows:
+                c = data["rows"].get(m)
+                if c is not None:
+                    writer.writerow([result.spec.name, table["backbone"], scope, m, c["trainable_params"],
+                                     c["inference_params"], c["flops_xla"], c["flops_analytic"],
+                                     c["macs_analytic"]])
+    return buf.getvalue()
 
 
 # ------------------------------------------------------------------ csv
@@ -272,7 +386,9 @@ def csv_text(result: TableResult) -> str:
     seeds = list(spec.seeds)
     writer.writerow(["table", "preset", "method", "column", "dataset", "role", "metric", "mean",
                      "std", "n"] + [f"seed{s}" for s in seeds] + ["diverged_seeds", "paper"])
-    cols = list(spec.columns)
+    if spec.kind == "costs":
+        return costs_csv(result)
+    cols = list(spec.all_columns()) + list(result.breakdown_cols)
     for sweep in spec.sweeps:
         for x, dataset in sweep.points.items():
             cols.append(Column(f"{sweep.key}@{x}", str(x), dataset, sweep.role, sweep.metric))
@@ -325,6 +441,35 @@ def draw_sweeps(result: TableResult, folder: Path) -> list[Path]:
     return paths
 
 
+def draw_layers(result: TableResult, folder: Path) -> list[Path]:
+    """Fig. 4: ID and OOD RMSE of a head on one layer at a time, against the layer index."""
+    spec = result.spec
+    if not spec.layer_study or not spec.shifts:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shift = spec.shifts[0]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    for ax, part, name in ((axes[0], "id", "ID"), (axes[1], "ood", "OOD (mean over sets)")):
+        pts = [(i + 1, result.cell(m, f"{shift.key}/{part}")) for i, m in enumerate(result.rows)]
+        pts = [(k, c) for k, c in pts if c.mean is not None]
+        if pts:
+            ax.errorbar([k for k, _ in pts], [c.mean for _, c in pts], yerr=[c.std or 0.0 for _, c in pts],
+                        marker="o", capsize=3)
+        ax.set_xlabel("layer of the frozen large model")
+        ax.set_ylabel(f"{name} {shift.metric.upper()}")
+        ax.set_title(f"{shift.label}: {name}", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = folder / f"{spec.name}_layers.png"
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return [path]
+
+
 def write_all(result: TableResult, tables_root: Path) -> list[Path]:
     """Write ``<table>.{md,tex,csv}`` and figures into ``tables_root/<preset>/``; return paths."""
     folder = tables_root / result.preset
@@ -335,6 +480,7 @@ def write_all(result: TableResult, tables_root: Path) -> list[Path]:
         _atomic_write(path, text)
         written.append(path)
     written += draw_sweeps(result, folder)
+    written += draw_layers(result, folder)
     return written
 
 

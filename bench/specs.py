@@ -16,8 +16,9 @@ from levi_core.errors import ConfigError
 class Column:
     """One column of a table: a metric of one split role of one dataset.
 
-    ``role`` is a split role (``id_test``, ``ood/test``) or ``ood/mean`` for the mean over all
-    OOD roles of the dataset.
+    ``role`` is a split role (``id_test``, ``ood/test``) or ``<prefix>/mean`` for the mean over
+    every role that starts with ``<prefix>/`` (``ood/mean``: all OOD sets of the dataset;
+    ``ood/product/mean``: Amazon's product categories).
     """
 
     key: str
@@ -31,6 +32,36 @@ class Column:
         from levi_core.metrics import LOWER_IS_BETTER
 
         return LOWER_IS_BETTER[self.metric]
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A distribution shift: one dataset's ID test set against its OOD set(s).
+
+    Gives the table two columns, ``<key>/id`` and ``<key>/ood``; claims are checked per shift.
+    """
+
+    key: str
+    label: str
+    dataset: str
+    ood_role: str
+    metric: str
+    id_role: str = "id_test"
+
+    def columns(self) -> tuple[Column, Column]:
+        return (Column(f"{self.key}/id", f"{self.label} ID", self.dataset, self.id_role, self.metric),
+                Column(f"{self.key}/ood", f"{self.label} OOD", self.dataset, self.ood_role, self.metric))
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """A per-OOD-set table (the paper's Tables 9-12, 17, 18): one column per role under prefix."""
+
+    key: str
+    title: str
+    dataset: str
+    prefix: str
+    metric: str
 
 
 @dataclass(frozen=True)
@@ -82,10 +113,29 @@ class TableSpec:
     claims: tuple[str, ...] = ()
     sweeps: tuple[Sweep, ...] = ()
     extra_jobs: tuple[tuple[str, str], ...] = ()
+    shifts: tuple[Shift, ...] = ()
+    references: tuple[str, ...] = ()
+    breakdowns: tuple[Breakdown, ...] = ()
+    layer_study: bool = False
+    kind: str = "metrics"
+
+    def rows_for(self, preset: str) -> tuple[str, ...]:
+        """Rows under a preset: the per-layer study has one row per layer of its backbone."""
+        if not self.layer_study:
+            return self.rows
+        from levi_core.backbones import get_config
+
+        from bench.presets import get_preset
+
+        backbone = get_preset(preset).settings.get("text", {}).get("backbone", "t5-small")
+        return tuple(f"layer/{k}" for k in range(1, get_config(backbone).num_layers + 1))
+
+    def all_columns(self) -> tuple[Column, ...]:
+        return tuple(c for sh in self.shifts for c in sh.columns()) + tuple(self.columns)
 
     def datasets(self) -> list[str]:
         seen: dict[str, None] = {}
-        for c in self.columns:
+        for c in self.all_columns():
             seen.setdefault(c.dataset)
         for s in self.sweeps:
             for d in s.points.values():
@@ -134,7 +184,104 @@ SYNTHETIC = TableSpec(
     extra_jobs=(("linear_toy", "linear_example"),),
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in [SYNTHETIC]}
+# Recommendation shifts (Table 1, 5, 14): RMSE, lower is better.
+ML = Shift("movielens", "MovieLens (genre)", "movielens", "ood/mean", "rmse")
+AMZ_TIME = Shift("amazon_time", "Amazon (time)", "amazon", "ood/time", "rmse")
+AMZ_PRODUCT = Shift("amazon_product", "Amazon (product)", "amazon", "ood/product/mean", "rmse")
+REC_SHIFTS = (ML, AMZ_TIME, AMZ_PRODUCT)
+REC_BREAKDOWNS = (
+    Breakdown("movielens_genres", "MovieLens OOD RMSE per genre (the paper's Tables 9-10)",
+              "movielens", "ood/", "rmse"),
+    Breakdown("amazon_products", "Amazon OOD RMSE per product category (the paper's Table 11)",
+              "amazon", "ood/product/", "rmse"),
+)
+# Vision shifts (Table 2, 4): accuracy, higher is better.
+MEDICAL = Shift("medical", "Medical (quality)", "retinopathy", "ood/mean", "accuracy")
+IMAGENET = Shift("imagenet", "ImageNet (domain)", "imagenet", "ood/mean", "accuracy")
+IMAGENET_BREAKDOWN = Breakdown("imagenet_variants",
+                               "ImageNet OOD accuracy per variant (the paper's Tables 12, 17, 18)",
+                               "imagenet", "ood/", "accuracy")
+SANITY_ROWS = ("ref/mean", "ref/user_bias", "ref/user_movie_bias")
+LR_NOTE = "Hyperparameters selected on id_val only (the paper's D.3)."
+
+TABLE1 = TableSpec(
+    name="table1",
+    title="Table 1: recommendation, ID and OOD RMSE",
+    caption=("RMSE (lower is better) of rating prediction under the genre shift of MovieLens and "
+             "the time and product shifts of Amazon Reviews; OOD = mean over the shift's OOD sets. "
+             "Reference rows (not ranked): the ID-train mean rating and bias models. " + LR_NOTE),
+    rows=("ft", "ht", "lp", "fs", "lp_ft", "ft_robust", "ft_zeroshot", "ft_fs", "levi"),
+    columns=(), shifts=REC_SHIFTS, references=SANITY_ROWS, breakdowns=REC_BREAKDOWNS,
+    claims=("C1", "C2", "C3", "C4", "C5", "C6", "C17"),
+)
+TABLE2 = TableSpec(
+    name="table2",
+    title="Table 2: image classification, ID and OOD accuracy",
+    caption=("Accuracy (%) under the quality shift of Diabetic Retinopathy (Medical) and the domain "
+             "shift of ImageNet (ID Sketch; OOD = mean of A, R, V2). No from-scratch rows: the "
+             "paper skips FS for ViT. " + LR_NOTE),
+    rows=("ft", "ht", "lp", "lp_ft", "ft_robust", "ft_zeroshot", "levi"),
+    columns=(), shifts=(MEDICAL, IMAGENET), breakdowns=(IMAGENET_BREAKDOWN,),
+    claims=("C7", "C8", "C9"),
+)
+TABLE4 = TableSpec(
+    name="table4",
+    title="Table 4: LEVI with a LoRA-tuned large model",
+    caption="Accuracy (%) of LoRA alone and LEVI on the LoRA-tuned model. " + LR_NOTE,
+    rows=("lora", "levi/lora"), columns=(), shifts=(MEDICAL, IMAGENET),
+    breakdowns=(IMAGENET_BREAKDOWN,), claims=("C11",),
+)
+TABLE5 = TableSpec(
+    name="table5",
+    title="Table 5: ablations of LEVI",
+    caption=("RMSE (lower is better). A1: average of two FT seeds; A2: average of FT and the small "
+             "model; A3: adapting layers on the large model's layers, no small model; A4: small "
+             "model, one head; A5: small model, shared bottom, several heads averaged. "
+             "Reference rows (not ranked) as in Table 1. " + LR_NOTE),
+    rows=("a1", "a2", "a3", "a4", "a5", "levi"), columns=(), shifts=REC_SHIFTS,
+    references=SANITY_ROWS, claims=("C12",),
+)
+TABLE14 = TableSpec(
+    name="table14",
+    title="Table 14: LEVI with different large models",
+    caption=("RMSE (lower is better) of LEVI on the original pre-trained, the light-tuned (HT, "
+             "the paper's main setting) and the fully fine-tuned large model. " + LR_NOTE),
+    rows=("levi/pretrained", "levi", "levi/ft"), columns=(), shifts=REC_SHIFTS, claims=("C14",),
+)
+FIG4 = TableSpec(
+    name="fig4",
+    title="Fig. 4: one intermediate layer at a time (MovieLens)",
+    caption=("RMSE of an MLP head on one layer of the frozen pre-trained large model, per layer "
+             "(1 = first block). " + LR_NOTE),
+    rows=(), columns=(), shifts=(ML,), breakdowns=(REC_BREAKDOWNS[0],), layer_study=True,
+    claims=("C13",),
+)
+
+
+def _costs_table(name: str, title: str, backbones: tuple[str, ...]) -> TableSpec:
+    return TableSpec(
+        name=name, title=title, kind="costs",
+        caption=("Trainable parameters, inference parameters and inference FLOPs per example of "
+                 "each method row, computed from the compiled model (XLA cost analysis) and "
+                 "cross-checked against an analytic count. Composite methods cost the sum of "
+                 "their members."),
+        rows=("ft", "ht", "lp", "fs", "lp_ft", "ft_robust", "ft_zeroshot", "ft_fs", "lora",
+              "levi/pretrained", "levi", "levi/ft", "levi/lora", "a1", "a2", "a3", "a4", "a5"),
+        columns=(), seeds=(0,), claims=("C10",),
+        extra_jobs=tuple((f"costs:backbone={b}", "cost_analysis") for b in backbones),
+    )
+
+
+TABLE3 = _costs_table("table3", "Table 3: efficiency (parameters and FLOPs)",
+                      ("t5-small", "vit-b16-224-in21k"))
+TABLE15 = _costs_table("table15", "Table 15: parameters and FLOPs with T5-small", ("t5-small",))
+TABLE16 = _costs_table("table16", "Table 16: parameters and FLOPs with ViT-B/16",
+                       ("vit-b16-224-in21k",))
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t for t in [TABLE1, TABLE2, TABLE3, TABLE4, TABLE5, TABLE14, TABLE15, TABLE16, FIG4,
+                        SYNTHETIC]
+}
 
 
 def get_table(name: str) -> TableSpec:

@@ -1,0 +1,35 @@
+"""The costs of Tables 3, 15 and 16 as a job, so they flow through the same ledger and reports.
+
+Dataset ``costs:backbone=<preset name>[,seq_len=N]`` has no splits: it only names the large model
+whose method rows are costed. Method ``cost_analysis`` returns ``levi_core.costs.cost_table`` in
+the record's extras. Offline and deterministic: configs only, no weights.
+"""
+
+from __future__ import annotations
+
+from levi_core.data.base import Dataset, register_dataset
+from levi_core.errors import ConfigError
+from levi_core.methods.registry import Method, RunOutput, implements, register_method
+
+OPTIONS = ("backbone", "seq_len")
+
+
+@register_dataset("costs")
+def load_costs(options, data_dir) -> Dataset:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown or "backbone" not in options:
+        raise ConfigError(f"dataset 'costs' takes backbone=NAME[,seq_len=N] (got {dict(options)})")
+    return Dataset(name="costs", task="costs", metric="params", splits={},
+                   info={"backbone": options["backbone"], "seq_len": int(options.get("seq_len", 64))})
+
+
+register_method(Method("cost_analysis", "parameters and inference FLOPs of every method row"))
+
+
+@implements("cost_analysis", "costs")
+def run_cost_analysis(ctx) -> RunOutput:
+    from levi_core.costs import cost_table
+
+    info = ctx.dataset.info
+    kwargs = {"seq_len": info["seq_len"]} if not info["backbone"].startswith("vit") else {}
+    return RunOutput(extras=cost_table(info["backbone"], **kwargs))
