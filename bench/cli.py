@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("table", nargs="?", help="one table (default: all)")
     _add_common(st)
 
+    chk = sub.add_parser("check", help="compare tables with committed baselines (CI regression)")
+    chk.add_argument("tables", nargs="*", help="tables to check (default: every table with a baseline)")
+    _add_common(chk)
+    chk.add_argument("--baselines-dir", default=Path("results") / "baselines", type=Path,
+                     help="where baselines live (default: ./results/baselines)")
+    chk.add_argument("--update", action="store_true",
+                     help="write the current numbers as the new baselines (a deliberate change)")
+
     sub.add_parser("ls", help="list tables, methods, datasets and presets")
 
     data = sub.add_parser("data", help="dataset tools")
@@ -157,6 +165,55 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from bench.check import baseline_path, compare, snapshot, write_baseline
+    import json
+
+    from bench.collect import collect
+    from bench.ledger import Ledger
+    from bench.specs import TABLES, get_table
+
+    ledger = Ledger(args.results_dir / args.preset)
+    if args.tables:
+        specs = [get_table(t) for t in args.tables]
+    elif args.update:
+        specs = [s for s in TABLES.values() if collect(s, args.preset, ledger).n_records]
+    else:
+        specs = [s for s in TABLES.values()
+                 if baseline_path(args.baselines_dir, args.preset, s.name).is_file()]
+    if not specs:
+        raise UserError(f"no baselines under {args.baselines_dir / args.preset}: run the tables "
+                        f"(`bench run TABLE --preset {args.preset}`) then `bench check --update`")
+    failed = 0
+    for spec in specs:
+        result = collect(spec, args.preset, ledger)
+        snap = snapshot(result)
+        path = baseline_path(args.baselines_dir, args.preset, spec.name)
+        if args.update:
+            if not snap["values"]:
+                raise UserError(f"{spec.name}: no numbers to pin; run `bench run {spec.name} "
+                                f"--preset {args.preset}` first")
+            write_baseline(path, snap)
+            print(f"{spec.name}: wrote {len(snap['values'])} values to {path}")
+            continue
+        if not path.is_file():
+            raise UserError(f"{spec.name}: no baseline at {path}; create it with "
+                            f"`bench check {spec.name} --preset {args.preset} --update`")
+        try:
+            baseline = json.loads(path.read_text())
+        except ValueError as e:
+            raise UserError(f"{path} is not valid JSON ({e}); restore it from git") from e
+        problems = compare(snap, baseline)
+        if problems:
+            failed += 1
+            print(f"{spec.name}: FAILED, {len(problems)} of {len(baseline['values'])} values differ")
+            for p in problems:
+                print(f"  {p}")
+        else:
+            print(f"{spec.name}: ok ({len(baseline['values'])} values within tolerance)")
+    return 1 if failed else 0
+
+
 def cmd_ls(args) -> int:
     from levi_core.data import dataset_names
     from levi_core.methods import get_method, method_names
@@ -198,7 +255,7 @@ def cmd_speed(args) -> int:
     return int(speed.main(args.speed_args) or 0)
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "ls": cmd_ls,
+COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "check": cmd_check, "ls": cmd_ls,
             "data": cmd_data, "speed": cmd_speed}
 
 
