@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-job", type=float, default=0.0,
                      help="Ray GPUs per job; a fraction shares a GPU and caps JAX's memory share")
     run.add_argument("--tpus-per-job", type=float, default=0.0, help="Ray TPU chips per job")
-    run.add_argument("--data-dir", default=None, help="folder with the dataset's local files")
+    run.add_argument("--data-dir", action="append", default=[], metavar="[DATASET=]DIR",
+                     help="local files of the datasets: DIR for all, or DATASET=DIR (repeatable), "
+                          "e.g. --data-dir movielens=../shared/data/movielens_100k")
 
     rep = sub.add_parser("report", help="write LaTeX/Markdown/CSV tables and figures")
     rep.add_argument("tables", nargs="*", help="tables to report (default: every table with records)")
@@ -105,9 +107,11 @@ def cmd_run(args) -> int:
     spec = get_table(args.table)
     jobs = table_jobs(spec, args.preset)
     ledger = Ledger(args.results_dir / args.preset)
+    args.data_dirs = parse_data_dirs(args.data_dir)
+    _preflight(spec, jobs, args)
     executor = make_executor(args.executor, args.address, resources)
     try:
-        summary = run_jobs(jobs, spec, args.preset, executor, ledger, data_dir=args.data_dir)
+        summary = run_jobs(jobs, spec, args.preset, executor, ledger, data_dir=args.data_dirs)
     finally:
         executor.close()
     states = ", ".join(f"{n} {s}" for s, n in sorted(summary.states.items())) or "nothing new"
@@ -117,6 +121,45 @@ def cmd_run(args) -> int:
         print(f"  blocked: {line}", file=sys.stderr)
     print(f"next: bench report {spec.name} --preset {args.preset}", file=sys.stderr)
     return 1 if summary.states.get("failed") or summary.blocked else 0
+
+
+def parse_data_dirs(values: list[str]) -> dict[str, str]:
+    """``["DIR"]`` -> {"*": DIR}; ``["movielens=DIR", ...]`` -> {"movielens": DIR, ...}."""
+    from levi_core.data import dataset_names
+
+    out: dict[str, str] = {}
+    for v in values:
+        name, eq, folder = v.partition("=")
+        if eq and name in dataset_names():
+            out[name] = folder
+        elif eq and not Path(v).exists():
+            raise UserError(f"--data-dir {v!r}: {name!r} is not a dataset "
+                            f"({', '.join(dataset_names())})")
+        else:
+            if "*" in out:
+                raise UserError("--data-dir DIR given twice; use DATASET=DIR for several datasets")
+            out["*"] = v
+    return out
+
+
+def _preflight(spec, jobs, args) -> None:
+    """Fail in seconds, before any job, when data or weights are missing (never mid-grid)."""
+    from levi_core.api import preflight
+
+    from bench.runner import job_settings
+    from bench.ledger import Ledger
+
+    from bench.runner import data_dir_for
+
+    settings = job_settings(spec, args.preset, Ledger(args.results_dir / args.preset))
+    problems = []
+    for dataset in sorted({j.dataset for j in jobs}):
+        problems += preflight([dataset], settings, data_dir_for(dataset, args.data_dirs))
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise UserError(f"{spec.name} [{args.preset}] cannot start:\n{lines}\n"
+                        f"Nothing was run. Provide the files above (or try `--preset cpu` / "
+                        f"`--preset smoke`, which run offline).")
 
 
 def cmd_report(args) -> int:

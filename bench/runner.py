@@ -63,8 +63,16 @@ def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, list[Job]],
     return "ready", chosen
 
 
+def data_dir_for(dataset_id: str, data_dir: str | Mapping[str, str] | None) -> str | None:
+    """The local folder of a dataset: one folder for all, or a per-dataset-name mapping."""
+    if data_dir is None or isinstance(data_dir, str):
+        return data_dir
+    name = dataset_id.partition(":")[0]
+    return data_dir.get(name, data_dir.get("*"))
+
+
 def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Ledger,
-             data_dir: str | None = None, out: TextIO = sys.stderr,
+             data_dir: str | Mapping[str, str] | None = None, out: TextIO = sys.stderr,
              on_record: Callable[[dict], None] | None = None) -> RunSummary:
     summary = RunSummary(planned=len(jobs))
     by_group: dict[tuple, list[Job]] = defaultdict(list)
@@ -114,7 +122,8 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
                       file=out)
             payload = {
                 "job_id": j.id,
-                "config": {**j.fields(), "settings": settings, "data_dir": data_dir},
+                "config": {**j.fields(), "settings": settings,
+                           "data_dir": data_dir_for(j.dataset, data_dir)},
                 "workdir": str(ledger.fresh_workdir(j.id)),
                 "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in info.items()},
                 "dep_ids": dep_ids,

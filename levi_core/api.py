@@ -85,3 +85,38 @@ def load_predictions(workdir: str | Path) -> dict[str, np.ndarray]:
     """Predictions a finished job stored, role -> array (inverse of the npz key mangling)."""
     with np.load(Path(workdir) / PREDICTIONS_FILE) as z:
         return {k.replace("__", "/"): z[k] for k in z.files}
+
+
+def preflight(dataset_ids, settings: Mapping[str, Any], data_dir: str | None = None) -> list[str]:
+    """Problems that would make every job of a grid fail, found in seconds before any job runs.
+
+    Loads each dataset once (which also fills the prepared-data cache the jobs then reuse) and
+    resolves the pre-trained weights of the large model each dataset's modality needs. Returns
+    one message per problem (each names the fix); empty when the grid can start.
+    """
+    from levi_core.errors import UserError
+
+    problems: list[str] = []
+    modalities: set[str] = set()
+    for dataset_id in dataset_ids:
+        try:
+            ds = load_dataset(dataset_id, data_dir)
+        except UserError as e:
+            problems.append(str(e))
+            continue
+        for split in ds.splits.values():
+            if "text" in split.large:
+                modalities.add("text")
+            if "image" in split.large:
+                modalities.add("vision")
+    for modality in sorted(modalities):
+        cfg = settings.get(modality) or {}
+        if cfg.get("weights", "pretrained") != "pretrained" or "backbone" not in cfg:
+            continue
+        from levi_core.backbones import resolve_weights_dir
+
+        try:
+            resolve_weights_dir(cfg["backbone"], cfg.get("weights_dir"))
+        except UserError as e:
+            problems.append(str(e))
+    return problems

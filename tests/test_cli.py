@@ -56,3 +56,23 @@ def test_ls_lists_everything(capsys):
     out = capsys.readouterr().out
     for needle in ("tables:", "synthetic", "methods:", "ft", "levi", "datasets:", "presets:", "smoke"):
         assert needle in out
+
+
+def test_paper_preset_offline_fails_fast_with_instructions(tmp_path, capsys, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("LEVI_WEIGHTS_DIR", raising=False)
+    t0 = time.perf_counter()
+    rc = main(["run", "table1", "--results-dir", str(tmp_path), "--executor", "local",
+               "--data-dir", "amazon=" + str(tmp_path / "no-amazon-here")])
+    elapsed = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert rc == 2 and elapsed < 30
+    assert "cannot start" in err and "amazon" in err and "t5-small" in err and "Nothing was run" in err
+    assert not (tmp_path / "paper" / "records").exists()
+
+
+def test_data_dir_flag_validation(tmp_path, capsys):
+    assert main(["run", "synthetic", "--results-dir", str(tmp_path), "--data-dir", "nosuch=/x"]) == 2
+    assert "'nosuch' is not a dataset" in capsys.readouterr().err
