@@ -1,6 +1,8 @@
 """Test-session environment: CPU JAX, quiet TensorFlow, Ray and matplotlib kept off $HOME."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -13,3 +15,12 @@ os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="mpl"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Prepared-data cache: per test session, never the user's ~/.cache.
 os.environ.setdefault("LEVI_DATA_CACHE", tempfile.mkdtemp(prefix="levi-data-cache"))
+
+
+def _cleanup(paths=(os.environ["RAY_TMPDIR"], os.environ["MPLCONFIGDIR"], os.environ["LEVI_DATA_CACHE"])):
+    for p in paths:
+        if p.startswith(tempfile.gettempdir()):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+atexit.register(_cleanup)

@@ -136,7 +136,7 @@ def _cfg(method, lr=1e-2, seed=0):
         "method": method,
         "seed": seed,
         "hparams": {} if lr is None else {"lr": lr},
-        "settings": SETTINGS,
+        "settings": {"synthetic": SETTINGS},
     }
 
 
@@ -228,7 +228,7 @@ def test_optimizer_masks_train_only_what_they_should(runs):
     from levi_core import training
     from levi_core.methods.synthetic import pretrained_params, settings_of
 
-    pre = pretrained_params(load_dataset(DS), settings_of(SETTINGS))
+    pre = pretrained_params(load_dataset(DS), settings_of({"synthetic": SETTINGS}))
 
     def changed(method):
         p = training.load_params(runs[method][0])

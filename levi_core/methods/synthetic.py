@@ -33,7 +33,8 @@ Methods (all trained with Adam, ``lr`` from the job's hyperparameters):
   model and the ``ft`` model, ``a`` chosen on ``id_val``). ``ft_fs``, ``ft_robust`` and ``a2``
   are the family-independent prediction ensembles of ``levi_core.methods.ensembles``.
 
-Settings (``ctx.settings``; unknown keys are ignored) and their defaults: ``DEFAULT_SETTINGS``.
+Settings (``ctx.settings["synthetic"]``, a namespace of their own so that a preset's other
+knobs never collide with them; unknown keys are ignored) and their defaults: ``DEFAULT_SETTINGS``.
 Every job writes ``predictions`` for every role except ``pretrain`` (class probabilities
 [N, 2]); trained methods also write ``params.npz`` and ``run.json`` for the jobs that depend on
 them.
@@ -74,10 +75,12 @@ _S_PRETRAIN, _S_INIT, _S_ORDER, _S_HEAD = 1, 2, 3, 4
 
 
 def settings_of(ctx_settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The synthetic family's settings: ``ctx_settings["synthetic"]`` over the defaults."""
+    given = ctx_settings.get("synthetic") or {}
     s = dict(DEFAULT_SETTINGS)
     for k in DEFAULT_SETTINGS:
-        if k in ctx_settings:
-            s[k] = ctx_settings[k]
+        if k in given:
+            s[k] = given[k]
     try:
         for k in ("hidden", "small_hidden"):
             v = s[k]
