@@ -72,8 +72,9 @@ def data_dir_for(dataset_id: str, data_dir: str | Mapping[str, str] | None) -> s
 
 
 def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Ledger,
-             data_dir: str | Mapping[str, str] | None = None, out: TextIO = sys.stderr,
+             data_dir: str | Mapping[str, str] | None = None, out: TextIO | None = None,
              on_record: Callable[[dict], None] | None = None) -> RunSummary:
+    out = out if out is not None else sys.stderr  # looked up per call: stderr may be replaced
     summary = RunSummary(planned=len(jobs))
     by_group: dict[tuple, list[Job]] = defaultdict(list)
     for j in jobs:
