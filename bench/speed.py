@@ -44,11 +44,15 @@ def _inputs(config, batch, seq_len, rng):
 
 
 def _timeit(fn, steps, warmup):
+    """Mean wall seconds per call, after ``warmup`` calls. The process's CPU seconds per call
+    go to ``_timeit.cpu`` (on a machine shared with other jobs, wall time swings with their
+    load; CPU time much less so)."""
     for _ in range(warmup):
         fn()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         fn()
+    _timeit.cpu = (time.process_time() - c0) / steps
     return (time.perf_counter() - t0) / steps
 
 
@@ -121,7 +125,8 @@ def _torch_bench(model, config, inputs, mask, steps, warmup):
         with torch.no_grad():
             model(**kwargs, output_hidden_states=True)
 
-    return _timeit(forward, steps, warmup), _timeit(step, steps, warmup)
+    fwd = _timeit(forward, steps, warmup)
+    return fwd, _timeit(step, steps, warmup), _timeit.cpu
 
 
 # -------------------------------------------------------------------------------------- JAX
@@ -175,7 +180,7 @@ def _jax_bench(config, params, inputs, mask, steps, warmup):
     compile_s = time.perf_counter() - t0
     fwd = _timeit(forward, steps, max(warmup - 1, 0))
     trn = _timeit(step, steps, max(warmup - 1, 0))
-    return fwd, trn, compile_s
+    return fwd, trn, compile_s, _timeit.cpu
 
 
 def run(name, batch, seq_len, steps, warmup, use_torch, tmpdir):
@@ -196,12 +201,13 @@ def run(name, batch, seq_len, steps, warmup, use_torch, tmpdir):
     else:
         _, params, _ = init_backbone(config, 0)
         row["weights"] = "random"
-    fwd, trn, compile_s = _jax_bench(config, params, inputs, mask, steps, warmup)
-    row.update(jax_forward_ex_s=batch / fwd, jax_train_ex_s=batch / trn, jax_compile_s=compile_s)
+    fwd, trn, compile_s, cpu = _jax_bench(config, params, inputs, mask, steps, warmup)
+    row.update(jax_forward_ex_s=batch / fwd, jax_train_ex_s=batch / trn, jax_compile_s=compile_s,
+               jax_train_cpu_s_per_step=cpu)
     if torch_model is not None:
-        tf, tt = _torch_bench(torch_model, config, inputs, mask, steps, warmup)
+        tf, tt, tcpu = _torch_bench(torch_model, config, inputs, mask, steps, warmup)
         row.update(torch_forward_ex_s=batch / tf, torch_train_ex_s=batch / tt,
-                   ratio_forward=tf / fwd, ratio_train=tt / trn)
+                   torch_train_cpu_s_per_step=tcpu, ratio_forward=tf / fwd, ratio_train=tt / trn)
     return row
 
 
@@ -242,7 +248,9 @@ def main(argv=None) -> int:
                     f"  train {row['jax_train_ex_s']:7.1f} ex/s")
             if "torch_train_ex_s" in row:
                 line += (f"  | PyTorch fwd {row['torch_forward_ex_s']:8.1f}  train {row['torch_train_ex_s']:7.1f}"
-                         f"  | JAX/PyTorch fwd {row['ratio_forward']:.2f} train {row['ratio_train']:.2f}")
+                         f"  | JAX/PyTorch fwd {row['ratio_forward']:.2f} train {row['ratio_train']:.2f}"
+                         f"  | CPU s/step JAX {row['jax_train_cpu_s_per_step']:.2f} PyTorch "
+                         f"{row['torch_train_cpu_s_per_step']:.2f}")
             print(line, flush=True)
     if not use_torch:
         print("(PyTorch comparison skipped: --no-torch, or torch/transformers not installed)")
