@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["speed"]:  # its flags belong to bench/speed.py, --help included
+        argv = ["speed", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -295,7 +298,8 @@ def cmd_speed(args) -> int:
         from bench import speed
     except ImportError as e:
         raise UserError(f"`bench speed` is not available in this build ({e})") from e
-    return int(speed.main(args.speed_args) or 0)
+    forwarded = args.speed_args[1:] if args.speed_args[:1] == ["--"] else args.speed_args
+    return int(speed.main(forwarded) or 0)
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "check": cmd_check, "ls": cmd_ls,

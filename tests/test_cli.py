@@ -76,3 +76,10 @@ def test_paper_preset_offline_fails_fast_with_instructions(tmp_path, capsys, mon
 def test_data_dir_flag_validation(tmp_path, capsys):
     assert main(["run", "synthetic", "--results-dir", str(tmp_path), "--data-dir", "nosuch=/x"]) == 2
     assert "'nosuch' is not a dataset" in capsys.readouterr().err
+
+
+def test_speed_forwards_its_own_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["speed", "--help"])
+    assert e.value.code == 0
+    assert "--backbones" in capsys.readouterr().out
