@@ -358,7 +358,7 @@ def pretrained_states(ds: Dataset, s, roles=None) -> dict[str, np.ndarray]:
 def _feature_meta(ds: Dataset, s) -> dict[str, Any]:
     config = get_config(s["backbone"])
     return {"fingerprint": ds.fingerprint, "pooling": default_pooling(config.family),
-            "max_len": s["max_len"], "backbone": s["backbone"]}
+            "max_len": s["max_len"], "backbone": s["backbone"], "weights": s["weights"]}
 
 
 def dep_states(ctx: RunContext, dep: str, s) -> dict[str, np.ndarray]:
