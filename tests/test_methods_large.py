@@ -200,3 +200,13 @@ def test_vision_methods_on_retinopathy(tmp_path):
             assert p.shape == (len(ds.splits[role]), ds.num_classes)
             np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
     assert rec["extras"]["temperatures"]
+
+
+def test_amazon_with_t5_states(tmp_path):
+    sett = settings(tmp_path / "cache")
+    sett["text"] = {**sett["text"], "backbone": "t5-tiny"}
+    ds = load_dataset("amazon:fixture=1")
+    for method in ("levi/pretrained", "ref/user_movie_bias"):
+        rec, wd = _run("amazon:fixture=1", method, tmp_path, sett)
+        assert rec["state"] == "done" and set(load_predictions(wd)) == set(ds.splits)
+    assert rec["extras"]["lambda"] == 10.0
