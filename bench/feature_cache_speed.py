@@ -39,7 +39,6 @@ def main(argv=None) -> dict:
     import numpy as np
     import optax
 
-    from levi_core.backbones.outputs import default_pooling  # noqa: F401
     from levi_core.data.base import load_dataset, parse_dataset_id
     from levi_core.methods import large
     from levi_core.models.small import RecSmall, TaskHeads

@@ -61,7 +61,6 @@ and the job reports ``diverged``.
 from __future__ import annotations
 
 import functools
-import json
 import re
 import zlib
 from typing import Any, Callable, Mapping
@@ -520,7 +519,6 @@ def train_large(ctx: RunContext, family: str, method: str, seed: int | None = No
 def lp(ctx: RunContext, family: str) -> RunOutput:
     """A Dense head on the cached pooled final state of the frozen pre-trained backbone."""
     s = resolve_settings(ctx, family)
-    s = {**s}
     ds = ctx.dataset
     lr = _lr(ctx)
     states = pretrained_states(ds, s)
