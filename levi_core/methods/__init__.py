@@ -16,3 +16,5 @@ from levi_core.methods import catalog  # noqa: E402,F401  (declares every method
 from levi_core.methods import synthetic  # noqa: E402,F401  (implementations for `synthetic`)
 from levi_core.methods import linear  # noqa: E402,F401  (the Appendix B linear example job)
 from levi_core.methods import cost_analysis  # noqa: E402,F401  (Tables 3, 15, 16 as jobs)
+from levi_core.methods import large  # noqa: E402,F401  (movielens, amazon, retinopathy, imagenet)
+from levi_core.methods import refs  # noqa: E402,F401  (ref/* rows for rating regression)

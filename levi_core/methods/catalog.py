@@ -64,10 +64,10 @@ METHODS = (
     Method("a3", "ablation A3: adapting layers on the large model's layers, no small model", _LR),
     Method("a4", "ablation A4: the small task model alone, one head", _LR),
     Method("a5", "ablation A5: small model, shared bottom, several heads averaged", _LR),
-    # Reference rows of Tables 1 and 5 (recommendation only; not ranked in reports).
-    Method("ref/mean", "reference: the ID-train mean rating"),
-    Method("ref/user_bias", "reference: mean + regularised user bias"),
-    Method("ref/user_movie_bias", "reference: mean + regularised user and item biases"),
+    # Reference rows (not ranked; rating regression only): see levi_core.methods.refs.
+    Method("ref/mean", "reference: the ID-train mean rating", {}),
+    Method("ref/user_bias", "reference: train mean + regularised user bias", {}),
+    Method("ref/user_movie_bias", "reference: train mean + regularised user and item biases", {}),
 )
 
 for _m in METHODS:
