@@ -43,7 +43,7 @@ def snapshot(result: TableResult) -> dict[str, Any]:
 
 
 def _metric_of(result: TableResult, column: str) -> str:
-    for col in list(result.spec.all_columns()) + list(result.breakdown_cols):
+    for col in list(result.columns) + list(result.breakdown_cols):
         if col.key == column:
             return col.metric
     for sweep in result.spec.sweeps:

@@ -97,8 +97,12 @@ def per_shift(result: TableResult, statement: str, claim: str, methods: list[str
     none, partly supported otherwise; shifts without cells are listed as undecided.
     """
     outcomes, details, missing = [], [], []
+    active = {c.key for c in result.columns}
     for shift in result.spec.shifts:
         if shifts is not None and shift.key not in shifts:
+            continue
+        if f"{shift.key}/id" not in active:
+            details.append(f"{shift.label}: not part of preset {result.preset}")
             continue
         ids = {m: _mean(result, m, f"{shift.key}/id") for m in methods}
         oods = {m: _mean(result, m, f"{shift.key}/ood") for m in methods}
@@ -332,8 +336,11 @@ def c13(result: TableResult) -> Verdict:
     shift = result.spec.shifts[0]
     ids = [_mean(result, m, f"{shift.key}/id") for m in rows]
     oods = [_mean(result, m, f"{shift.key}/ood") for m in rows]
-    if len(rows) < 3 or any(v is None for v in ids + oods):
+    if any(v is None for v in ids + oods):
         return Verdict("C13", statement, UNDECIDED, f"missing cells: run `bench run {result.spec.name}`")
+    if len(rows) < 3:
+        return Verdict("C13", statement, UNDECIDED,
+                       f"{len(rows)} layers: too few for a rank correlation (this preset's backbone)")
     k = list(range(1, len(rows) + 1))
     rho_id, rho_ood = float(spearmanr(k, ids)[0]), float(spearmanr(k, oods)[0])
     ok_id, ok_ood = rho_id < 0, rho_ood > 0

@@ -109,6 +109,9 @@ def cmd_run(args) -> int:
     resources.validate()
     spec = get_table(args.table)
     jobs = table_jobs(spec, args.preset)
+    if not jobs:
+        raise UserError(f"{spec.name} has no dataset in preset {args.preset!r} (its data is not "
+                        f"available at that scale); use --preset paper or --preset smoke")
     ledger = Ledger(args.results_dir / args.preset)
     args.data_dirs = parse_data_dirs(args.data_dir)
     _preflight(spec, jobs, args)

@@ -52,6 +52,8 @@ def breakdown_columns(spec: TableSpec, preset: str, records: Mapping[str, dict])
     cols: list[Column] = []
     for b in spec.breakdowns:
         ds = resolve(b.dataset)
+        if ds is None:
+            continue
         roles = sorted({r for rec in records.values() if rec["job"]["dataset"] == ds
                         for r in (rec.get("metrics") or {}) if r.startswith(b.prefix)})
         cols += [Column(f"{b.key}:{r}", r[len(b.prefix):], b.dataset, r, b.metric) for r in roles]
@@ -69,6 +71,7 @@ class TableResult:
     extras: dict[tuple[str, str], dict]  # (dataset, method) of extra jobs -> record
     n_records: int
     rows: tuple[str, ...] = ()  # ranked rows under this preset
+    columns: tuple[Column, ...] = ()  # the columns whose dataset is part of the preset
     breakdown_cols: list[Column] = field(default_factory=list)
 
     def cell(self, method: str, column: str) -> Cell:
@@ -113,7 +116,7 @@ def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
     resolve = get_preset(preset).dataset_id
     cells: dict[tuple[str, str], Cell] = {}
     rows = spec.rows_for(preset) + spec.references
-    for col in list(spec.all_columns()) + breakdown_columns(spec, preset, records):
+    for col in list(spec.columns_for(preset)) + breakdown_columns(spec, preset, records):
         for method in rows:
             cells[(method, col.key)] = _cell(resolve(col.dataset), method, col, spec.seeds, selected,
                                              all_diverged)
@@ -135,6 +138,7 @@ def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
         diverged_runs=[r for r in ordered if r["state"] == DIVERGED],
         failed_runs=[r for r in ordered if r["state"] == "failed"],
         extras=extras, n_records=len(records), rows=spec.rows_for(preset),
+        columns=spec.columns_for(preset),
         breakdown_cols=breakdown_columns(spec, preset, records),
     )
 

@@ -69,7 +69,10 @@ def grid_points(grid: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(list(grid[k]) for k in keys))]
 
 
-def method_grid(spec: TableSpec, method: str) -> Mapping[str, tuple]:
+def method_grid(spec: TableSpec, method: str, preset: str | None = None) -> Mapping[str, tuple]:
+    """The grid a method runs with: the preset's stated subset, else the table's, else its own."""
+    if preset is not None and method in get_preset(preset).grids:
+        return get_preset(preset).grids[method]
     return spec.grids.get(method, get_method(method).grid)
 
 
@@ -100,7 +103,7 @@ def plan(spec: TableSpec, preset: str) -> list[Job]:
     resolve = get_preset(preset).dataset_id
     wanted: dict[str, list[str]] = {}
     rows = spec.rows_for(preset) + spec.references if spec.kind == "metrics" else ()
-    for col in spec.all_columns():
+    for col in spec.columns_for(preset):
         ds = resolve(col.dataset)
         wanted.setdefault(ds, [])
         wanted[ds] += [m for m in rows if m not in wanted[ds]]
@@ -115,7 +118,7 @@ def plan(spec: TableSpec, preset: str) -> list[Job]:
     for dataset, methods in wanted.items():
         for method in with_dependencies(methods):
             for seed in spec.seeds:
-                for point in grid_points(method_grid(spec, method)):
+                for point in grid_points(method_grid(spec, method, preset)):
                     job = Job.make(dataset, method, seed, point, preset)
                     if job.id not in seen:
                         seen.add(job.id)

@@ -174,7 +174,11 @@ def markdown(result: TableResult) -> str:
     w = out.write
     w(f"# {spec.title}\n\n")
     w(f"{caption(result)}\n\n")
-    w(grid_markdown(grid(result, list(spec.all_columns()))))
+    w(grid_markdown(grid(result, list(result.columns))))
+    dropped = [c.label for c in spec.all_columns() if c not in result.columns]
+    if dropped:
+        w(f"\nNot part of preset `{result.preset}` (its data is not available at this scale): "
+          f"{', '.join(dropped)}.\n")
     if paper_columns(result):
         w("\nPaper columns: figures the paper states in its text; blank where it gives none.\n")
     for title, cols in breakdown_groups(result):
@@ -282,7 +286,7 @@ def latex(result: TableResult) -> str:
     if result.spec.kind == "costs":
         return costs_latex(result)
     spec = result.spec
-    lines = grid_latex(grid(result, list(spec.all_columns())),
+    lines = grid_latex(grid(result, list(result.columns)),
                        latex_escape(caption(result).replace("`", "")), spec.name)
     for i, (title, cols) in enumerate(breakdown_groups(result)):
         lines += [""] + grid_latex(grid(result, cols), latex_escape(title), f"{spec.name}-breakdown{i + 1}")
@@ -388,7 +392,7 @@ def csv_text(result: TableResult) -> str:
                      "std", "n"] + [f"seed{s}" for s in seeds] + ["diverged_seeds", "paper"])
     if spec.kind == "costs":
         return costs_csv(result)
-    cols = list(spec.all_columns()) + list(result.breakdown_cols)
+    cols = list(result.columns) + list(result.breakdown_cols)
     for sweep in spec.sweeps:
         for x, dataset in sweep.points.items():
             cols.append(Column(f"{sweep.key}@{x}", str(x), dataset, sweep.role, sweep.metric))

@@ -133,6 +133,13 @@ class TableSpec:
     def all_columns(self) -> tuple[Column, ...]:
         return tuple(c for sh in self.shifts for c in sh.columns()) + tuple(self.columns)
 
+    def columns_for(self, preset: str) -> tuple[Column, ...]:
+        """The columns whose dataset is part of the preset (``cpu`` has MovieLens only)."""
+        from bench.presets import get_preset
+
+        resolve = get_preset(preset).dataset_id
+        return tuple(c for c in self.all_columns() if resolve(c.dataset) is not None)
+
     def datasets(self) -> list[str]:
         seen: dict[str, None] = {}
         for c in self.all_columns():
