@@ -230,8 +230,18 @@ def main(argv=None) -> int:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    p.add_argument("--omp-active", action="store_true",
+                   help="leave OpenMP's default spin-waiting (by default OMP_WAIT_POLICY=PASSIVE "
+                        "is set before torch loads, when unset)")
     args = p.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    # PyTorch's OpenMP threads spin while waiting; on a machine shared with other jobs that
+    # burns the cores they wait for and makes PyTorch look several times slower than it is.
+    # Passive waiting is the fair setting for a comparison there (it must precede torch's import).
+    if not args.omp_active:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '(unset)')}", flush=True)
 
     use_torch = not args.no_torch and _have_torch()
     if use_torch and args.threads:

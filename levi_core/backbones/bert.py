@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from levi_core.backbones.config import BertConfig
-from levi_core.backbones.layers import Dense, SelfAttention, dense_init, layer_norm, mask_bias
+from levi_core.backbones.layers import Dense, gelu_exact, SelfAttention, dense_init, layer_norm, mask_bias
 from levi_core.backbones.outputs import BackboneOutput
 
 
@@ -28,8 +28,7 @@ class BertBlock(nn.Module):
         a = SelfAttention(c.num_heads, c.hidden // c.num_heads, lora_rank=c.lora_rank,
                           lora_alpha=c.lora_alpha, name="attn")(x, bias)
         x = layer_norm(c.eps, "ln_attn")(x + a)
-        h = jax.nn.gelu(Dense(c.intermediate, kernel_init=dense_init(), name="ff_in")(x),
-                        approximate=False)
+        h = gelu_exact(Dense(c.intermediate, kernel_init=dense_init(), name="ff_in")(x))
         h = Dense(c.hidden, kernel_init=dense_init(), name="ff_out")(h)
         return layer_norm(c.eps, "ln_ff")(x + h)
 

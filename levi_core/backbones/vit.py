@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from levi_core.backbones.config import ViTConfig
-from levi_core.backbones.layers import Dense, SelfAttention, dense_init, layer_norm
+from levi_core.backbones.layers import Dense, gelu_exact, SelfAttention, dense_init, layer_norm
 from levi_core.backbones.outputs import BackboneOutput
 
 
@@ -41,8 +41,7 @@ class ViTBlock(nn.Module):
         x = x + SelfAttention(c.num_heads, c.hidden // c.num_heads, lora_rank=c.lora_rank,
                               lora_alpha=c.lora_alpha, name="attn")(h, None)
         h = layer_norm(c.eps, "ln_mlp")(x)
-        h = jax.nn.gelu(Dense(c.mlp_dim, kernel_init=dense_init(), name="mlp_in")(h),
-                        approximate=False)
+        h = gelu_exact(Dense(c.mlp_dim, kernel_init=dense_init(), name="mlp_in")(h))
         return x + Dense(c.hidden, kernel_init=dense_init(), name="mlp_out")(h)
 
 
