@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.specs import TABLES
 
 BASELINES = Path(__file__).resolve().parent.parent / "results" / "baselines"
 SMOKE_TABLES = sorted(p.stem for p in (BASELINES / "smoke").glob("*.json"))
@@ -22,6 +23,10 @@ SMOKE_TABLES = sorted(p.stem for p in (BASELINES / "smoke").glob("*.json"))
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     return tmp_path_factory.mktemp("smoke-results")
+
+
+def test_every_table_has_a_smoke_baseline():
+    assert SMOKE_TABLES == sorted(TABLES)
 
 
 @pytest.mark.parametrize("table", SMOKE_TABLES)
