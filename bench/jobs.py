@@ -69,10 +69,13 @@ def grid_points(grid: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(list(grid[k]) for k in keys))]
 
 
-def method_grid(spec: TableSpec, method: str, preset: str | None = None) -> Mapping[str, tuple]:
-    """The grid a method runs with: the preset's stated subset, else the table's, else its own."""
-    if preset is not None and method in get_preset(preset).grids:
-        return get_preset(preset).grids[method]
+def method_grid(spec: TableSpec, method: str, preset: str | None = None,
+                dataset: str | None = None) -> Mapping[str, tuple]:
+    """The grid a method runs with on a (logical) dataset: the preset's stated subset for that
+    dataset, else the table's, else the method's own."""
+    subset = get_preset(preset).grids.get(dataset, {}) if preset else {}
+    if method in subset:
+        return subset[method]
     return spec.grids.get(method, get_method(method).grid)
 
 
@@ -102,9 +105,11 @@ def plan(spec: TableSpec, preset: str) -> list[Job]:
     """
     resolve = get_preset(preset).dataset_id
     wanted: dict[str, list[str]] = {}
+    logical: dict[str, str] = {}
     rows = spec.rows_for(preset) + spec.references if spec.kind == "metrics" else ()
     for col in spec.columns_for(preset):
         ds = resolve(col.dataset)
+        logical[ds] = col.dataset
         wanted.setdefault(ds, [])
         wanted[ds] += [m for m in rows if m not in wanted[ds]]
     for sweep in spec.sweeps:
@@ -118,7 +123,7 @@ def plan(spec: TableSpec, preset: str) -> list[Job]:
     for dataset, methods in wanted.items():
         for method in with_dependencies(methods):
             for seed in spec.seeds:
-                for point in grid_points(method_grid(spec, method, preset)):
+                for point in grid_points(method_grid(spec, method, preset, logical.get(dataset))):
                     job = Job.make(dataset, method, seed, point, preset)
                     if job.id not in seen:
                         seen.add(job.id)
