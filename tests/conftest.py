@@ -24,3 +24,20 @@ def _cleanup(paths=(os.environ["RAY_TMPDIR"], os.environ["MPLCONFIGDIR"], os.env
 
 
 atexit.register(_cleanup)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fresh_data_cache(tmp_path_factory):
+    """An empty prepared-data cache for one test module (tests that count cache builds)."""
+    from levi_core.data import common
+
+    old = os.environ.get(common.CACHE_ENV)
+    os.environ[common.CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop(common.CACHE_ENV, None)
+    else:
+        os.environ[common.CACHE_ENV] = old

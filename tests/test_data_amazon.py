@@ -2,26 +2,17 @@
 
 import csv
 import gzip
-import os
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from levi_core.data import common, fixtures, load_dataset
+from levi_core.data import fixtures, load_dataset
 
 CATS = ["watches", "toys", "sports", "music", "jewelry", "furniture", "baby"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = os.environ.get(common.CACHE_ENV)
-    os.environ[common.CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop(common.CACHE_ENV)
-    else:
-        os.environ[common.CACHE_ENV] = old
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")  # see conftest.py
 
 
 def raw_rows(folder):

@@ -1,24 +1,15 @@
 """describe(): per role counts, label distribution, fingerprints, and the shift in words."""
 
-import os
 
 import pytest
 
-from levi_core.data import common, load_dataset
+from levi_core.data import load_dataset
 from levi_core.data.base import fingerprint_splits
 from levi_core.data.describe import describe
 from levi_core.data.movielens import shared_local_dir
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = os.environ.get(common.CACHE_ENV)
-    os.environ[common.CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop(common.CACHE_ENV)
-    else:
-        os.environ[common.CACHE_ENV] = old
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")  # see conftest.py
 
 
 @pytest.mark.parametrize("name", ["movielens", "amazon", "retinopathy", "imagenet"])

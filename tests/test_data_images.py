@@ -1,6 +1,5 @@
 """Retinopathy and ImageNet-variant loaders on their fixtures (original folder layouts)."""
 
-import os
 
 import numpy as np
 import pytest
@@ -9,15 +8,7 @@ from PIL import Image
 from levi_core.data import common, fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = os.environ.get(common.CACHE_ENV)
-    os.environ[common.CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop(common.CACHE_ENV)
-    else:
-        os.environ[common.CACHE_ENV] = old
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")  # see conftest.py
 
 
 def test_retinopathy_resolution_shift():

@@ -1,6 +1,5 @@
 """MovieLens loader: fixture (always) and the genuine ml-100k files (when present)."""
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -14,15 +13,7 @@ ID = {"action", "comedy", "drama", "romance", "thriller"}
 REAL = shared_local_dir()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cache(tmp_path_factory):
-    old = os.environ.get(common.CACHE_ENV)
-    os.environ[common.CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop(common.CACHE_ENV)
-    else:
-        os.environ[common.CACHE_ENV] = old
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")  # see conftest.py
 
 
 def raw_expectation(folder: Path, min_count=200):
