@@ -98,7 +98,12 @@ def preflight(dataset_ids, settings: Mapping[str, Any], data_dir: str | None = N
 
     problems: list[str] = []
     modalities: set[str] = set()
+    from levi_core.methods.large import FAMILIES
+
     for dataset_id in dataset_ids:
+        family, _ = parse_dataset_id(dataset_id)
+        if family in FAMILIES:  # known without loading: checked even when the data is missing
+            modalities.add(FAMILIES[family])
         try:
             ds = load_dataset(dataset_id, data_dir)
         except UserError as e:
