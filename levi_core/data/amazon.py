@@ -253,13 +253,7 @@ def build(books_iter, category_iters: dict[str, Callable], opts: common.Options,
 @register_dataset(NAME)
 def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
     opts = common.Options(NAME, options, DEFAULTS)
-    source = opts["source"]
-    if source not in ("auto", "files", "tfds"):
-        raise DataError(f"{NAME}: source={source!r}; use auto, files or tfds")
-    if opts["fixture"]:
-        from levi_core.data import fixtures
-
-        data_dir, source = str(fixtures.fixture_dir(NAME)), "files"
+    data_dir, source = common.resolve_source(NAME, opts, data_dir)
     books_cfgs = common.parse_list(opts["books"])
     cats = common.parse_list(opts["categories"])
     expected = [f"amazon_reviews_us_{c}.tsv(.gz)" for c in books_cfgs] + [

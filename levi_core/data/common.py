@@ -86,6 +86,19 @@ def key_options(opts: "Options") -> dict[str, object]:
     return {k: v for k, v in opts.resolved().items() if k not in NON_SEMANTIC}
 
 
+def resolve_source(name: str, opts: "Options", data_dir: str | None) -> tuple[str | None, str]:
+    """(data_dir, source) after the ``source`` and ``fixture`` options of a text loader:
+    ``source`` is auto | files | tfds; ``fixture=1`` reads the generated fixture files."""
+    source = opts["source"]
+    if source not in ("auto", "files", "tfds"):
+        raise DataError(f"{name}: source={source!r}; use auto, files or tfds")
+    if opts["fixture"]:
+        from levi_core.data import fixtures
+
+        return str(fixtures.fixture_dir(name)), "files"
+    return data_dir, source
+
+
 def parse_list(text: str) -> list[str]:
     """``"action+comedy"`` -> ``["action", "comedy"]`` (``+`` separates: ``,`` separates options)."""
     return [t.strip() for t in text.split("+") if t.strip()]

@@ -343,13 +343,7 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
 @register_dataset(NAME)
 def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
     opts = common.Options(NAME, options, DEFAULTS)
-    source = opts["source"]
-    if source not in ("auto", "files", "tfds"):
-        raise DataError(f"{NAME}: source={source!r}; use auto, files or tfds")
-    if opts["fixture"]:
-        from levi_core.data import fixtures
-
-        data_dir, source = str(fixtures.fixture_dir(NAME)), "files"
+    data_dir, source = common.resolve_source(NAME, opts, data_dir)
     if not data_dir and source in ("auto", "files"):
         shared = shared_local_dir()  # the project machines' genuine copy, if any
         data_dir = str(shared) if shared is not None else None
