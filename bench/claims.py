@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bench.collect import TableResult
+from bench.specs import Shift
 
 SUPPORTED, CONTRADICTED, PARTLY, UNDECIDED = "supported", "contradicted", "partly supported", "undecided"
 
@@ -89,9 +90,9 @@ def _fmt(v: float) -> str:
 
 
 def per_shift(result: TableResult, statement: str, claim: str, methods: list[str],
-              check: Callable[[dict, dict, bool], tuple[bool, str]],
+              check: Callable[[dict, dict, bool, Shift], tuple[bool, str]],
               shifts: list[str] | None = None) -> Verdict:
-    """Apply ``check(id_means, ood_means, lower_is_better)`` to every shift whose cells exist.
+    """Apply ``check(id_means, ood_means, lower_is_better, shift)`` to every shift whose cells exist.
 
     The verdict is supported when it holds on every shift with numbers, contradicted when on
     none, partly supported otherwise; shifts without cells are listed as undecided.
@@ -109,7 +110,7 @@ def per_shift(result: TableResult, statement: str, claim: str, methods: list[str
         if any(v is None for v in list(ids.values()) + list(oods.values())):
             missing.append(shift.label)
             continue
-        ok, why = check(ids, oods, shift.metric == "rmse")
+        ok, why = check(ids, oods, shift.metric == "rmse", shift)
         outcomes.append(ok)
         details.append(f"{shift.label}: {'holds' if ok else 'fails'} ({why})")
     if missing:
@@ -134,7 +135,7 @@ def _names(ms) -> str:
 def c1(result: TableResult) -> Verdict:
     rows = list(result.rows)
 
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         best = min(oods, key=lambda m: oods[m] if lower else -oods[m])
         return (oods["levi"] == oods[best],
                 f"LEVI OOD {_fmt(oods['levi'])}, best {_names([best])} {_fmt(oods[best])}")
@@ -146,9 +147,9 @@ def c1(result: TableResult) -> Verdict:
 def c2(result: TableResult) -> Verdict:
     rows = list(result.rows)
 
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         best = min(ids, key=lambda m: ids[m] if lower else -ids[m])
-        std = result.cells[("levi", f"{shift_of(result, ids)}/id")].std or 0.0
+        std = result.cells[("levi", f"{shift.key}/id")].std or 0.0
         ok = abs(ids["levi"] - ids[best]) <= std
         return ok, f"LEVI ID {_fmt(ids['levi'])} ± {_fmt(std)}, best {_names([best])} {_fmt(ids[best])}"
 
@@ -156,16 +157,8 @@ def c2(result: TableResult) -> Verdict:
                      "C2", rows, check)
 
 
-def shift_of(result: TableResult, ids: dict) -> str:
-    """The shift key whose ID cells these means are (helper for checks that need stds)."""
-    for shift in result.spec.shifts:
-        if all(_mean(result, m, f"{shift.key}/id") == v for m, v in ids.items()):
-            return shift.key
-    raise KeyError("shift not found")
-
-
 def c3(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         light = {m: oods[m] for m in ("ht", "lp", "fs")}
         best = min(light, key=lambda m: light[m] if lower else -light[m])
         return (_better(light[best], oods["ft"], lower),
@@ -176,7 +169,7 @@ def c3(result: TableResult) -> Verdict:
 
 
 def c4(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         ok = all(_better(oods[m], oods["ft"], lower) for m in ("ht", "lp", "fs"))
         return ok, ", ".join(f"{_names([m])} {_fmt(oods[m])}" for m in ("ft", "ht", "lp", "fs"))
 
@@ -188,7 +181,7 @@ GENERALIZATION = ("lp_ft", "ft_robust", "ft_zeroshot", "ft_fs")
 
 
 def c5(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         beat = [m for m in GENERALIZATION if _better(oods[m], oods["ft"], lower)]
         return len(beat) >= 3, f"{len(beat)} of 4 beat FT OOD {_fmt(oods['ft'])}: {_names(beat) or 'none'}"
 
@@ -200,7 +193,7 @@ C6_MARGIN = 0.005  # RMSE: "largely fails to improve" read as an improvement bel
 
 
 def c6(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         gain = oods["ft"] - oods["ft_zeroshot"]
         return gain < C6_MARGIN, f"FT {_fmt(oods['ft'])}, FT+ZeroShot {_fmt(oods['ft_zeroshot'])}, gain {gain:+.4f}"
 
@@ -209,7 +202,7 @@ def c6(result: TableResult) -> Verdict:
 
 
 def c7(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         ok = all(not _better(oods[m], oods["ft"], lower) for m in ("ht", "lp", "lp_ft"))
         return ok, ", ".join(f"{_names([m])} {_fmt(oods[m])}" for m in ("ft", "ht", "lp", "lp_ft"))
 
@@ -218,7 +211,7 @@ def c7(result: TableResult) -> Verdict:
 
 
 def c8(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         ok = all(_better(oods[m], oods["ft"], lower) for m in ("ht", "lp", "lp_ft"))
         return ok, ", ".join(f"{_names([m])} {_fmt(oods[m])}" for m in ("ft", "ht", "lp", "lp_ft"))
 
@@ -229,7 +222,7 @@ def c8(result: TableResult) -> Verdict:
 def c9(result: TableResult) -> Verdict:
     rows = list(result.rows)
 
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         best = max(oods, key=lambda m: oods[m])
         ok = oods["levi"] == oods[best] and abs(ids["levi"] - ids["ft"]) <= 1.0
         why = (f"LEVI OOD {_fmt(oods['levi'])} (best {_names([best])} {_fmt(oods[best])}); "
@@ -288,7 +281,7 @@ def c10(result: TableResult) -> Verdict:
 
 
 def c11(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         ok = _better(ids["levi/lora"], ids["lora"], lower) and _better(oods["levi/lora"], oods["lora"], lower)
         return ok, (f"ID {_fmt(ids['levi/lora'])} vs {_fmt(ids['lora'])}, OOD {_fmt(oods['levi/lora'])} "
                     f"vs {_fmt(oods['lora'])}")
@@ -309,7 +302,7 @@ def c11(result: TableResult) -> Verdict:
 def c12(result: TableResult) -> Verdict:
     abl = ["a1", "a2", "a3", "a4", "a5"]
 
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         import statistics
 
         worse = lambda a, b: _better(b, a, lower)  # noqa: E731  (a worse than b)
@@ -351,7 +344,7 @@ def c13(result: TableResult) -> Verdict:
 
 
 def c14(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         best_id = min(ids, key=lambda m: ids[m] if lower else -ids[m])
         other_ood = min(oods["levi/pretrained"], oods["levi"]) if lower else max(oods["levi/pretrained"], oods["levi"])
         ok = best_id == "levi/ft" and _better(other_ood, oods["levi/ft"], lower)
@@ -363,7 +356,7 @@ def c14(result: TableResult) -> Verdict:
 
 
 def c17(result: TableResult) -> Verdict:
-    def check(ids, oods, lower):
+    def check(ids, oods, lower, shift):
         ok = _better(ids["levi"], ids["ft_fs"], lower) and _better(oods["levi"], oods["ft_fs"], lower)
         return ok, (f"ID LEVI {_fmt(ids['levi'])} vs FT+FS {_fmt(ids['ft_fs'])}; OOD {_fmt(oods['levi'])} "
                     f"vs {_fmt(oods['ft_fs'])}")
