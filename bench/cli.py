@@ -102,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args) -> int:
     from bench.executors import Resources, make_executor
     from bench.ledger import Ledger
-    from bench.runner import run_jobs, table_jobs
+    from bench.runner import run_jobs
+    from bench.jobs import plan
     from bench.specs import get_table
 
     resources = Resources(cpus=args.cpus_per_job, gpus=args.gpus_per_job, tpus=args.tpus_per_job)
     resources.validate()
     spec = get_table(args.table)
-    jobs = table_jobs(spec, args.preset)
+    jobs = plan(spec, args.preset)
     if not jobs:
         raise UserError(f"{spec.name} has no dataset in preset {args.preset!r} (its data is not "
                         f"available at that scale); use --preset paper or --preset smoke")
@@ -195,7 +196,7 @@ def cmd_report(args) -> int:
 
 def cmd_status(args) -> int:
     from bench.ledger import Ledger
-    from bench.runner import table_jobs
+    from bench.jobs import plan
     from bench.specs import TABLES, get_table
 
     ledger = Ledger(args.results_dir / args.preset)
@@ -203,7 +204,7 @@ def cmd_status(args) -> int:
     print(f"{'table':<12} {'jobs':>5} {'done':>5} {'failed':>6} {'diverged':>8} {'pending':>7}")
     for spec in specs:
         counts = {"done": 0, "failed": 0, "diverged": 0, "pending": 0}
-        jobs = table_jobs(spec, args.preset)
+        jobs = plan(spec, args.preset)
         for j in jobs:
             r = ledger.read(j.id)
             counts[r["state"] if r and r["state"] in counts else "pending"] += 1

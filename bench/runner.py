@@ -20,7 +20,7 @@ from levi_core.metrics import LOWER_IS_BETTER
 from levi_core.methods import get_method
 
 from bench import provenance
-from bench.jobs import Job, plan
+from bench.jobs import Job
 from bench.ledger import DONE, FAILED, FINISHED, Ledger
 from bench.presets import get_preset
 from bench.selection import select_record
@@ -135,8 +135,7 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
         waiting = still
 
     schedule()
-    n_finished_before = summary.skipped
-    print(f"{spec.name} [{preset}]: {len(jobs)} jobs, {n_finished_before} already finished, "
+    print(f"{spec.name} [{preset}]: {len(jobs)} jobs, {summary.skipped} already finished, "
           f"running the rest on {executor.name}", file=out)
     while executor.pending():
         result = executor.wait()
@@ -195,6 +194,3 @@ def format_progress(k: int, n: int, job: Job, record: Mapping[str, Any], elapsed
     took = f" ({secs:.1f}s)" if isinstance(secs, (int, float)) else ""
     return f"[{k:>{len(str(n))}}/{n}] {state:<8} {job.describe()}{detail}{took}{eta}"
 
-
-def table_jobs(spec: TableSpec, preset: str) -> list[Job]:
-    return plan(spec, preset)

@@ -18,7 +18,8 @@ import pytest
 from bench.cli import main
 from bench.executors import RayExecutor, Resources
 from bench.ledger import Ledger
-from bench.runner import run_jobs, table_jobs
+from bench.runner import run_jobs
+from bench.jobs import plan
 from bench.specs import TABLES, get_table
 
 BASELINES = Path(__file__).resolve().parent.parent / "results" / "baselines"
@@ -59,7 +60,7 @@ def test_cli_run_of_a_smoke_table(results, capsys):
 @pytest.mark.parametrize("table", SMOKE_TABLES)
 def test_smoke_table_runs_and_matches_baseline(table, results, executor, tmp_path, capsys):
     spec = get_table(table)
-    summary = run_jobs(table_jobs(spec, "smoke"), spec, "smoke", executor,
+    summary = run_jobs(plan(spec, "smoke"), spec, "smoke", executor,
                        Ledger(results / "smoke"), out=open(os.devnull, "w"))
     assert not summary.states.get("failed") and not summary.blocked, summary
     assert main(["report", table, "--preset", "smoke", "--results-dir", str(results),
