@@ -23,6 +23,14 @@ from bench.presets import DEFAULT_PRESET, PRESETS  # noqa: E402
 EXIT_USER_ERROR = 2
 
 
+def _add_subset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--datasets", default=None, metavar="D[,D]",
+                   help="only these datasets of the table (e.g. movielens)")
+    p.add_argument("--methods", default=None, metavar="M[,M]",
+                   help="only these methods (their dependencies come along), e.g. lp,levi")
+    p.add_argument("--seeds", default=None, metavar="S[,S]", help="only these seeds, e.g. 0")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                    help=f"size preset (default: {DEFAULT_PRESET})")
@@ -38,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every job a table needs (skips finished jobs)")
     run.add_argument("table", help="table name (see `bench ls`)")
     _add_common(run)
+    _add_subset(run)
     run.add_argument("--executor", default="ray", choices=["ray", "local"],
                      help="ray (default: a local instance, or --address) or local (in-process)")
     run.add_argument("--address", default=None, help="address of a running Ray cluster to join")
@@ -59,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="done / failed / diverged / pending counts")
     st.add_argument("table", nargs="?", help="one table (default: all)")
     _add_common(st)
+    _add_subset(st)
 
     chk = sub.add_parser("check", help="compare tables with committed baselines (CI regression)")
     chk.add_argument("tables", nargs="*", help="tables to check (default: every table with a baseline)")
@@ -108,11 +118,18 @@ def cmd_run(args) -> int:
 
     resources = Resources(cpus=args.cpus_per_job, gpus=args.gpus_per_job, tpus=args.tpus_per_job)
     resources.validate()
+    from bench.jobs import Subset
+
     spec = get_table(args.table)
     jobs = plan(spec, args.preset)
     if not jobs:
         raise UserError(f"{spec.name} has no dataset in preset {args.preset!r} (its data is not "
                         f"available at that scale); use --preset paper or --preset smoke")
+    args.subset = Subset.parse(args.datasets, args.methods, args.seeds)
+    jobs = args.subset.keep(jobs)
+    if not jobs:
+        raise UserError(f"{spec.name} [{args.preset}]: no job matches {args.subset.flags()} "
+                        f"(see `bench ls` for datasets and methods)")
     ledger = Ledger(args.results_dir / args.preset)
     args.data_dirs = parse_data_dirs(args.data_dir)
     _preflight(spec, jobs, args)
@@ -153,20 +170,25 @@ def _preflight(spec, jobs, args) -> None:
     """Fail in seconds, before any job, when data or weights are missing (never mid-grid)."""
     from levi_core.api import preflight
 
-    from bench.runner import job_settings
-    from bench.ledger import Ledger
+    from bench.runner import data_dir_for, job_settings
 
-    from bench.runner import data_dir_for
-
-    settings = job_settings(spec, args.preset, Ledger(args.results_dir / args.preset))
-    problems = []
+    settings = job_settings(spec, args.preset)
+    problems, ready = [], []
     for dataset in sorted({j.dataset for j in jobs}):
-        problems += preflight([dataset], settings, data_dir_for(dataset, args.data_dirs))
+        found = preflight([dataset], settings, data_dir_for(dataset, args.data_dirs))
+        problems += found
+        if not found:
+            ready.append(dataset.partition(":")[0])
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
+        rest = ""
+        if ready:
+            flags = args.subset.flags(without_datasets=True)
+            rest = (f" To run what can run now: `bench run {spec.name} --preset {args.preset} "
+                    f"--datasets {','.join(sorted(set(ready)))}{(' ' + flags) if flags else ''}`.")
         raise UserError(f"{spec.name} [{args.preset}] cannot start:\n{lines}\n"
                         f"Nothing was run. Provide the files above (or try `--preset cpu` / "
-                        f"`--preset smoke`, which run offline).")
+                        f"`--preset smoke`, which run offline).{rest}")
 
 
 def cmd_report(args) -> int:
@@ -199,12 +221,15 @@ def cmd_status(args) -> int:
     from bench.jobs import plan
     from bench.specs import TABLES, get_table
 
+    from bench.jobs import Subset
+
     ledger = Ledger(args.results_dir / args.preset)
     specs = [get_table(args.table)] if args.table else list(TABLES.values())
+    subset = Subset.parse(args.datasets, args.methods, args.seeds)
     print(f"{'table':<12} {'jobs':>5} {'done':>5} {'failed':>6} {'diverged':>8} {'pending':>7}")
     for spec in specs:
         counts = {"done": 0, "failed": 0, "diverged": 0, "pending": 0}
-        jobs = plan(spec, args.preset)
+        jobs = subset.keep(plan(spec, args.preset))
         for j in jobs:
             r = ledger.read(j.id)
             counts[r["state"] if r and r["state"] in counts else "pending"] += 1

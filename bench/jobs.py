@@ -134,3 +134,59 @@ def plan(spec: TableSpec, preset: str) -> list[Job]:
             seen.add(job.id)
             jobs.append(job)
     return jobs
+
+
+@dataclass(frozen=True)
+class Subset:
+    """``--datasets`` / ``--methods`` / ``--seeds``: the part of a table's grid to run, show or
+    report. Methods bring their dependencies (``--methods levi`` runs ``ht`` too). ``None``
+    means no restriction."""
+
+    datasets: frozenset[str] | None = None  # logical names (movielens) or full ids
+    methods: frozenset[str] | None = None
+    seeds: frozenset[int] | None = None
+
+    @staticmethod
+    def parse(datasets: str | None, methods: str | None, seeds: str | None) -> "Subset":
+        from levi_core.errors import ConfigError
+
+        def names(text):
+            return None if text is None else frozenset(p.strip() for p in text.split(",") if p.strip())
+
+        try:
+            seed_set = None if seeds is None else frozenset(int(s) for s in names(seeds))
+        except ValueError:
+            raise ConfigError(f"--seeds {seeds!r}: give integers, e.g. --seeds 0,1") from None
+        method_set = names(methods)
+        if method_set:
+            for m in method_set:
+                get_method(m)  # unknown names fail here, listing the known ones
+        return Subset(names(datasets), method_set, seed_set)
+
+    @property
+    def empty(self) -> bool:
+        return self.datasets is None and self.methods is None and self.seeds is None
+
+    def keep(self, jobs: list[Job]) -> list[Job]:
+        wanted = set(with_dependencies(sorted(self.methods))) if self.methods else None
+        out = []
+        for j in jobs:
+            if self.datasets is not None and not ({j.dataset, j.dataset.partition(":")[0]}
+                                                  & self.datasets):
+                continue
+            if wanted is not None and j.method not in wanted:
+                continue
+            if self.seeds is not None and j.seed not in self.seeds:
+                continue
+            out.append(j)
+        return out
+
+    def flags(self, without_datasets: bool = False) -> str:
+        parts = []
+        if self.datasets and not without_datasets:
+            parts.append("--datasets " + ",".join(sorted(self.datasets)))
+        if self.methods:
+            parts.append("--methods " + ",".join(sorted(self.methods)))
+        if self.seeds:
+            parts.append("--seeds " + ",".join(str(s) for s in sorted(self.seeds)))
+        return " ".join(parts)

@@ -11,10 +11,11 @@ says which settings produced it.
 - ``cpu``: MiniLM-L6 (from the installed package), real MovieLens subsampled; 2-core machine.
 - ``smoke``: tiny random backbones on generated fixtures; seconds; what CI runs.
 
-Settings keys read by levi_core's large-model methods: ``text`` / ``vision`` (per modality:
-``backbone``, ``weights`` = pretrained | random, ``max_len``, ``batch_size``, ``optimizer`` =
-adam | sgd, ``epochs``, ``small_hidden``, ``adapter_hidden``, ...), and ``cache_dir`` (added by
-the harness).
+Settings are one mapping per modality (``text``, ``vision``, ``tabular``) whose keys and
+defaults are the fields of ``levi_core.settings`` (an unknown key fails when the preset is
+used, naming the key and the known ones). A job's resolved settings go into its record, and a
+job whose record holds other settings runs again, so editing a preset re-runs exactly the jobs
+it affects.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from levi_core.errors import ConfigError
+from levi_core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -36,25 +38,29 @@ class Preset:
     # under this preset (time budget); other datasets (e.g. synthetic) keep their grids
     grids: Mapping[str, Mapping[str, Mapping[str, tuple]]] = field(default_factory=dict)
 
+    def typed_settings(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+        """The preset's settings (with a table's per-modality overrides), checked."""
+        merged = {k: dict(v) for k, v in self.settings.items()}
+        for modality, values in (overrides or {}).items():
+            merged.setdefault(modality, {}).update(values)
+        try:
+            return Settings.from_mapping(merged)
+        except ConfigError as e:
+            raise ConfigError(f"preset {self.name!r}: {e}") from None
+
     def dataset_id(self, logical: str) -> str | None:
         """The id a table's dataset runs as under this preset (itself when not remapped)."""
         return self.datasets.get(logical, logical)
 
 
-TEXT_PAPER = {"backbone": "t5-small", "weights": "pretrained", "max_len": 128, "optimizer": "adam",
-              "epochs": 3, "small_hidden": (512, 256), "adapter_hidden": 256, "embed_dim": 32,
-              "lora_rank": 8, "unknown_id_frac": 0.05}
-VISION_PAPER = {"backbone": "vit-b16-224-in21k", "weights": "pretrained", "image_size": 224,
-                "optimizer": "sgd", "batch_size": 512, "epochs": 3,
-                "small_conv": (32, 64, 64, 64), "adapter_hidden": 1024, "lora_rank": 8}
+# The paper's settings are levi_core.settings' defaults; presets state only what they change.
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
         Preset(
             "paper", "the paper's models (T5-small, ViT-B/16), full data, 3 seeds",
-            settings={"text": TEXT_PAPER, "vision": VISION_PAPER,
-                      "batch_size": {"movielens": 200, "amazon": 100}},
+            settings={},
         ),
         Preset(
             "cpu", "real MovieLens with MiniLM-L6, subsampled; sized for a 2-core machine",
@@ -63,10 +69,9 @@ PRESETS: dict[str, Preset] = {
             # the large model (ft, ht, fs, lp_ft, and a1's second ft) gets 2 epochs over 1,000
             # training ratings and one lr (1e-4, a stated subset of the paper's grid); methods on
             # cached features (lp, LEVI, A3-A5, layer/<k>) get the full grid and 10 epochs.
-            settings={"text": {**TEXT_PAPER, "backbone": "minilm-l6", "max_len": 64, "epochs": 2,
+            settings={"text": {"backbone": "minilm-l6", "max_len": 64, "epochs": 2,
                                "head_epochs": 10},
-                      "vision": {**VISION_PAPER, "batch_size": 64, "epochs": 1},
-                      "batch_size": {"movielens": 200, "amazon": 100}},
+                      "vision": {"batch_size": 64, "epochs": 1}},
             # Only MovieLens is available on these machines; the other datasets' columns are
             # not part of this preset.
             datasets={"movielens": "movielens:max_train=1000,max_eval=150",
@@ -75,13 +80,12 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "smoke", "tiny random backbones on generated fixtures; seconds (CI)",
-            settings={"text": {**TEXT_PAPER, "backbone": "bert-tiny", "weights": "random",
-                               "max_len": 32, "epochs": 1, "small_hidden": (16, 8),
+            settings={"text": {"backbone": "bert-tiny", "weights": "random", "max_len": 32,
+                               "epochs": 1, "batch_size": 32, "small_hidden": (16, 8),
                                "adapter_hidden": 8, "embed_dim": 4, "lora_rank": 2},
-                      "vision": {**VISION_PAPER, "backbone": "vit-tiny", "weights": "random",
-                                 "image_size": 32, "batch_size": 16, "epochs": 1,
-                                 "small_conv": (4, 4, 4, 4), "adapter_hidden": 8, "lora_rank": 2},
-                      "batch_size": {"movielens": 32, "amazon": 32}},
+                      "vision": {"backbone": "vit-tiny", "weights": "random", "batch_size": 16,
+                                 "epochs": 1, "small_conv": (4, 4, 4, 4), "adapter_hidden": 8,
+                                 "lora_rank": 2}},
             datasets={"movielens": "movielens:fixture=1", "amazon": "amazon:fixture=1",
                       "retinopathy": "retinopathy:fixture=1,image_size=32",
                       "imagenet": "imagenet:fixture=1,image_size=32"},

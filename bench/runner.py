@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
+from levi_core.data.base import declaration
 from levi_core.methods import get_method
+from levi_core.settings import Settings, settings_dict
 
 from bench import provenance
 from bench.jobs import Job
@@ -36,11 +38,23 @@ class RunSummary:
     stale: int = 0
 
 
-def job_settings(spec: TableSpec, preset: str, ledger: Ledger) -> dict[str, Any]:
-    settings = dict(get_preset(preset).settings)
-    settings.update(spec.settings.get(preset, {}))
-    settings["cache_dir"] = str(ledger.root / "cache")
-    return settings
+def job_settings(spec: TableSpec, preset: str) -> Settings:
+    """The typed settings every job of a table runs with under a preset (unknown keys fail)."""
+    return get_preset(preset).typed_settings(getattr(spec, "settings", {}).get(preset))
+
+
+def expected_settings(settings: Settings, dataset_id: str) -> dict[str, Any] | None:
+    """What a job's record must hold to be reused: its dataset modality's settings."""
+    return settings_dict(settings.for_modality(declaration(dataset_id).modality))
+
+
+def reusable(rec: Mapping[str, Any], dep_ids: Mapping[str, str], settings: Mapping | None) -> str | None:
+    """None when a finished record can be kept; else why it is stale."""
+    if (rec.get("deps") or {}) != dep_ids:
+        return "its dependencies' selection changed"
+    if rec.get("settings") != settings:
+        return "it ran under other settings"
+    return None
 
 
 def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, list[Job]],
@@ -89,7 +103,10 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
     for path, why in ledger.corrupt:
         print(f"warning: corrupt record {path} ({why}); its job will run again", file=out)
 
-    settings = job_settings(spec, preset, ledger)
+    settings = job_settings(spec, preset)
+    settings_map = settings.as_dict()
+    cache_dir = str(ledger.root / "cache")
+    wanted_settings = {j.dataset: expected_settings(settings, j.dataset) for j in jobs}
     commit = provenance.code_version()
     waiting = list(jobs)
     in_flight: dict[str, tuple[Job, dict[str, str]]] = {}
@@ -112,16 +129,16 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
             dep_ids = {name: dj.id for name, dj in info.items()}
             rec = existing.get(j.id)
             if rec is not None and rec["state"] in FINISHED:
-                if (rec.get("deps") or {}) == dep_ids:
+                why = reusable(rec, dep_ids, wanted_settings[j.dataset])
+                if why is None:
                     settled[j.id] = rec
                     summary.skipped += 1
                     continue
                 summary.stale += 1
-                print(f"stale: {j.describe()} (its dependencies' selection changed); re-running",
-                      file=out)
+                print(f"stale: {j.describe()} ({why}); re-running", file=out)
             payload = {
                 "job_id": j.id,
-                "config": {**j.fields(), "settings": settings,
+                "config": {**j.fields(), "settings": settings_map, "cache_dir": cache_dir,
                            "data_dir": data_dir_for(j.dataset, data_dir)},
                 "workdir": str(ledger.fresh_workdir(j.id)),
                 "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in info.items()},
@@ -164,6 +181,7 @@ def make_record(job: Job, result: Mapping[str, Any], dep_ids: Mapping[str, str],
         "metrics": result.get("metrics", {}),
         "extras": result.get("extras", {}),
         "dataset_fingerprint": result.get("dataset_fingerprint"),
+        "settings": result.get("settings"),
         "deps": dict(dep_ids),
         "timings": result.get("timings", {}),
         "provenance": {**commit, **(result.get("worker") or {})},

@@ -15,10 +15,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from levi_core import metrics as metrics_lib
-from levi_core.data.base import load_dataset, parse_dataset_id
+from levi_core.data.base import declaration, load_dataset, parse_dataset_id
 from levi_core.methods.registry import RunContext, get_impl
-
-PREDICTIONS_FILE = "predictions.npz"
+from levi_core.predictions import PREDICTIONS_FILE, load_predictions, save_predictions  # noqa: F401
+from levi_core.settings import Settings, settings_dict
 
 
 def train_and_evaluate(
@@ -27,8 +27,9 @@ def train_and_evaluate(
     """Run one job.
 
     Args:
-      config: ``dataset`` (id), ``method``, ``seed``, ``hparams`` (dict), ``settings`` (the
-        preset's size knobs), and optionally ``data_dir``.
+      config: ``dataset`` (id), ``method``, ``seed``, ``hparams`` (dict), ``settings`` (a
+        mapping for ``Settings.from_mapping``: unknown keys fail), and optionally ``data_dir``
+        and ``cache_dir`` (the feature cache).
       workdir: folder for this job's artifacts (created if missing).
       deps: dependency method name -> artifact folder of its selected run.
 
@@ -39,6 +40,7 @@ def train_and_evaluate(
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    settings = Settings.from_mapping(config.get("settings"))
     t0 = time.perf_counter()
     dataset = load_dataset(config["dataset"], config.get("data_dir"))
     t1 = time.perf_counter()
@@ -48,9 +50,10 @@ def train_and_evaluate(
         dataset=dataset,
         seed=int(config["seed"]),
         hparams=dict(config.get("hparams") or {}),
-        settings=dict(config.get("settings") or {}),
+        settings=settings,
         workdir=workdir,
         deps={k: Path(v) for k, v in (deps or {}).items()},
+        cache_dir=config.get("cache_dir"),
     )
     out = impl(ctx)
     t2 = time.perf_counter()
@@ -62,7 +65,7 @@ def train_and_evaluate(
                 dataset.metric: metrics_lib.compute(dataset.metric, pred, dataset.splits[role].labels)
             }
     if out.predictions:
-        np.savez(workdir / PREDICTIONS_FILE, **{_npz_key(r): np.asarray(p) for r, p in out.predictions.items()})
+        save_predictions(workdir, out.predictions)
 
     diverged = out.diverged or any(
         not math.isfinite(v) for m in metrics.values() for v in m.values()
@@ -73,21 +76,12 @@ def train_and_evaluate(
         "metrics": metrics,
         "extras": dict(out.extras),
         "dataset_fingerprint": dataset.fingerprint,
+        "settings": settings_dict(settings.for_modality(dataset.modality)),
         "timings": {"load_s": round(t1 - t0, 3), "run_s": round(t2 - t1, 3)},
     }
 
 
-def _npz_key(role: str) -> str:
-    return role.replace("/", "__")
-
-
-def load_predictions(workdir: str | Path) -> dict[str, np.ndarray]:
-    """Predictions a finished job stored, role -> array (inverse of the npz key mangling)."""
-    with np.load(Path(workdir) / PREDICTIONS_FILE) as z:
-        return {k.replace("__", "/"): z[k] for k in z.files}
-
-
-def preflight(dataset_ids, settings: Mapping[str, Any], data_dir: str | None = None) -> list[str]:
+def preflight(dataset_ids, settings, data_dir: str | None = None) -> list[str]:
     """Problems that would make every job of a grid fail, found in seconds before any job runs.
 
     Loads each dataset once (which also fills the prepared-data cache the jobs then reuse) and
@@ -98,30 +92,22 @@ def preflight(dataset_ids, settings: Mapping[str, Any], data_dir: str | None = N
 
     problems: list[str] = []
     modalities: set[str] = set()
-    from levi_core.methods.large import FAMILIES
-
+    typed = settings if isinstance(settings, Settings) else Settings.from_mapping(settings)
     for dataset_id in dataset_ids:
-        family, _ = parse_dataset_id(dataset_id)
-        if family in FAMILIES:  # known without loading: checked even when the data is missing
-            modalities.add(FAMILIES[family])
+        # the modality is declared: weights are checked even when the data is missing
+        modalities.add(declaration(dataset_id).modality)
         try:
-            ds = load_dataset(dataset_id, data_dir)
+            load_dataset(dataset_id, data_dir)
         except UserError as e:
             problems.append(str(e))
-            continue
-        for split in ds.splits.values():
-            if "text" in split.large:
-                modalities.add("text")
-            if "image" in split.large:
-                modalities.add("vision")
-    for modality in sorted(modalities):
-        cfg = settings.get(modality) or {}
-        if cfg.get("weights", "pretrained") != "pretrained" or "backbone" not in cfg:
+    for modality in sorted(modalities & {"text", "vision"}):
+        s = typed.for_modality(modality)
+        if s.weights != "pretrained":
             continue
         from levi_core.backbones import resolve_weights_dir
 
         try:
-            resolve_weights_dir(cfg["backbone"], cfg.get("weights_dir"))
+            resolve_weights_dir(s.backbone, s.weights_dir)
         except UserError as e:
             problems.append(str(e))
     return problems

@@ -1,15 +1,21 @@
-"""A small, deterministic classification trainer shared by the synthetic methods.
+"""The one trainer every method uses, its loss, its optimizer, and parameter artifacts.
 
-* One loss for every model: the mean over heads of the per-head mean cross-entropy
-  (``multihead_ce``). A single-head model is the case ``heads = 1``; LEVI's loss (Sec. 4 of the
-  paper, ``1/m * 1/n * sum_i sum_j l(y_i, yhat_i^(j))``) is the case ``heads = n``.
-* Freezing is an optimizer mask over parameter names (big_vision style): ``trainable(path)``
-  labels each leaf ``train`` or ``freeze`` and ``optax.multi_transform`` gives frozen leaves a
-  zero update (``optax.set_to_zero``), so ``ft``, ``ht`` and ``lp`` are the same code path.
-* The whole run is one jit-compiled ``lax.scan`` over minibatch index rows drawn up front from
-  the seed, so the same inputs give bit-identical parameters in any process.
-* A non-finite loss or parameter stops training: the step that produced it is not applied,
-  every later step is a no-op, and ``diverged`` comes back True.
+* **Loss**: the mean over heads of the per-head mean loss (squared error for regression,
+  cross-entropy for classification). A single-head model is the case ``heads = 1``; LEVI's loss
+  (Sec. 4 of the paper, ``1/m * 1/n * sum_i sum_j l(y_i, yhat_i^(j))``) is the case ``heads = m``.
+* **Optimizer**: ``make_optimizer(name, labels)``: Adam or SGD with momentum 0.9, and freezing
+  as an optimizer mask over parameter names (big_vision style): ``labels`` marks each leaf
+  ``train`` or ``freeze`` and frozen leaves get a zero update and no optimizer state. The
+  learning rate is applied inside the step, so it is a runtime value and one compiled program
+  serves every learning rate of a grid.
+* **Loop**: minibatch row indices are drawn up front from the seed (``batch_indices``); batches
+  are gathered on the host and run through one compiled ``lax.scan`` over a chunk of steps
+  (the whole run when the data is small, a few steps at a time for images), so the same inputs
+  give bit-identical parameters in any process. ``transform(batch, step)`` may edit a batch on
+  the host first (the unknown-id replacement of LEVI's small model).
+* **Divergence** (one policy): the first step whose loss or new parameters are not finite is
+  not applied, training stops there (later steps are no-ops), the last finite parameters are
+  returned and ``diverged`` is True; the harness records the job as ``diverged``.
 """
 
 from __future__ import annotations
@@ -26,112 +32,175 @@ from flax import traverse_util
 
 PARAMS_FILE = "params.npz"
 RUN_FILE = "run.json"
+# XLA's backend optimisations cost more compile time (about 0.5 s a program on CPU) than they
+# save on the small training programs here.
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+# Host memory for one chunk of gathered batches: text batches fit hundreds of steps, a batch of
+# 224 x 224 images one.
+CHUNK_BYTES = 64 << 20
 
 
+# ---------------------------------------------------------------- loss and predictions
 def multihead_ce(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     """Mean over heads of the per-head mean cross-entropy; logits [N, C] or [N, H, C]."""
     if logits.ndim == 2:
         logits = logits[:, None, :]
     per = optax.softmax_cross_entropy_with_integer_labels(
-        logits, jnp.broadcast_to(labels[:, None], logits.shape[:2])
-    )  # [N, H]
+        logits, jnp.broadcast_to(labels[:, None], logits.shape[:2]))  # [N, H]
     return per.mean(axis=0).mean()
 
 
+def task_loss(out: jnp.ndarray, y: jnp.ndarray, task: str) -> jnp.ndarray:
+    """Mean over heads of the per-head mean loss; ``out`` [B, H, O]."""
+    if task == "regression":
+        return jnp.mean(jnp.mean((out[..., 0] - y[:, None]) ** 2, axis=0))
+    return multihead_ce(out, y.astype(jnp.int32))
+
+
 def mean_probs(logits: jnp.ndarray) -> jnp.ndarray:
-    """The prediction of a (multi-head) model: the mean of the heads' class probabilities."""
+    """The prediction of a (multi-head) classifier: the mean of the heads' probabilities."""
     if logits.ndim == 2:
         logits = logits[:, None, :]
     return jax.nn.softmax(logits, axis=-1).mean(axis=1)
 
 
+def to_prediction(out, task: str) -> np.ndarray:
+    """[N, H, O] model outputs -> the prediction: the mean of the heads (regression values;
+    class probabilities)."""
+    if task == "regression":
+        return np.asarray(out, np.float64)[..., 0].mean(axis=1)
+    return np.asarray(mean_probs(jnp.asarray(out)), np.float64)
+
+
+# ---------------------------------------------------------------- optimizer
 def path_labels(params, trainable: Callable[[tuple[str, ...]], bool] | None):
     """The optimizer mask: a pytree like ``params`` with ``"train"`` / ``"freeze"`` leaves."""
     flat = traverse_util.flatten_dict(params)
-    labels = {k: ("train" if trainable is None or trainable(k) else "freeze") for k in flat}
-    return traverse_util.unflatten_dict(labels)
+    return traverse_util.unflatten_dict(
+        {k: ("train" if trainable is None or trainable(k) else "freeze") for k in flat})
 
 
-def make_optimizer(lr, labels=None, name: str = "adam") -> optax.GradientTransformation:
-    base = {"adam": optax.adam, "sgd": lambda lr: optax.sgd(lr, momentum=0.9)}[name](lr)
+def make_optimizer(name: str, labels=None) -> optax.GradientTransformation:
+    """Adam or SGD (momentum 0.9) without its learning rate, masked by ``labels``."""
+    if name not in ("adam", "sgd"):
+        raise ValueError(f"unknown optimizer {name!r}")
+    base = optax.scale_by_adam() if name == "adam" else optax.trace(decay=0.9)
     if labels is None:
         return base
     return optax.multi_transform({"train": base, "freeze": optax.set_to_zero()}, labels)
 
 
+def trained_leaves(params, labels):
+    """The leaves that train (what a run needs to save: the frozen rest is known)."""
+    if labels is None:
+        return params
+    flat, lab = traverse_util.flatten_dict(params), traverse_util.flatten_dict(labels)
+    return traverse_util.unflatten_dict({k: v for k, v in flat.items() if lab[k] == "train"})
+
+
+def count_params(params, labels=None) -> int:
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(trained_leaves(params, labels))))
+
+
+# ---------------------------------------------------------------- the loop
 def batch_indices(n: int, batch_size: int, epochs: int, seed_seq: list[int]) -> np.ndarray:
     """[steps, batch] row indices: a fresh permutation per epoch (last partial batch dropped)."""
     batch_size = max(1, min(batch_size, n))
     per_epoch = n // batch_size
     rng = np.random.default_rng(np.random.SeedSequence(seed_seq))
     rows = [rng.permutation(n)[: per_epoch * batch_size] for _ in range(epochs)]
+    if not rows:
+        return np.zeros((0, batch_size), np.int32)
     return np.concatenate(rows).reshape(-1, batch_size).astype(np.int32)
 
 
-_FIT_CACHE: dict[Any, Callable] = {}
-# The runs are tiny: XLA's backend optimisations cost more compile time (about 0.5 s a
-# program on CPU) than they save at run time (about 0.05 s).
-COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+_PROGRAMS: dict[Any, Callable] = {}
 
 
-def fit(
-    apply_fn: Callable,
-    params,
-    data: Mapping[str, Any],
-    idx: np.ndarray,
-    lr: float,
-    trainable: Callable[[tuple[str, ...]], bool] | None = None,
-    optimizer: str = "adam",
-    cache_key: Any = None,
-):
+def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
+        lr: float, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
+        transform: Callable | None = None):
     """Train ``params`` on ``data`` (``{"y": labels, ...inputs}``) with minibatches ``idx``.
 
-    ``apply_fn(params, batch) -> logits`` ([B, C] or [B, H, C]). ``cache_key`` (hashable,
-    identifying ``apply_fn``) lets repeated calls reuse the compiled program.
+    ``apply_fn(params, extra, batch) -> (out [B, H, O], new_extra)`` (``extra``: mutable model
+    state such as batch-norm statistics; ``{}`` when none). ``cache_key`` (hashable, identifying
+    ``apply_fn``) lets repeated calls reuse the compiled program.
 
-    Returns ``(params, losses [steps] (NaN after a stop), diverged)``.
+    Returns ``(params, extra, losses [steps] (NaN from a divergence on), diverged)``.
     """
-    labels = path_labels(params, trainable) if trainable is not None else None
-    label_key = (
-        tuple(sorted(traverse_util.flatten_dict(labels).items())) if labels is not None else None
-    )
-    key = (cache_key, label_key, optimizer) if cache_key is not None else None
-    run = _FIT_CACHE.get(key) if key is not None else None
+    label_key = None if labels is None else tuple(sorted(traverse_util.flatten_dict(labels).items()))
+    key = None if cache_key is None else (cache_key, task, optimizer, label_key)
+    run = _PROGRAMS.get(key) if key is not None else None
     if run is None:
-        run = jax.jit(_make_run(apply_fn, labels, optimizer), compiler_options=COMPILER_OPTIONS)
+        run = jax.jit(_make_run(apply_fn, task, make_optimizer(optimizer, labels)),
+                      compiler_options=COMPILER_OPTIONS)
         if key is not None:
-            _FIT_CACHE[key] = run
-    params, losses, bad = run(params, dict(data), jnp.asarray(idx), jnp.float32(lr))
-    return params, np.asarray(losses), bool(bad)
+            _PROGRAMS[key] = run
+    tx_state = make_optimizer(optimizer, labels).init(params)
+    steps = len(idx)
+    chunk = _chunk_steps(data, idx)
+    bad = jnp.array(False)
+    losses = []
+    lr_arr = jnp.float32(lr)
+    for lo in range(0, steps, chunk):
+        rows = idx[lo: lo + chunk]
+        batches = [{k: v[r] for k, v in data.items()} for r in rows]
+        if transform is not None:
+            batches = [transform(b, lo + i) for i, b in enumerate(batches)]
+        valid = np.ones(chunk, bool)
+        if len(rows) < chunk:  # pad the last chunk with no-op steps: one compiled shape
+            valid[len(rows):] = False
+            batches += [batches[-1]] * (chunk - len(rows))
+        stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+        params, extra, tx_state, bad, part = run(params, extra, tx_state, bad, stacked,
+                                                 jnp.asarray(valid), lr_arr)
+        losses.append(np.asarray(part)[: len(rows)])
+    losses = np.concatenate(losses) if losses else np.zeros(0)
+    return params, extra, losses.astype(np.float64), bool(bad)
 
 
-def _make_run(apply_fn, labels, optimizer):
-    def run(params, data, idx, lr):
-        tx = make_optimizer(lr, labels, optimizer)
+def _chunk_steps(data: Mapping[str, np.ndarray], idx: np.ndarray) -> int:
+    if len(idx) == 0:
+        return 1
+    per_row = sum(np.asarray(v).itemsize * int(np.prod(np.shape(v)[1:])) for v in data.values())
+    per_step = max(1, per_row * idx.shape[1])
+    return int(max(1, min(len(idx), CHUNK_BYTES // per_step)))
 
-        def loss_fn(p, batch):
-            return multihead_ce(apply_fn(p, batch), batch["y"])
 
-        def step(carry, rows):
-            p, opt_state, bad = carry
-            batch = jax.tree_util.tree_map(lambda a: a[rows], data)
-            loss, grads = jax.value_and_grad(loss_fn)(p, batch)
-            updates, new_opt = tx.update(grads, opt_state, p)
-            new_p = optax.apply_updates(p, updates)
-            finite = jnp.isfinite(loss) & jnp.all(
-                jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(new_p)])
-            )
-            ok = finite & ~bad
-            keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-            p = jax.tree_util.tree_map(keep, new_p, p)
-            opt_state = jax.tree_util.tree_map(keep, new_opt, opt_state)
-            return (p, opt_state, bad | ~finite), jnp.where(bad, jnp.nan, loss)
+def _make_run(apply_fn, task, tx):
+    def run(params, extra, opt_state, bad, batches, valid, lr):
+        def loss_fn(p, ex, batch):
+            out, new_ex = apply_fn(p, ex, batch)
+            return task_loss(out, batch["y"], task), new_ex
 
-        init = (params, tx.init(params), jnp.array(False))
-        (params_out, _, bad), losses = jax.lax.scan(step, init, idx)
-        return params_out, losses, bad
+        def step(carry, inputs):
+            p, ex, st, bad = carry
+            batch, ok_step = inputs
+            (loss, new_ex), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, ex, batch)
+            updates, new_st = tx.update(grads, st, p)
+            new_p = optax.apply_updates(p, jax.tree_util.tree_map(lambda u: -lr * u, updates))
+            finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+                [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(new_p)]))
+            apply = finite & ~bad & ok_step
+            keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
+            carry = (jax.tree_util.tree_map(keep, new_p, p), jax.tree_util.tree_map(keep, new_ex, ex),
+                     jax.tree_util.tree_map(keep, new_st, st), bad | (ok_step & ~finite))
+            return carry, jnp.where(bad | ~finite, jnp.nan, loss)
+
+        (p, ex, st, bad), losses = jax.lax.scan(step, (params, extra, opt_state, bad),
+                                                (batches, valid))
+        return p, ex, st, bad, losses
 
     return run
+
+
+def loss_extras(losses: np.ndarray, diverged: bool) -> dict[str, Any]:
+    """What a record keeps of a loss curve."""
+    finite = losses[np.isfinite(losses)]
+    return {"steps": int(len(finite) + (1 if diverged else 0)),
+            "diverged_at": int(len(finite)) if diverged else None,
+            "first_loss": float(finite[0]) if len(finite) else None,
+            "final_loss": float(finite[-1]) if len(finite) and not diverged else None}
 
 
 # ---------------------------------------------------------------- artifacts
@@ -143,11 +212,17 @@ def save_params(workdir: Path, params, info: Mapping[str, Any] | None = None) ->
 
 
 def load_params(workdir: Path):
-    path = Path(workdir) / PARAMS_FILE
-    with np.load(path) as z:
+    with np.load(Path(workdir) / PARAMS_FILE) as z:
         flat = {k: jnp.asarray(z[k]) for k in z.files}
     return traverse_util.unflatten_dict(flat, sep=".")
 
 
 def load_run_info(workdir: Path) -> dict[str, Any]:
     return json.loads((Path(workdir) / RUN_FILE).read_text())
+
+
+def merge(base, saved):
+    """``saved`` leaves over ``base`` (a run saves only what it trained)."""
+    flat = traverse_util.flatten_dict(base)
+    flat.update(traverse_util.flatten_dict(saved))
+    return traverse_util.unflatten_dict(flat)

@@ -81,3 +81,37 @@ def load_tokenizer(name: str, weights_dir: str | Path | None = None, max_length:
     if family == "t5":
         return T5Tokenizer(d / "spiece.model", max_length)
     return BertTokenizer(d, max_length)
+
+
+class HashTokenizer:
+    """For random-weight test backbones that ship no tokenizer files: lower-cased words
+    (``\\w+``), each mapped to ``3 + crc32(word) % (vocab - 3)``; ``[CLS]`` = 1 first, ``[SEP]`` =
+    2 last, padding 0; truncated to ``max_length``. Deterministic across processes (crc32, not
+    Python's ``hash()``)."""
+
+    def __init__(self, vocab_size: int, max_length: int):
+        self.vocab, self.max_length = int(vocab_size), int(max_length)
+
+    def __call__(self, texts: Sequence[str], max_length: int | None = None):
+        import re
+        import zlib
+
+        length = max_length or self.max_length
+        ids = np.zeros((len(texts), length), np.int32)
+        mask = np.zeros((len(texts), length), np.int32)
+        for i, t in enumerate(texts):
+            words = re.findall(r"\w+", str(t).lower())
+            row = [1] + [3 + zlib.crc32(w.encode()) % (self.vocab - 3) for w in words][: length - 2] + [2]
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        return ids, mask
+
+
+def tokenizer_for(name: str, weights_dir: str | Path | None, max_length: int):
+    """The backbone's own tokenizer, or ``HashTokenizer`` for test backbones without files."""
+    from levi_core.backbones.config import get_preset
+
+    preset = get_preset(name)
+    if preset.hub_repo is None and preset.package is None:
+        return HashTokenizer(preset.config.vocab_size, max_length)
+    return load_tokenizer(name, weights_dir, max_length)

@@ -26,7 +26,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from levi_core.errors import ConfigError
 
@@ -71,13 +70,12 @@ def trainable_mask(params: Any, mode: str, num_layers: int,
         lambda p, _: is_trainable(_path_names(p), mode, num_layers, backbone_key), params)
 
 
-def masked_optimizer(tx: optax.GradientTransformation, params: Any, mode: str, num_layers: int,
-                     backbone_key: str | None = "backbone") -> optax.GradientTransformation:
-    """``tx`` on the trainable leaves, zero updates elsewhere (and no optimizer state kept for
-    frozen leaves, so Adam's moments cost memory only for what trains)."""
-    labels = jax.tree_util.tree_map(lambda t: "train" if t else "freeze",
-                                    trainable_mask(params, mode, num_layers, backbone_key))
-    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+def mode_labels(params: Any, mode: str, num_layers: int,
+                backbone_key: str | None = "backbone") -> Any:
+    """The optimizer mask of ``levi_core.training.make_optimizer``: ``"train"`` / ``"freeze"``
+    per leaf (frozen leaves get zero updates and no optimizer state)."""
+    return jax.tree_util.tree_map(lambda t: "train" if t else "freeze",
+                                  trainable_mask(params, mode, num_layers, backbone_key))
 
 
 def count_trainable(params: Any, mode: str, num_layers: int,

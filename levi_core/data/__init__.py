@@ -18,3 +18,4 @@ from levi_core.data.fixtures import fixture_dataset, write_fixture  # noqa: F401
 from levi_core.data.describe import describe  # noqa: F401,E402
 from levi_core.data import synthetic  # noqa: E402,F401  (registers `synthetic`)
 from levi_core.data import linear_toy  # noqa: E402,F401  (registers `linear_toy`)
+from levi_core.data import costs  # noqa: E402,F401  (registers `costs`: Tables 3, 15, 16)

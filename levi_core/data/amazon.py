@@ -250,7 +250,7 @@ def build(books_iter, category_iters: dict[str, Callable], opts: common.Options,
     )
 
 
-@register_dataset(NAME)
+@register_dataset(NAME, modality="text", entities={"user": "customer_id", "item": "product_id"}, batch_size=100)
 def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
     opts = common.Options(NAME, options, DEFAULTS)
     data_dir, source = common.resolve_source(NAME, opts, data_dir)

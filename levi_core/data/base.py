@@ -9,6 +9,7 @@ ids and labels per split) that goes into every run record.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -58,6 +59,12 @@ class Dataset:
         (index 0 is reserved for unknown ids).
       shift: the distribution shift in words (shown by ``bench data describe``).
       info: free-form facts about how it was built (config values, sources).
+      modality: what the methods see (``text``, ``vision``, ``tabular``; ``none`` for datasets
+        that only carry facts, e.g. ``costs``), declared at registration: methods and the
+        harness key on it, never on the dataset's name.
+      entities: role -> small-model input naming it (``{"user": "user_id", "item":
+        "movie_id"}``), for the bias references.
+      batch_size: the paper's training batch size for this dataset (D.3), unless settings say.
     """
 
     name: str
@@ -68,6 +75,14 @@ class Dataset:
     vocab_sizes: Mapping[str, int] = field(default_factory=dict)
     shift: str = ""
     info: Mapping[str, object] = field(default_factory=dict)
+    modality: str = "none"
+    entities: Mapping[str, str] = field(default_factory=dict)
+    batch_size: int | None = None
+
+    @property
+    def eval_roles(self) -> list[str]:
+        """Every role a method predicts on (all but the synthetic experiment's pre-training)."""
+        return [r for r in self.splits if not r.startswith("pretrain")]
 
     @property
     def ood_roles(self) -> list[str]:
@@ -94,14 +109,45 @@ Loader = Callable[..., Dataset]
 _LOADERS: dict[str, Loader] = {}
 
 
-def register_dataset(name: str):
-    """Decorator: register ``fn(options: dict, data_dir: str | None) -> Dataset`` under name."""
+@dataclass(frozen=True)
+class Declaration:
+    """What a registered dataset is, known without loading it (its files may be missing)."""
+
+    modality: str = "none"
+    entities: Mapping[str, str] = field(default_factory=dict)
+    batch_size: int | None = None
+
+
+_DECLARED: dict[str, Declaration] = {}
+
+
+def register_dataset(name: str, modality: str = "none", entities: Mapping[str, str] | None = None,
+                     batch_size: int | None = None):
+    """Decorator: register ``fn(options: dict, data_dir: str | None) -> Dataset`` under name,
+    declaring its modality, entity inputs and batch size (see ``Dataset``)."""
 
     def deco(fn: Loader) -> Loader:
         _LOADERS[name] = fn
+        _DECLARED[name] = Declaration(modality, dict(entities or {}), batch_size)
         return fn
 
     return deco
+
+
+def declaration(dataset_id: str) -> Declaration:
+    """The declaration of a dataset id's loader (``ConfigError`` if unknown)."""
+    _ensure_loaders()
+    name, _ = parse_dataset_id(dataset_id)
+    if name not in _LOADERS:
+        raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names())}")
+    return _DECLARED[name]
+
+
+def _ensure_loaders() -> None:
+    import levi_core.data  # noqa: F401  (registers the built-in loaders)
+    from levi_core.plugins import load_plugins
+
+    load_plugins()
 
 
 def dataset_names() -> list[str]:
@@ -134,16 +180,8 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
     Besides each loader's own options, every dataset accepts ``max_train=N`` and ``max_eval=N``
     (see `subsample`), which the ``cpu`` preset uses to fit a 2-core machine.
     """
-    import levi_core.data  # noqa: F401  (registers the built-in loaders)
-    from levi_core.plugins import load_plugins
-
-    load_plugins()
-
+    decl = declaration(dataset_id)
     name, options = parse_dataset_id(dataset_id)
-    if name not in _LOADERS:
-        raise ConfigError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names())}"
-        )
     generic = {k: options.pop(k) for k in GENERIC_OPTIONS if k in options}
     dataset = _LOADERS[name](options, data_dir)
     if generic:
@@ -154,7 +192,8 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
         if any(v <= 0 for v in limits.values()):
             raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval must be positive")
         dataset = subsample(dataset, limits.get("max_train"), limits.get("max_eval"))
-    return dataset
+    return dataclasses.replace(dataset, modality=decl.modality, entities=dict(decl.entities),
+                               batch_size=decl.batch_size)
 
 
 def _keep_first(ids: np.ndarray, k: int) -> np.ndarray:

@@ -155,7 +155,7 @@ def build(folder: Path | None, data_dir: str | None, opts: common.Options, varia
                    num_classes=1000, shift=shift, info=info)
 
 
-@register_dataset(NAME)
+@register_dataset(NAME, modality="vision", batch_size=512)
 def load_imagenet(options: dict[str, str], data_dir: str | None) -> Dataset:
     opts = common.Options(NAME, options, DEFAULTS)
     variants = common.parse_list(opts["variants"])

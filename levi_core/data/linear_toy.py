@@ -24,7 +24,7 @@ def _split(prefix: str, points) -> Split:
     )
 
 
-@register_dataset("linear_toy")
+@register_dataset("linear_toy", modality="exact")
 def load_linear_toy(options: dict[str, str], data_dir: str | None = None) -> Dataset:
     if options:
         raise ConfigError(f"linear_toy takes no options (got {', '.join(options)})")

@@ -340,7 +340,7 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
     )
 
 
-@register_dataset(NAME)
+@register_dataset(NAME, modality="text", entities={"user": "user_id", "item": "movie_id"}, batch_size=200)
 def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
     opts = common.Options(NAME, options, DEFAULTS)
     data_dir, source = common.resolve_source(NAME, opts, data_dir)

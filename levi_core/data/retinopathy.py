@@ -119,7 +119,7 @@ def build(folder: Path, opts: common.Options) -> Dataset:
                    shift=shift, info=info)
 
 
-@register_dataset(NAME)
+@register_dataset(NAME, modality="vision", batch_size=512)
 def load_retinopathy(options: dict[str, str], data_dir: str | None) -> Dataset:
     raw = dict(options)
     if raw.get("fixture", "0").lower() in ("1", "true", "yes"):

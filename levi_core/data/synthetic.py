@@ -160,7 +160,7 @@ def _split(prefix: str, idx: np.ndarray, feats: np.ndarray, y: np.ndarray) -> Sp
     )
 
 
-@register_dataset("synthetic")
+@register_dataset("synthetic", modality="tabular")
 def load_synthetic(options: dict[str, str], data_dir: str | None = None) -> Dataset:
     opts = parse_options(options)
     n = int(opts["n"])  # type: ignore[arg-type]

@@ -1,27 +1,14 @@
 """The costs of Tables 3, 15 and 16 as a job, so they flow through the same ledger and reports.
 
-Dataset ``costs:backbone=<preset name>[,seq_len=N]`` has no splits: it only names the large model
-whose method rows are costed. Method ``cost_analysis`` returns ``levi_core.costs.cost_table`` in
-the record's extras. Offline and deterministic: configs only, no weights.
+Dataset ``costs:backbone=<preset name>[,seq_len=N]`` (``levi_core.data.costs``) has no splits: it
+only names the large model whose method rows are costed. Method ``cost_analysis`` returns
+``levi_core.costs.cost_table`` in the record's extras. Offline and deterministic: configs only,
+no weights.
 """
 
 from __future__ import annotations
 
-from levi_core.data.base import Dataset, register_dataset
-from levi_core.errors import ConfigError
 from levi_core.methods.registry import Method, RunOutput, implements, register_method
-
-OPTIONS = ("backbone", "seq_len")
-
-
-@register_dataset("costs")
-def load_costs(options, data_dir) -> Dataset:
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown or "backbone" not in options:
-        raise ConfigError(f"dataset 'costs' takes backbone=NAME[,seq_len=N] (got {dict(options)})")
-    return Dataset(name="costs", task="costs", metric="params", splits={},
-                   info={"backbone": options["backbone"], "seq_len": int(options.get("seq_len", 64))})
-
 
 register_method(Method("cost_analysis", "parameters and inference FLOPs of every method row"))
 

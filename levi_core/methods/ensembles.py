@@ -6,7 +6,7 @@
   ``id_val`` (the temperature from a fixed log-spaced grid that minimises the ``id_val``
   negative log-likelihood), then averaged; regression: the mean of the predictions.
 
-A family opts in with ``register_for(family)``.
+They work on stored predictions only, so one generic implementation serves every dataset.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from levi_core.methods.registry import RunContext, RunOutput, implements
+from levi_core.predictions import load_predictions
 
 TEMPERATURES = np.geomspace(0.05, 20.0, 81)
 
 
 def load(workdir: Path) -> dict[str, np.ndarray]:
-    from levi_core.api import load_predictions  # lazy: levi_core.api imports the registry
-
     return {r: np.asarray(p, dtype=np.float64) for r, p in load_predictions(workdir).items()}
 
 
@@ -71,7 +70,7 @@ def ft_robust(ctx: RunContext) -> RunOutput:
     return RunOutput(predictions=average(*scaled), extras={"temperatures": temps})
 
 
-def register_for(family: str) -> None:
-    implements("ft_fs", family)(ft_fs)
-    implements("a2", family)(a2)
-    implements("ft_robust", family)(ft_robust)
+def register() -> None:
+    implements("ft_fs")(ft_fs)
+    implements("a2")(a2)
+    implements("ft_robust")(ft_robust)

@@ -7,7 +7,8 @@
   closed-form updates: ``b_i = sum (r - mu - b_u) / (n_i + lam)``, then
   ``b_u = sum (r - mu - b_i) / (n_u + lam)``, ``SWEEPS`` = 10 sweeps (converged well before).
 
-``lam`` = ``settings["text"]["ref_reg"]`` (default 10). Ids never seen in training are 0 in every
+``lam`` = settings ``text.ref_reg`` (default 10). The user and item inputs are the ones the
+dataset declares (``Dataset.entities``). Ids never seen in training are 0 in every
 split (the loaders map them so) and get bias 0: the prediction falls back to ``mu`` (+ the
 other known bias). Fitted on ``train`` only; predictions for every role.
 """
@@ -19,10 +20,7 @@ import numpy as np
 from levi_core.errors import ConfigError
 from levi_core.methods.registry import RunContext, RunOutput, implements
 
-USER_KEY = {"movielens": "user_id", "amazon": "customer_id"}
-ITEM_KEY = {"movielens": "movie_id", "amazon": "product_id"}
 SWEEPS = 10
-DEFAULT_REG = 10.0
 
 
 def _bias(ids: np.ndarray, resid: np.ndarray, size: int, lam: float) -> np.ndarray:
@@ -48,13 +46,14 @@ def fit_biases(user: np.ndarray, item: np.ndarray | None, y: np.ndarray, lam: fl
     return mu, bu, bi
 
 
-def _ref(ctx: RunContext, family: str, kind: str) -> RunOutput:
+def _ref(ctx: RunContext, kind: str) -> RunOutput:
     ds = ctx.dataset
-    if ds.task != "regression":
-        raise ConfigError(f"ref/* rows are for rating regression, not {ds.task}")
-    lam = float((ctx.settings.get("text") or {}).get("ref_reg", DEFAULT_REG))
+    if ds.task != "regression" or not {"user", "item"} <= set(ds.entities):
+        raise ConfigError(f"ref/* rows are for rating regression with declared user and item "
+                          f"inputs; {ds.name!r} is {ds.task} with entities {dict(ds.entities)}")
+    lam = float(ctx.settings.text.ref_reg)
     train = ds.splits["train"]
-    uk, ik = USER_KEY[family], ITEM_KEY[family]
+    uk, ik = ds.entities["user"], ds.entities["item"]
     n_user = max(int(ds.vocab_sizes.get(uk, 0)), max(int(s.small[uk].max()) for s in ds.splits.values()) + 1)
     n_item = max(int(ds.vocab_sizes.get(ik, 0)), max(int(s.small[ik].max()) for s in ds.splits.values()) + 1)
     if kind == "mean":
@@ -72,6 +71,5 @@ def _ref(ctx: RunContext, family: str, kind: str) -> RunOutput:
     return RunOutput(predictions=preds, extras={"mu": mu, "lambda": lam})
 
 
-for _family in USER_KEY:
-    for _kind in ("mean", "user_bias", "user_movie_bias"):
-        implements(f"ref/{_kind}", _family)(lambda ctx, f=_family, k=_kind: _ref(ctx, f, k))
+for _kind in ("mean", "user_bias", "user_movie_bias"):
+    implements(f"ref/{_kind}")(lambda ctx, k=_kind: _ref(ctx, k))

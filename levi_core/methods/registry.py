@@ -1,9 +1,10 @@
 """Methods as registered names: a hyperparameter grid, dependencies, and implementations.
 
 A `Method` says *what* a method is (its grid, which other methods' selected runs it needs,
-whether it trains anything). An implementation says *how* it runs on one family of datasets
-(``synthetic``, ``movielens``, ...): ``fn(ctx: RunContext) -> RunOutput``. Keeping the two apart
-lets a new dataset family add implementations without touching the harness.
+whether it trains anything). An implementation says *how* it runs: ``fn(ctx: RunContext) ->
+RunOutput``. Built-in methods have one generic implementation each, written against the model
+engine of the dataset's declared modality (``levi_core.engines``); a plugin may register one for
+a single dataset name (``implements("toy_fit", "toy")``), which then takes precedence.
 
 "Selected" means: the run of a dependency method, same dataset and seed, whose hyperparameters
 won on ``id_val`` (the harness does the selection and passes that run's artifact folder).
@@ -19,6 +20,7 @@ import numpy as np
 
 from levi_core.data.base import Dataset
 from levi_core.errors import ConfigError
+from levi_core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -50,17 +52,30 @@ class RunContext:
       dataset: the loaded dataset.
       seed: the job's seed (model init, data order).
       hparams: one point of the method's grid.
-      settings: the preset's size knobs (epochs, widths, batch size, ...), name -> value.
+      settings: the typed settings (``levi_core.settings.Settings``); an engine reads its
+        dataset's modality section.
       workdir: folder to write artifacts into (checkpoints, predictions); readable by later jobs.
       deps: dependency method name -> artifact folder of its selected run.
+      cache_dir: the feature cache shared by the jobs of a results root (None: no cache).
     """
 
     dataset: Dataset
     seed: int
     hparams: Mapping[str, Any]
-    settings: Mapping[str, Any]
+    settings: Settings
     workdir: Path
     deps: Mapping[str, Path] = field(default_factory=dict)
+    cache_dir: str | None = None
+
+    @property
+    def lr(self) -> float:
+        """The ``lr`` hyperparameter, checked."""
+        if "lr" not in self.hparams:
+            raise ConfigError(f"hyperparameter 'lr' missing (got {dict(self.hparams)})")
+        try:
+            return float(self.hparams["lr"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"lr={self.hparams['lr']!r} is not a number") from None
 
 
 @dataclass
@@ -115,8 +130,12 @@ def register_method(method: Method) -> Method:
     return method
 
 
-def implements(method_name: str, family: str):
-    """Decorator: register ``fn`` as the implementation of a method for a dataset family."""
+GENERIC = "*"
+
+
+def implements(method_name: str, family: str = GENERIC):
+    """Decorator: register ``fn`` as the implementation of a method: generic (every dataset
+    whose modality it supports), or for one dataset name (``family``), which takes precedence."""
 
     def deco(fn: Impl) -> Impl:
         _IMPLS[(method_name, family)] = fn
@@ -141,22 +160,21 @@ def get_method(name: str) -> Method:
 
 
 def get_impl(method_name: str, family: str) -> Impl:
+    """The implementation of a method for a dataset name: its own, else the generic one."""
     _ensure_loaded()
     get_method(method_name)
     par = _split_parametric(method_name)
-    if (method_name, family) not in _IMPLS and par:
-        generic = (f"{par[0]}/{PARAM_PLACEHOLDER}", family)
-        if generic in _IMPLS:
-            fn, arg = _IMPLS[generic], par[1]
-            return lambda ctx: fn(ctx, arg)  # type: ignore[call-arg]
-    if (method_name, family) not in _IMPLS:
-        generic_name = f"{par[0]}/{PARAM_PLACEHOLDER}" if par else method_name
-        have = sorted(f for m, f in _IMPLS if m in (method_name, generic_name))
-        raise ConfigError(
-            f"method {method_name!r} has no implementation for dataset family {family!r} "
-            f"(it has: {', '.join(have) or 'none yet'})"
-        )
-    return _IMPLS[(method_name, family)]
+    names = [method_name] + ([f"{par[0]}/{PARAM_PLACEHOLDER}"] if par else [])
+    for name in names:
+        for fam in (family, GENERIC):
+            if (name, fam) in _IMPLS:
+                fn = _IMPLS[(name, fam)]
+                if name != method_name:
+                    return lambda ctx, fn=fn, arg=par[1]: fn(ctx, arg)  # type: ignore[misc]
+                return fn
+    have = sorted(f for m, f in _IMPLS if m in names)
+    raise ConfigError(f"method {method_name!r} has no implementation for dataset {family!r} "
+                      f"(it has: {', '.join(have) or 'none yet'})")
 
 
 def _ensure_loaded() -> None:

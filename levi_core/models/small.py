@@ -1,4 +1,5 @@
-"""LEVI's small task models and adapting layers for the real datasets (paper D.2).
+"""LEVI's small task models and adapting layers (paper D.2, E.8): one definition each, used
+both to train (``levi_core.methods``) and to count costs (``levi_core.costs``).
 
 * ``RecSmall`` (recommendation): one embedding table per categorical input (``vocab_sizes``;
   row 0 is the unknown id, learned like any other row), concatenated, then an MLP
@@ -6,6 +7,8 @@
   mean of their positions' embeddings; 0 is both padding and unknown there, as in the loaders.
 * ``ConvSmall`` (vision): four 3x3 convolutions (32-64-64-64), each followed by batch norm,
   ReLU and 2x2 max pooling, then flattened. uint8 images are scaled to [0, 1] first.
+* ``MLPSmall`` (the synthetic experiment, E.8): an MLP (``hidden`` = 32-32, ReLU) on the dense
+  features ``x``.
 * ``TaskHeads``: everything LEVI trains. The small model's vector ``v``; adapting layer ``j``
   is an MLP with one hidden layer (``adapter_hidden``) on ``concat(state_j, v)`` and outputs
   ``n_out`` values. Returns ``[B, heads, n_out]``. Without the small model it is A3 (several
@@ -50,6 +53,17 @@ class ConvSmall(nn.Module):
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{i}")(x)
             x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2), padding="SAME")
         return x.reshape(x.shape[0], -1)
+
+
+class MLPSmall(nn.Module):
+    hidden: Sequence[int] = (32, 32)
+
+    @nn.compact
+    def __call__(self, small: Mapping[str, jnp.ndarray], train: bool = False):
+        v = small["x"]
+        for i, width in enumerate(self.hidden):
+            v = nn.relu(nn.Dense(width, name=f"small_{i}")(v))
+        return v
 
 
 class TaskHeads(nn.Module):

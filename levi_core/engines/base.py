@@ -1,0 +1,176 @@
+"""The model-engine interface: what a method needs from a large model, whatever it is.
+
+Every method is written once (``levi_core.methods.standard``, ``levi_core.methods.levi``)
+against this interface; an engine implements it for one kind of large model:
+
+* ``MLPEngine`` (``tabular``): the 3-layer network of the paper's E.8, pre-trained in-process;
+* ``TransformerEngine`` (``text``, ``vision``): T5 / BERT / ViT backbones with a Dense head.
+
+Parameters are always ``{"body": ..., "head": ...}`` (the head is what ``lp`` trains). An engine
+owns how its parameters are initialised (so that each family's numbers stay reproducible),
+how inputs become batches, every layer's states, and its tuning modes as optimizer masks.
+
+Layer states are indexed ``0..L``: state 0 is the input side (the embedding output of a
+transformer; the raw features of the MLP), state ``k`` the k-th layer. LEVI and A3 read states
+``1..L`` (``levi_layers``), ``layer/<k>`` reads state k, ``lp``'s head reads ``head_state``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from levi_core.data.base import Dataset
+from levi_core.errors import ConfigError
+
+# numpy SeedSequence / PRNG streams: fixed ints, never Python's hash()
+S_PRETRAIN, S_INIT, S_ORDER, S_HEAD, S_UNK = 1, 2, 3, 4, 5
+FS_SEED_OFFSET = 10_000
+MODES = ("all", "half", "head", "lora")
+
+
+class Engine:
+    """The interface (and shared helpers). Attributes set by each engine:
+
+    ``ds`` (the dataset), ``task``, ``n_out``, ``num_layers`` (L), ``head_state``,
+    ``optimizer``, ``batch_size``, ``eval_batch_size``, ``epochs``, ``head_epochs``,
+    ``adapter_hidden``, ``unknown_id_frac``, ``cache_key`` (hashable: identifies ``apply``).
+    """
+
+    ds: Dataset
+    task: str
+    n_out: int
+    num_layers: int
+    head_state: int
+    optimizer: str
+    batch_size: int
+    eval_batch_size: int
+    epochs: int
+    head_epochs: int
+    adapter_hidden: int
+    unknown_id_frac: float = 0.0
+    cache_key: Any
+
+    # ------------------------------------------------------------ parameters
+    def start(self, kind: str, seed: int):
+        """Where training starts: ``pretrained`` (ft, ht, lora) or ``random`` (fs)."""
+        raise NotImplementedError
+
+    def new_head(self, seed: int):
+        """A fresh head (lp), on ``state[head_state]``."""
+        raise NotImplementedError
+
+    def with_head(self, head):
+        """The pre-trained body with ``head`` (lp_ft's start, WiSE-FT's zero-shot end)."""
+        raise NotImplementedError
+
+    def add_lora(self, params, seed: int):
+        raise ConfigError(f"lora needs a transformer backbone, not a {type(self).__name__}")
+
+    def labels(self, params, mode: str):
+        """The optimizer mask of a tuning mode (None: everything trains)."""
+        raise NotImplementedError
+
+    def init_module(self, module: nn.Module, seed: int, *inputs) -> dict:
+        """Variables of a module trained on top of this engine (LEVI's heads)."""
+        raise NotImplementedError
+
+    def load_trained(self, workdir: Path):
+        """The model a training job saved (only its trained leaves are on disk)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ computation
+    def apply(self, params, extra, batch):
+        """[B, 1, O] outputs for training, and the (unchanged) extra state."""
+        raise NotImplementedError
+
+    def train_data(self) -> dict[str, np.ndarray]:
+        """The large model's training inputs and ``y``."""
+        raise NotImplementedError
+
+    def predict(self, params, roles, keep_states_in: Path | None = None) -> dict[str, np.ndarray]:
+        """Predictions per role; with ``keep_states_in``, the layer states are kept there for
+        dependants (``layer_states(dep)``)."""
+        raise NotImplementedError
+
+    def layer_states(self, source: str, deps: Mapping[str, Path]) -> dict[str, list]:
+        """role -> states ``0..L`` ([N, D] each) of the frozen large model ``source``:
+        ``pretrained`` or the name of a dependency whose selected run trained it."""
+        raise NotImplementedError
+
+    def small_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def small_inputs(self, role: str) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def unknown_keys(self) -> list[str]:
+        """Small-model inputs that are categorical ids (row 0 = unknown)."""
+        return []
+
+    # ------------------------------------------------------------ shared helpers
+    def out_bias(self) -> float:
+        """Output bias of new heads: the train mean rating for regression, so training
+        starts at the mean predictor."""
+        if self.task == "regression":
+            return float(np.mean(self.ds.splits["train"].labels))
+        return 0.0
+
+    def batch_order(self, seed: int, epochs: int) -> np.ndarray:
+        from levi_core.training import batch_indices
+
+        return batch_indices(len(self.ds.splits["train"]), self.batch_size, epochs, [seed, S_ORDER])
+
+    def check_layer(self, k: int) -> None:
+        if not 0 <= k <= self.num_layers:
+            raise ConfigError(f"layer {k} does not exist: the large model has states "
+                              f"0..{self.num_layers}")
+
+
+def batches(n: int, bs: int):
+    for i in range(0, n, bs):
+        yield i, min(i + bs, n)
+
+
+def take(arrays: Mapping[str, np.ndarray], lo: int, hi: int, bs: int) -> dict[str, np.ndarray]:
+    """Rows lo:hi, padded to bs rows (one static shape, one compilation)."""
+    out = {}
+    for k, a in arrays.items():
+        part = np.asarray(a[lo:hi])
+        if hi - lo < bs:
+            part = np.concatenate([part, np.zeros((bs - (hi - lo),) + part.shape[1:], part.dtype)])
+        out[k] = part
+    return out
+
+
+def batched(fn, arrays: Mapping[str, np.ndarray], n: int, bs: int) -> list:
+    """``fn(batch)`` over padded batches of ``arrays``; each result cut back to its rows."""
+    outs = []
+    for lo, hi in batches(n, bs):
+        res = fn(take(arrays, lo, hi, bs))
+        outs.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: hi - lo], res))
+    return outs
+
+
+def replace_unknown(batch: dict, keys, frac: float, seed: int, step: int) -> dict:
+    """Each categorical id in ``keys`` becomes 0 (unknown) with probability ``frac``; the draw
+    is a pure function of (seed, step), so row 0 of every embedding table is trained and
+    ids unseen in training (0, as the loaders map them) get a trained row."""
+    if frac <= 0 or not keys:
+        return batch
+    rng = np.random.default_rng(np.random.SeedSequence([seed, S_UNK, step]))
+    out = dict(batch)
+    for k in keys:
+        a = batch[k]
+        out[k] = np.where(rng.random(a.shape) < frac, 0, a).astype(a.dtype)
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def apply_heads(model, variables, small, states):
+    return model.apply(variables, small, states, train=False)

@@ -1,0 +1,115 @@
+"""The standard and generalisation baselines, written once for every model engine.
+
+* ``ft``, ``ht``, ``fs``, ``lp_ft``, ``lora``: one code path (``train_large``); only the start
+  (``pretrained``, ``random`` for fs, the selected lp head for lp_ft, LoRA adapters for lora)
+  and the tuning mode (an optimizer mask: ``all``, ``half``, ``lora``) differ. Each writes its
+  trained leaves (``params.npz`` + ``run.json``) and, for ``ft``, ``ht`` and ``lora``, keeps
+  its layer states for the LEVI variants built on it.
+* ``lp``: a fresh head on the frozen pre-trained model's ``head_state``, trained on its
+  cached states (it equals training the whole model with everything but the head frozen).
+* ``ft_zeroshot`` (WiSE-FT): ``(1-a) * (pre-trained body + selected lp head) + a * selected ft``,
+  ``a`` in ``WISE_ALPHAS`` chosen on ``id_val`` in the metric's direction (first best).
+* ``a1``: the selected ``ft`` averaged with a second ``ft`` trained in the job at ``seed + 1000``
+  with the selected ``lr``.
+* ``ft_fs``, ``ft_robust``, ``a2``: prediction ensembles (``levi_core.methods.ensembles``).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from levi_core import training
+from levi_core.engines import engine_for
+from levi_core.methods import ensembles
+from levi_core.methods.catalog import WISE_ALPHAS
+from levi_core.methods.registry import RunContext, RunOutput, implements
+from levi_core.metrics import better, compute
+
+MODES = {"ft": "all", "fs": "all", "lp_ft": "all", "ht": "half", "lora": "lora"}
+KEEPS_STATES = ("ft", "ht", "lora")
+
+
+def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float | None = None,
+                write: bool = True) -> RunOutput:
+    e = engine_for(ctx)
+    seed = ctx.seed if seed is None else seed
+    lr = ctx.lr if lr is None else lr
+    if method == "lp_ft":
+        params = e.with_head(training.load_params(ctx.deps["lp"])["head"])
+    else:
+        params = e.start("random" if method == "fs" else "pretrained", seed)
+    if method == "lora":
+        params = e.add_lora(params, seed)
+    labels = e.labels(params, MODES[method])
+    params, _, losses, bad = training.fit(e.apply, params, {}, e.train_data(),
+                                          e.batch_order(seed, e.epochs), lr, e.task, e.optimizer,
+                                          labels, cache_key=e.cache_key)
+    keep = ctx.workdir if write and method in KEEPS_STATES else None
+    preds = e.predict(params, ctx.dataset.eval_roles, keep_states_in=keep)
+    if write:
+        training.save_params(ctx.workdir, training.trained_leaves(params, labels), {
+            "method": method, "lr": lr, "seed": seed, "mode": MODES[method],
+            "lora_rank": int(method == "lora") and getattr(e.s, "lora_rank", 0)})
+    extras = training.loss_extras(losses, bad)
+    extras["trainable_params"] = training.count_params(params, labels)
+    return RunOutput(predictions=preds, diverged=bad, extras=extras)
+
+
+for _m in MODES:
+    implements(_m)(lambda ctx, m=_m: train_large(ctx, m))
+
+
+@implements("lp")
+def lp(ctx: RunContext) -> RunOutput:
+    e = engine_for(ctx)
+    states = e.layer_states("pretrained", ctx.deps)
+    feats = {r: np.asarray(st[e.head_state], np.float32) for r, st in states.items()}
+    head = e.new_head(ctx.seed)
+    dense = nn.Dense(e.n_out)
+
+    def apply_fn(p, extra, batch):
+        return dense.apply({"params": p["head"]}, batch["f"])[:, None, :], extra
+
+    data = {"f": feats["train"], "y": ctx.dataset.splits["train"].labels}
+    params, _, losses, bad = training.fit(
+        apply_fn, {"head": head}, {}, data, e.batch_order(ctx.seed, e.head_epochs), ctx.lr, e.task,
+        e.optimizer, cache_key=("lp", dense))
+    preds = {r: training.to_prediction(
+        np.asarray(dense.apply({"params": params["head"]}, jnp.asarray(f)))[:, None, :], e.task)
+        for r, f in feats.items()}
+    training.save_params(ctx.workdir, params, {"method": "lp", "lr": ctx.lr, "seed": ctx.seed})
+    return RunOutput(predictions=preds, diverged=bad, extras=training.loss_extras(losses, bad))
+
+
+@implements("ft_zeroshot")
+def ft_zeroshot(ctx: RunContext) -> RunOutput:
+    from levi_core.backbones.tuning import interpolate
+
+    e = engine_for(ctx)
+    ds = ctx.dataset
+    zero = e.with_head(training.load_params(ctx.deps["lp"])["head"])
+    fine = e.load_trained(ctx.deps["ft"])
+    scores, best = {}, None
+    for a in WISE_ALPHAS:
+        pred = e.predict(interpolate(zero, fine, a), ["id_val"])["id_val"]
+        scores[str(a)] = compute(ds.metric, pred, ds.splits["id_val"].labels)
+        if np.isfinite(scores[str(a)]) and (best is None or better(ds.metric, scores[str(a)], scores[str(best)])):
+            best = a  # first best, a ascending
+    best = 1.0 if best is None else best
+    preds = e.predict(interpolate(zero, fine, best), ds.eval_roles)
+    return RunOutput(predictions=preds, extras={"alpha": best, "id_val_by_alpha": scores})
+
+
+@implements("a1")
+def a1(ctx: RunContext) -> RunOutput:
+    info = training.load_run_info(ctx.deps["ft"])
+    other = train_large(ctx, "ft", seed=ctx.seed + 1000, lr=float(info["lr"]), write=False)
+    mine = ensembles.load(ctx.deps["ft"])
+    preds = {r: (mine[r] + other.predictions[r]) / 2 for r in other.predictions}
+    return RunOutput(predictions=preds, diverged=other.diverged,
+                     extras={"lr": info["lr"], "second_seed": ctx.seed + 1000})
+
+
+ensembles.register()
