@@ -51,6 +51,7 @@ import flax.linen as nn
 from levi_core.backbones.config import BackboneConfig, BertConfig, T5Config, ViTConfig, get_config
 from levi_core.backbones.weights import build_module, count_params, dummy_inputs, param_shapes
 from levi_core.errors import ConfigError
+from levi_core.models.small import ConvSmall, RecSmall, TaskHeads
 
 CONVENTION = (
     "macs_analytic = multiply-adds of matmuls and convolutions (attention included; norms, "
@@ -250,85 +251,66 @@ def large_model(config: BackboneConfig, name: str, seq_len: int = 64, lora_rank:
 
 
 # ---------------------------------------------------------------------- LEVI's small parts
-class _RecSmall(nn.Module):
-    """Embeddings of the categorical features, concatenated, then MLP 512-256 (ReLU)."""
-
-    vocab: tuple[int, ...]
-    embed_dim: int
-
-    @nn.compact
-    def __call__(self, ids):  # ids [B, F]
-        e = [nn.Embed(v, self.embed_dim)(ids[:, i]) for i, v in enumerate(self.vocab)]
-        h = jnp.concatenate(e, axis=-1)
-        h = nn.relu(nn.Dense(512)(h))
-        return nn.relu(nn.Dense(256)(h))
-
-
-class _VisionSmall(nn.Module):
-    """Four 3x3 convolutions 32-64-64-64, each + batch norm + ReLU + 2x2 max pool; flattened."""
-
-    @nn.compact
-    def __call__(self, x):  # [B, H, W, C]
-        for f in (32, 64, 64, 64):
-            x = nn.Conv(f, (3, 3), padding="SAME")(x)
-            x = nn.BatchNorm(use_running_average=True)(x)
-            x = nn.max_pool(nn.relu(x), (2, 2), (2, 2))
-        return x.reshape(x.shape[0], -1)
-
-
-class _MLPHead(nn.Module):
-    """One hidden layer (ReLU) then the outputs: LEVI's adapting layer, and the small-model
-    heads of the ablations."""
-
-    hidden: int
-    outputs: int
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(self.outputs)(nn.relu(nn.Dense(self.hidden)(x)))
-
-
-def _module_cost(module: nn.Module, x: jax.ShapeDtypeStruct, macs: float) -> tuple[Cost, Any]:
-    variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))
-    params = variables["params"]
-    flops = xla_flops(lambda v, x: module.apply(v, x), _sds(variables), x)
-    out = jax.eval_shape(lambda v, x: module.apply(v, x), variables, x)
-    n = count_params(params)
+# The modules are the ones LEVI trains (levi_core.models.small): one definition, so the cost
+# tables cannot drift from what is trained.
+def _module_cost(module: nn.Module, args: tuple, macs: float) -> tuple[Cost, Any]:
+    """Cost of ``module(*args)`` (args: ShapeDtypeStruct pytrees; ``train=False``)."""
+    zeros = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), args)
+    variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *zeros, False))
+    flops = xla_flops(lambda v, *a: module.apply(v, *a, False), _sds(variables), *args)
+    out = jax.eval_shape(lambda v, *a: module.apply(v, *a, False), variables, *args)
+    n = count_params(variables["params"])
     return Cost(n, n, flops, macs), out
 
 
-def small_model_cost(task: str, *, rec_vocab: Mapping[str, int] | None = None, embed_dim: int = 32,
-                     image_size: int = 224, channels: int = 3) -> tuple[Cost, int]:
-    """The small model's cost and the width of the vector it gives the adapting layers."""
+def small_model(task: str, *, rec_vocab: Mapping[str, int] | None = None, embed_dim: int = 32,
+                small_hidden: Sequence[int] = (512, 256),
+                small_conv: Sequence[int] = (32, 64, 64, 64)) -> nn.Module:
+    """LEVI's small model as trained (``RecSmall`` / ``ConvSmall``)."""
     if task == "rec":
-        vocab = tuple((rec_vocab or MOVIELENS_100K_VOCAB).values())
-        f = len(vocab) * embed_dim
-        macs = f * 512 + 512 * 256
-        cost, out = _module_cost(_RecSmall(vocab, embed_dim),
-                                 jax.ShapeDtypeStruct((1, len(vocab)), jnp.int32), macs)
-        return cost, int(out.shape[-1])
+        vocab = tuple(sorted((rec_vocab or MOVIELENS_100K_VOCAB).items()))
+        return RecSmall(vocab_sizes=vocab, embed_dim=embed_dim, hidden=tuple(small_hidden))
     if task == "vision":
-        macs, h, cin = 0, image_size, channels
-        for f in (32, 64, 64, 64):
-            macs += h * h * 9 * cin * f
-            h, cin = h // 2, f
-        cost, out = _module_cost(_VisionSmall(),
-                                 jax.ShapeDtypeStruct((1, image_size, image_size, channels), jnp.float32),
-                                 macs)
-        return cost, int(out.shape[-1])
+        return ConvSmall(features=tuple(small_conv))
     raise ConfigError(f"unknown task {task!r}; expected 'rec' or 'vision'")
 
 
+def small_model_cost(task: str, *, rec_vocab: Mapping[str, int] | None = None, embed_dim: int = 32,
+                     small_hidden: Sequence[int] = (512, 256),
+                     small_conv: Sequence[int] = (32, 64, 64, 64),
+                     image_size: int = 224, channels: int = 3) -> tuple[Cost, int]:
+    """The small model's cost and the width of the vector it gives the adapting layers."""
+    module = small_model(task, rec_vocab=rec_vocab, embed_dim=embed_dim,
+                         small_hidden=small_hidden, small_conv=small_conv)
+    if task == "rec":
+        vocab = dict(module.vocab_sizes)
+        widths = [len(vocab) * embed_dim, *small_hidden]
+        macs = sum(a * b for a, b in zip(widths, widths[1:]))
+        inputs = {k: jax.ShapeDtypeStruct((1,), jnp.int32) for k in vocab}
+    else:
+        macs, h, cin = 0, image_size, channels
+        for f in small_conv:
+            macs += h * h * 9 * cin * f
+            h, cin = h // 2, f
+        inputs = {"image": jax.ShapeDtypeStruct((1, image_size, image_size, channels), jnp.uint8)}
+    cost, out = _module_cost(module, (inputs,), macs)
+    return cost, int(out.shape[-1])
+
+
 def mlp_head_cost(d_in: int, hidden: int, outputs: int) -> Cost:
-    cost, _ = _module_cost(_MLPHead(hidden, outputs), jax.ShapeDtypeStruct((1, d_in), jnp.float32),
+    """One adapting layer (or an ablation's head): ``TaskHeads`` with one input of ``d_in``."""
+    module = TaskHeads(small=None, adapter_hidden=hidden, n_out=outputs)
+    cost, _ = _module_cost(module, ({}, (jax.ShapeDtypeStruct((1, d_in), jnp.float32),)),
                            d_in * hidden + hidden * outputs)
     return cost
 
 
 def linear_head_cost(d_in: int, outputs: int) -> Cost:
+    n = d_in * outputs + outputs
+    x = jax.ShapeDtypeStruct((1, d_in), jnp.float32)
     module = nn.Dense(outputs)
-    cost, _ = _module_cost(module, jax.ShapeDtypeStruct((1, d_in), jnp.float32), d_in * outputs)
-    return cost
+    variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(x.shape)))
+    return Cost(n, n, xla_flops(lambda v, a: module.apply(v, a), _sds(variables), x), d_in * outputs)
 
 
 # ------------------------------------------------------------------------------ method rows
@@ -342,6 +324,9 @@ def method_costs(
     num_outputs: int | None = None,
     rec_vocab: Mapping[str, int] | None = None,
     embed_dim: int = 32,
+    small_hidden: Sequence[int] = (512, 256),
+    small_conv: Sequence[int] = (32, 64, 64, 64),
+    adapter_hidden: int | None = None,
     levi_layers: int | None = None,
     lora_rank: int = 8,
     methods: Sequence[str] = METHODS,
@@ -357,6 +342,7 @@ def method_costs(
         (ImageNet classes).
       rec_vocab: embedding table sizes of the rec small model (default MovieLens 100K).
       embed_dim: width of each rec embedding (the paper does not state it; default 32).
+      small_hidden / small_conv / adapter_hidden: LEVI's widths (default: the paper's D.2).
       levi_layers: large-model layers with an adapting layer; default: every block.
       lora_rank: rank of LoRA on q and v.
     """
@@ -365,12 +351,12 @@ def method_costs(
     k = num_outputs or (1000 if task == "vision" else 1)
     lm = large_model(config, backbone, seq_len, lora_rank, scope, decoder_len)
     n_adapt = levi_layers if levi_layers is not None else lm.num_layers
-    adapt_hidden = 1024 if task == "vision" else 256
+    adapt_hidden = adapter_hidden or (1024 if task == "vision" else 256)
 
     head = linear_head_cost(lm.hidden, k)
     small, small_dim = small_model_cost(
-        task, rec_vocab=rec_vocab, embed_dim=embed_dim,
-        image_size=getattr(config, "image_size", 224), channels=getattr(config, "channels", 3))
+        task, rec_vocab=rec_vocab, embed_dim=embed_dim, small_hidden=small_hidden,
+        small_conv=small_conv, image_size=getattr(config, "image_size", 224), channels=getattr(config, "channels", 3))
     adapt_one = mlp_head_cost(lm.hidden + small_dim, adapt_hidden, k)
     adapters = _times(adapt_one, n_adapt)
     adapters_large_only = _times(mlp_head_cost(lm.hidden, adapt_hidden, k), n_adapt)

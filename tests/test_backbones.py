@@ -231,11 +231,13 @@ def test_masks_select_by_name():
 
 def test_masked_optimizer_updates_only_trainable():
     tree, cfg = _model_tree("t5-tiny")
-    tx = tuning.masked_optimizer(optax.adam(1e-2), tree, "half", cfg.num_layers)
+    from levi_core.training import make_optimizer
+
+    tx = make_optimizer("adam", tuning.mode_labels(tree, "half", cfg.num_layers))
     state = tx.init(tree)
     grads = jax.tree_util.tree_map(jnp.ones_like, tree)
     updates, _ = tx.update(grads, state, tree)
-    new = optax.apply_updates(tree, updates)
+    new = optax.apply_updates(tree, jax.tree_util.tree_map(lambda u: -1e-2 * u, updates))
     changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), tree, new)
     mask = tuning.trainable_mask(tree, "half", cfg.num_layers)
     assert changed == mask

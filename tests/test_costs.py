@@ -78,3 +78,20 @@ def test_cost_table_states_convention_and_both_t5_scopes():
     assert encdec["large_model"]["params"] > enc["large_model"]["params"]
     assert encdec["rows"]["ft"]["flops_xla"] > enc["rows"]["ft"]["flops_xla"]
     assert t["input"] == "16 tokens"
+
+
+def test_cost_model_counts_what_levi_trains(tmp_path):
+    """One definition of the small model and adapting layers: the cost table's trainable
+    parameters of LEVI on the pre-trained model equal what the trained job reports."""
+    from levi_core.api import train_and_evaluate
+    from levi_core.data import load_dataset
+
+    dataset = "movielens:fixture=1,max_train=64,max_eval=16"
+    text = {"backbone": "bert-tiny", "weights": "random", "max_len": 16, "epochs": 1,
+            "batch_size": 32, "small_hidden": (16, 8), "adapter_hidden": 8, "embed_dim": 4}
+    rec = train_and_evaluate({"dataset": dataset, "method": "levi/pretrained", "seed": 0,
+                              "hparams": {"lr": 1e-3}, "settings": {"text": text}}, tmp_path)
+    ds = load_dataset(dataset)
+    rows = costs.method_costs("bert-tiny", rec_vocab=ds.vocab_sizes, embed_dim=4, small_hidden=(16, 8),
+                        adapter_hidden=8, methods=("levi/pretrained", "a4"))
+    assert rec["extras"]["trainable_params"] == rows["levi/pretrained"].trainable_params

@@ -13,7 +13,10 @@ import jax.numpy as jnp
 from levi_core import features, training
 from levi_core.api import load_predictions, train_and_evaluate
 from levi_core.data.base import load_dataset
-from levi_core.methods import large
+from levi_core.engines import engine_for
+from levi_core.engines.base import replace_unknown
+from levi_core.methods.registry import RunContext
+from levi_core.settings import Settings
 
 # a small cut of the fixture keeps the whole file fast (compiles dominate anyway)
 ML = "movielens:fixture=1,max_train=384,max_eval=96"
@@ -21,15 +24,21 @@ RET = "retinopathy:fixture=1,image_size=32"
 
 
 def settings(cache_dir, **text):
+    """A job's settings mapping; the cache folder travels beside it (``_run``)."""
     return {
         "text": {"backbone": "bert-tiny", "weights": "random", "max_len": 32, "epochs": 1,
-                 "small_hidden": (16, 8), "adapter_hidden": 8, "embed_dim": 4, "lora_rank": 2,
-                 **text},
+                 "batch_size": 64, "small_hidden": (16, 8), "adapter_hidden": 8, "embed_dim": 4,
+                 "lora_rank": 2, **text},
         "vision": {"backbone": "vit-tiny", "weights": "random", "batch_size": 8, "epochs": 1,
                    "small_conv": (4, 4, 4, 4), "adapter_hidden": 8, "lora_rank": 2},
-        "batch_size": {"movielens": 64, "amazon": 32},
-        "cache_dir": str(cache_dir),
+        "_cache": str(cache_dir),
     }
+
+
+def _engine(dataset, sett):
+    ds = load_dataset(dataset)
+    typed = Settings.from_mapping({k: v for k, v in sett.items() if k != "_cache"})
+    return engine_for(RunContext(ds, 0, {}, typed, None, cache_dir=sett["_cache"])), ds
 
 
 COMPOSITE = {"ft_zeroshot", "ft_fs", "ft_robust", "a1", "a2", "ref/mean", "ref/user_bias",
@@ -47,7 +56,8 @@ PLAN = [
 def _run(dataset, method, root, sett, deps=(), lr=1e-3, seed=0, workdirs=None):
     wd = root / method.replace("/", "_")
     cfg = {"dataset": dataset, "method": method, "seed": seed,
-           "hparams": {} if method in COMPOSITE else {"lr": lr}, "settings": sett}
+           "hparams": {} if method in COMPOSITE else {"lr": lr},
+           "settings": {k: v for k, v in sett.items() if k != "_cache"}, "cache_dir": sett["_cache"]}
     rec = train_and_evaluate(cfg, wd, {d: workdirs[d] for d in deps} if workdirs else {})
     return rec, wd
 
@@ -95,8 +105,8 @@ def test_feature_cache_computed_once_and_reused(movielens_runs):
     rec, _ = _run(ML, "layer/2", root, sett, lr=1e-2)
     assert rec["state"] == "done" and len(features.BUILDS) == n0  # read from the cache
     # fine-tuned models wrote their own states for LEVI: [S, N, D] with S = layers + 1
-    st = features.read_workdir_states(wds["ht"], large._feature_meta(ds, large.resolve_settings(
-        type("C", (), {"settings": sett})(), "movielens")))
+    engine, _ = _engine(ML, sett)
+    st = features.read_workdir_states(wds["ht"], engine._feature_meta())
     assert st["train"].shape == (3, len(ds.splits["train"]), 32)
     assert set(st) == set(ds.splits)
 
@@ -104,30 +114,22 @@ def test_feature_cache_computed_once_and_reused(movielens_runs):
 def test_ht_and_lp_checkpoints_hold_only_what_trains(movielens_runs):
     _, wds, _, _, _ = movielens_runs
     ht = training.load_params(wds["ht"])
-    assert set(ht) == {"backbone", "head"}
-    assert set(ht["backbone"]) == {"block_1"}  # bert-tiny: 2 blocks, the last half is block_1
+    assert set(ht) == {"body", "head"}
+    assert set(ht["body"]) == {"block_1"}  # bert-tiny: 2 blocks, the last half is block_1
     assert set(training.load_params(wds["lp"])) == {"head"}
     lora = training.load_params(wds["lora"])
-    flat = jax.tree_util.tree_flatten_with_path(lora["backbone"])[0]
+    flat = jax.tree_util.tree_flatten_with_path(lora["body"])[0]
     assert flat and all("lora_" in str(path[-1]) for path, _ in flat)
 
 
 def test_ht_mask_freezes_bit_identically(tmp_path):
-    ds = load_dataset(ML)
-
-    class Ctx:
-        settings = settings(tmp_path)
-
-    s = large.resolve_settings(Ctx(), "movielens")
-    _, bparams, config = large.pretrained(s)
-    model = large.LargeModel(config, 1)
-    params = {"backbone": bparams, "head": model.init_head(0, config.hidden_size, 3.5)}
+    engine, ds = _engine(ML, settings(tmp_path))
+    params = engine.start("pretrained", 0)
     for mode, trained in (("half", {"block_1", "head"}), ("head", {"head"})):
-        labels = large._labels(params, mode, config.num_layers)
-        data = {**large.large_inputs(ds, "train", s), "y": ds.splits["train"].labels}
-        new, _, losses, bad = large.fit(
-            lambda p, e, b: (model.logits(p, b), e), params, {}, data, len(ds.splits["train"]),
-            {**s, "batch_size": 64}, 1e-2, 0, 1, "regression", labels)
+        labels = engine.labels(params, mode)
+        new, _, losses, bad = training.fit(
+            engine.apply, params, {}, engine.train_data(), engine.batch_order(0, 1), 1e-2,
+            "regression", "adam", labels)
         assert not bad and len(losses) > 3
         flat_old = {k: np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
         for path, v in jax.tree_util.tree_flatten_with_path(new)[0]:
@@ -142,14 +144,13 @@ def test_levi_loss_is_mean_of_per_head_losses():
     out = jnp.asarray(rng.normal(size=(7, 3, 1)), jnp.float32)
     y = jnp.asarray(rng.normal(size=7), jnp.float32)
     per_head = [float(jnp.mean((out[:, j, 0] - y) ** 2)) for j in range(3)]
-    assert float(large.task_loss(out, y, "regression")) == pytest.approx(np.mean(per_head), rel=1e-6)
+    assert float(training.task_loss(out, y, "regression")) == pytest.approx(np.mean(per_head), rel=1e-6)
     logits = jnp.asarray(rng.normal(size=(7, 3, 5)), jnp.float32)
     labels = jnp.asarray(rng.integers(0, 5, size=7))
     ce = [float(jnp.mean(-jax.nn.log_softmax(logits[:, j])[jnp.arange(7), labels])) for j in range(3)]
-    assert float(large.task_loss(logits, labels, "classification")) == pytest.approx(np.mean(ce), rel=1e-5)
+    assert float(training.task_loss(logits, labels, "classification")) == pytest.approx(np.mean(ce), rel=1e-5)
     # the prediction is the mean of the heads
-    ds = type("D", (), {"task": "regression"})()
-    np.testing.assert_allclose(large._to_prediction(np.asarray(out), ds),
+    np.testing.assert_allclose(training.to_prediction(np.asarray(out), "regression"),
                                np.asarray(out, np.float64)[..., 0].mean(1), rtol=1e-12)
 
 
@@ -161,8 +162,8 @@ def test_diverging_lr_gives_diverged(tmp_path):
 
 def test_unknown_ids_train_row_zero_deterministically(tmp_path):
     batch = {"small.user_id": np.arange(1, 1001, dtype=np.int32)}
-    a = large.replace_unknown(batch, ["small.user_id"], 0.05, 3, 7)
-    b = large.replace_unknown(batch, ["small.user_id"], 0.05, 3, 7)
+    a = replace_unknown(batch, ["small.user_id"], 0.05, 3, 7)
+    b = replace_unknown(batch, ["small.user_id"], 0.05, 3, 7)
     np.testing.assert_array_equal(a["small.user_id"], b["small.user_id"])
     assert 20 < int((a["small.user_id"] == 0).sum()) < 90
     # row 0 of the user table: never trained without replacement (Adam: zero grad, zero step),
@@ -203,8 +204,7 @@ def test_vision_methods_on_retinopathy(tmp_path):
 
 
 def test_amazon_with_t5_states(tmp_path):
-    sett = settings(tmp_path / "cache")
-    sett["text"] = {**sett["text"], "backbone": "t5-tiny"}
+    sett = settings(tmp_path / "cache", backbone="t5-tiny")
     ds = load_dataset("amazon:fixture=1")
     for method in ("levi/pretrained", "ref/user_movie_bias"):
         rec, wd = _run("amazon:fixture=1", method, tmp_path, sett)

@@ -136,7 +136,7 @@ def _cfg(method, lr=1e-2, seed=0):
         "method": method,
         "seed": seed,
         "hparams": {} if lr is None else {"lr": lr},
-        "settings": {"synthetic": SETTINGS},
+        "settings": {"tabular": SETTINGS},
     }
 
 
@@ -191,18 +191,17 @@ def test_levi_loss_is_the_mean_of_per_head_losses():
     import jax.numpy as jnp
 
     from levi_core import training
-    from levi_core.models.mlp import LeviHeads
+    from levi_core.engines.mlp import numpy_init
+    from levi_core.models.small import MLPSmall, TaskHeads
 
     rng = np.random.default_rng(0)
     n, heads = 50, 3
     x = rng.standard_normal((n, 6)).astype(np.float32)
     states = tuple(rng.standard_normal((n, d)).astype(np.float32) for d in (5, 4, 2))
     y = rng.integers(0, 2, n).astype(np.int32)
-    from levi_core.methods.synthetic import _init
-
-    model = LeviHeads(small_hidden=(8,), adapter_hidden=8, num_classes=2)
-    params = _init(model, [0, 0], x[:1], tuple(s[:1] for s in states))
-    logits = np.asarray(model.apply({"params": params}, x, states), np.float64)
+    model = TaskHeads(small=MLPSmall(hidden=(8,)), adapter_hidden=8, n_out=2)
+    params = numpy_init(model, [0, 0], {"x": x[:1]}, tuple(s[:1] for s in states))
+    logits = np.asarray(model.apply({"params": params}, {"x": x}, states), np.float64)
     assert logits.shape == (n, heads, 2)
 
     def ce(lg):  # one head's mean cross-entropy, in numpy
@@ -215,9 +214,12 @@ def test_levi_loss_is_the_mean_of_per_head_losses():
     got = float(training.multihead_ce(jnp.asarray(logits), jnp.asarray(y)))
     assert abs(got - want) < 1e-6
     # the trainer optimises exactly this: its first recorded loss (before any update) is it
-    apply = lambda p, b: model.apply({"params": p}, b["x"], b["states"])  # noqa: E731
-    data = {"x": jnp.asarray(x), "states": tuple(map(jnp.asarray, states)), "y": jnp.asarray(y)}
-    _, losses, bad = training.fit(apply, params, data, np.arange(n)[None, :], 1e-2)
+    def apply(p, extra, b):
+        return model.apply({"params": p}, {"x": b["x"]}, (b["s0"], b["s1"], b["s2"])), extra
+
+    data = {"x": x, "s0": states[0], "s1": states[1], "s2": states[2], "y": y}
+    _, _, losses, bad = training.fit(apply, params, {}, data, np.arange(n)[None, :], 1e-2,
+                                     "classification")
     assert not bad and abs(float(losses[0]) - want) < 1e-5
     # the prediction is the mean of the heads' probabilities
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
@@ -226,30 +228,42 @@ def test_levi_loss_is_the_mean_of_per_head_losses():
 
 def test_optimizer_masks_train_only_what_they_should(runs):
     from levi_core import training
-    from levi_core.methods.synthetic import pretrained_params, settings_of
 
-    pre = pretrained_params(load_dataset(DS), settings_of({"synthetic": SETTINGS}))
+    engine = _engine(SETTINGS)
+    pre = engine.start("pretrained", 0)
+    pre = {**pre["body"], "head": pre["head"]}
 
     def changed(method):
-        p = training.load_params(runs[method][0])
+        saved = training.load_params(runs[method][0])
+        p = {**saved.get("body", {}), **({"head": saved["head"]} if "head" in saved else {})}
         return {
             layer: not all(np.array_equal(np.asarray(p[layer][k]), np.asarray(pre[layer][k])) for k in p[layer])
             for layer in p
         }
 
-    # ht: the last half of the 2 hidden layers (layer_1) + head; layer_0 is bit-identical
-    assert changed("ht") == {"layer_0": False, "layer_1": True, "head": True}
-    assert changed("lp") == {"layer_0": False, "layer_1": False, "head": True}
+    # ht saves what it trained: the last half of the 2 hidden layers (layer_1) + head
+    assert changed("ht") == {"layer_1": True, "head": True}
+    assert changed("lp") == {"head": True}  # a new head on the frozen net
     assert changed("ft") == {"layer_0": True, "layer_1": True, "head": True}
 
 
-def test_ht_mask_names_the_last_half():
-    from levi_core.methods.synthetic import ht_trainable
+def _engine(tabular):
+    from levi_core.engines import engine_for
+    from levi_core.methods.registry import RunContext
+    from levi_core.settings import Settings
 
-    for n_hidden, want in ((2, {1}), (3, {2}), (4, {2, 3})):
-        f = ht_trainable(n_hidden)
-        assert {i for i in range(n_hidden) if f((f"layer_{i}", "kernel"))} == want
-        assert f(("head", "bias"))
+    ds = load_dataset(DS)
+    return engine_for(RunContext(ds, 0, {}, Settings.from_mapping({"tabular": tabular}), None))
+
+
+def test_ht_mask_names_the_last_half():
+    for hidden, want in (((8, 8), {1}), ((8, 8, 8), {2}), ((8, 8, 8, 8), {2, 3})):
+        engine = _engine({**SETTINGS, "hidden": hidden})
+        params = engine.start("random", 0)
+        labels = engine.labels(params, "half")
+        trains = {k for k, v in labels["body"].items() if v["kernel"] == "train"}
+        assert trains == {f"layer_{i}" for i in want}
+        assert labels["head"]["bias"] == "train"
 
 
 @pytest.mark.parametrize("lr", [float("inf"), float("nan")])
@@ -294,5 +308,13 @@ def test_catalog_declares_the_design_methods_consistently():
     assert callable(get_impl("layer/2", "synthetic"))
     with pytest.raises(ConfigError):
         get_method("layer/two")
+    from levi_core.methods import Method, register_method
+
+    register_method(Method("declared_only", "a method declared without an implementation"))
     with pytest.raises(ConfigError, match="no implementation"):
-        get_impl("lora", "synthetic")
+        get_impl("declared_only", "synthetic")
+
+
+def test_lora_needs_a_transformer(tmp_path):
+    with pytest.raises(ConfigError, match="transformer"):
+        train_and_evaluate(_cfg("lora"), tmp_path)
