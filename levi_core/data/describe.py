@@ -1,6 +1,7 @@
 """``describe(dataset_id, data_dir=None) -> str``: what ``bench data describe`` prints.
 
-Per split role: the number of examples, the label distribution (counts per value for ratings and
+Per split role: the number of examples, the date range of its examples (when the loader records
+one in ``info["date_ranges"]``: Amazon, MovieLens), the label distribution (counts per value for ratings and
 classes; for more than 10 distinct labels: mean, std, min, max and the number of classes), and the
 split's own fingerprint; then the dataset's fingerprint and its shift in words.
 """
@@ -35,11 +36,17 @@ def describe_dataset(ds: Dataset) -> str:
     roles = [r for r in ("train", "id_val", "id_test") if r in ds.splits]
     roles += [r for r in ds.splits if r not in roles and not r.startswith("ood/")] + ds.ood_roles
     width = max(len(r) for r in roles)
-    lines.append(f"{'role':<{width}}  {'examples':>8}  {'fingerprint':<16}  labels")
+    dates = ds.info.get("date_ranges") or {}
+    dwidth = max((len(f"{a}..{b}") for a, b in dates.values()), default=0)
+    dhead = f"{'dates':<{dwidth}}  " if dates else ""
+    lines.append(f"{'role':<{width}}  {'examples':>8}  {'fingerprint':<16}  {dhead}labels")
     for role in roles:
         s = ds.splits[role]
         fp = fingerprint_splits({role: s})
-        lines.append(f"{role:<{width}}  {len(s):>8}  {fp:<16}  {_label_summary(s.labels)}")
+        span = ""
+        if dates:
+            span = f"{'..'.join(dates[role]) if role in dates else '-':<{dwidth}}  "
+        lines.append(f"{role:<{width}}  {len(s):>8}  {fp:<16}  {span}{_label_summary(s.labels)}")
     n_id = sum(len(ds.splits[r]) for r in ("train", "id_val", "id_test") if r in ds.splits)
     lines.append(f"ID total {n_id}; {len(ds.ood_roles)} OOD sets")
     if ds.vocab_sizes:
