@@ -146,6 +146,32 @@ def _corrupt(path: Path, e: Exception) -> DataError:
     )
 
 
+def _check_header(path: Path, header: list[str]) -> None:
+    if header != HEADER:
+        raise DataError(
+            f"{NAME}: {str(path)!r} does not start with the header of the Amazon Reviews "
+            f"2023 rating_only files ({','.join(HEADER)}); got {','.join(header)[:120]!r}. "
+            f"Use benchmark/0core/rating_only/{path.name.split('.')[0]}.csv. {HOW}"
+        )
+
+
+def check_heads(csvs: list[Path], metas: list[Path]) -> None:
+    """Read only the first line of every file: a wrong or unreadable file fails in seconds,
+    before minutes of streaming the others. (A truncated .gz is only noticed where it ends.)"""
+    for path in csvs:
+        try:
+            with common.open_text(path) as f:
+                _check_header(path, f.readline().strip().lstrip("\ufeff").split(","))
+        except (OSError, EOFError, zlib.error) as e:
+            raise _corrupt(path, e) from None
+    for path in metas:
+        try:
+            with common.open_text(path) as f:
+                _record(path, 1, f.readline(), strict=True)
+        except (OSError, EOFError, zlib.error) as e:
+            raise _corrupt(path, e) from None
+
+
 def iter_ratings(path: Path, until_ms: int | None, stats: Stats) -> Iterator[tuple[str, ...]]:
     """Yield ``amazon.KEEP`` tuples (customer, example id, product, "" title, rating, date) of a
     rating_only CSV; the title is filled in after sampling (see ``fill_titles``)."""
@@ -153,13 +179,7 @@ def iter_ratings(path: Path, until_ms: int | None, stats: Stats) -> Iterator[tup
     bad = clipped = 0
     try:
         with common.open_text(path) as f:
-            header = f.readline().strip().lstrip("\ufeff").split(",")
-            if header != HEADER:
-                raise DataError(
-                    f"{NAME}: {str(path)!r} does not start with the header of the Amazon Reviews "
-                    f"2023 rating_only files ({','.join(HEADER)}); got {','.join(header)[:120]!r}. "
-                    f"Use benchmark/0core/rating_only/{path.name.split('.')[0]}.csv. {HOW}"
-                )
+            _check_header(path, f.readline().strip().lstrip("\ufeff").split(","))
             for line in f:
                 parts = line.rstrip("\r\n").split(",")
                 if len(parts) != 4:
@@ -280,6 +300,7 @@ def sources(
         present = [e for e in expected_files(roles) if not any(m.startswith(e) for m in missing)]
         raise common.missing_files_error(NAME, str(folder), present + missing, HOW)
     until = parse_until(opts["until"])
+    check_heads([c for c, _ in files.values()], [m for _, m in files.values()])
     signatures = {p.name: common.file_signature(p) for pair in files.values() for p in pair}
     known: dict[str, tuple[str, str | None]] = {}
 

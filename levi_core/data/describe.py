@@ -8,6 +8,8 @@ split's own fingerprint; then the dataset's fingerprint and its shift in words.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from levi_core.data.base import Dataset, fingerprint_splits, load_dataset
@@ -55,6 +57,23 @@ def describe_dataset(ds: Dataset) -> str:
     return "\n".join(lines)
 
 
+def data_dir_for(dataset_id: str, data_dir: str | None) -> str | None:
+    """``--data-dir`` as ``bench run`` takes it: ``DIR`` or ``NAME=DIR`` (the folder of dataset
+    NAME), so the same flag works for ``bench data describe``. A ``NAME=DIR`` for another dataset
+    gives no folder; a path that exists is taken as it is, even with an ``=`` in it."""
+    from levi_core.data.base import dataset_names, parse_dataset_id
+
+    if not data_dir or "=" not in data_dir or Path(data_dir).exists():
+        return data_dir
+    name, _, folder = data_dir.partition("=")
+    if name.strip() not in dataset_names():
+        return data_dir
+    return folder if name.strip() == parse_dataset_id(dataset_id)[0] else None
+
+
 def describe(dataset_id: str, data_dir: str | None = None) -> str:
-    """Load ``dataset_id`` (e.g. ``movielens`` or ``movielens:val_frac=0.2``) and describe it."""
-    return describe_dataset(load_dataset(dataset_id, data_dir))
+    """Load ``dataset_id`` (e.g. ``movielens`` or ``movielens:val_frac=0.2``) and describe it.
+    ``data_dir`` is ``DIR`` or ``NAME=DIR`` (see `data_dir_for`)."""
+    import levi_core.data  # noqa: F401  (registers the loaders, for dataset_names)
+
+    return describe_dataset(load_dataset(dataset_id, data_dir_for(dataset_id, data_dir)))
