@@ -1,18 +1,27 @@
-"""Amazon US Reviews with the paper's time and product shifts (Sec. 5 and D.1).
+"""Amazon reviews with the paper's time and product shifts (Sec. 5 and D.1).
 
 Sources (option ``source``, default ``auto``):
+  * ``2023``: McAuley Lab's Amazon Reviews 2023 files (``<C>.csv[.gz]`` rating_only +
+    ``meta_<C>.jsonl[.gz]``), the only Amazon reviews users can download today; read by
+    ``levi_core.data.amazon2023``, whose docstring gives the files, the category mapping onto the
+    paper's roles and the clipping (option ``until``, default 2015-08-31; ``until=none`` for the
+    full span). Example ids there are ``<user_id>_<parent_asin>_<timestamp>``.
   * ``files``: the original 15-column tab-separated files in one folder (``--data-dir``), named
     as published: ``amazon_reviews_us_<Config>.tsv`` or ``.tsv.gz`` with ``<Config>`` e.g.
     ``Books_v1_00``, ``Watches_v1_00``; header ``marketplace customer_id review_id product_id
     product_parent product_title product_category star_rating helpful_votes total_votes vine
-    verified_purchase review_headline review_body review_date``. (Their public source is gone,
-    so this path is the main one.) Rows without 15 fields are skipped and counted
-    (``info["malformed_rows"]``); a file with another header is an error.
+    verified_purchase review_headline review_body review_date``. Their public source was taken
+    down in 2023; this path is for users who kept a copy. Rows without 15 fields are skipped and
+    counted (``info["malformed_rows"]``); a file with another header is an error.
   * ``tfds``: prepared TFDS ``amazon_us_reviews/<Config>`` under ``--data-dir``,
     ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets`` (``download=False``; TFDS's download URLs
     are dead, so ``download`` is not offered).
-  * ``auto``: files when the folder has any ``amazon_reviews_us_*.tsv*``, else TFDS.
-  * ``fixture=1``: the generated fixture (``levi_core.data.fixtures``).
+  * ``auto``: the original files when the folder has any ``amazon_reviews_us_*.tsv*``, else the
+    2023 files when it has any of them (also in the hub's ``benchmark/0core/rating_only`` and
+    ``raw/meta_categories`` sub-folders), else TFDS, else an error listing all three.
+  * ``fixture=1``: the generated fixture of the original TSVs (what the smoke preset reads);
+    ``fixture=2023``: the generated fixture of the 2023 files (``levi_core.data.fixtures``).
+Role names, options and inputs are the same whatever the source, so tables line up.
 
 Shift:
   * ID = Books reviews of the first ``id_years`` (default 4) calendar years present in the Books
@@ -26,7 +35,8 @@ Shift:
 Subsampling (the paper does not give sizes): a seeded (``sample_seed``, 0) uniform sample of at
 most ``max_id`` (default 100000) ID reviews and at most ``max_ood`` (default 20000) reviews per
 OOD set; 0 means all. The sample is the reviews with the smallest seeded hash of their
-``review_id``, so it does not depend on file order or source (files or TFDS). The ID sample is split into train / id_val / id_test with ``val_frac`` =
+``review_id``, so it does not depend on file order or source (files or TFDS). The ID sample is
+split into train / id_val / id_test with ``val_frac`` =
 ``test_frac`` = 0.1 and ``split_seed`` 0. Rows are put in (review_date, review_id) order first, so
 the result does not depend on file order or source.
 
