@@ -17,18 +17,18 @@ Files, per category ``<C>``, in one folder (``--data-dir``):
 
 The paper's roles on 2023 categories (``ROLES``): ID and ``ood/time`` from ``Books``;
 ``toys`` = ``Toys_and_Games``, ``sports`` = ``Sports_and_Outdoors``, ``music`` = ``CDs_and_Vinyl``,
-``baby`` = ``Baby_Products`` (whole categories, as the 2018 files were); ``watches`` and
+``baby`` = ``Baby_Products`` (whole categories, as the original files were); ``watches`` and
 ``jewelry`` = ``Clothing_Shoes_and_Jewelry`` products whose ``categories`` have ``Watches``
-(resp. ``Jewelry``) as an element below the top level (2018 had Watches and Jewelry files; 2023
-folded them into Clothing, whose top level "Clothing, Shoes & Jewelry" must not count; a product
+(resp. ``Jewelry``) as an element below the top level (the original data had Watches and
+Jewelry files; 2023 has them inside Clothing, whose top level "Clothing, Shoes & Jewelry" must not count; a product
 with both is a watch); ``furniture`` = ``Home_and_Kitchen`` products whose second category is
-``Furniture`` (2018's Furniture file; 2023 folded it into Home). A product's ratings are kept
+``Furniture`` (the original Furniture file; inside Home in 2023). A product's ratings are kept
 only after its meta record says which role it has, so Clothing and Home are streamed once each.
 
 Rows map onto the legacy loader's row tuple (``amazon.KEEP``): customer id = ``user_id``, product
 id = ``parent_asin``, title from meta, rating, date = the UTC day of ``timestamp``; the example id
 is ``<user_id>_<parent_asin>_<timestamp>`` (no review id in rating_only files). Ratings after
-``until`` (default 2015-08-31, the last day of the 2018 files) are dropped, so "first 4 years"
+``until`` (default 2015-08-31, the last day of the original files) are dropped, so "first 4 years"
 and "most recent year" mean what they meant in the paper; ``until=none`` keeps the full span.
 """
 
