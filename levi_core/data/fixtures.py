@@ -15,7 +15,7 @@ the ``smoke`` preset loads them with the option ``fixture=1`` (e.g. ``movielens:
     categories).
   * ``amazon2023``: the Amazon Reviews 2023 files, ``<C>.csv[.gz]`` (rating_only, header
     ``user_id,parent_asin,rating,timestamp``, ms) and ``meta_<C>.jsonl[.gz]`` for Books
-    (2007-2016, 480 ratings) and the 6 categories the product roles read, a few hundred ratings
+    (2007-2016, 700 ratings) and the 6 categories the product roles read, a few hundred ratings
     each, with the real files' heterogeneous meta fields and category paths (loaded by the
     ``amazon`` dataset with ``fixture=2023``).
   * ``retinopathy``: the Kaggle layout, ``trainLabels.csv`` (``image,level``) and
@@ -210,7 +210,10 @@ def _amazon2023(folder: Path, rng: np.random.Generator) -> None:
                 f.write(f"{user},{asin},{float(rng.integers(1, 6))},{ts(y)}\n")
 
     books = [["Books", "Literature & Fiction"], ["Books"], [], ["Books", "History", "Europe"]]
-    write("Books", [books[i % 4] for i in range(70)], 480, list(range(2007, 2017)), csv_gz=True, meta_gz=False)
+    # Books: most ratings in the 4 ID years (2007-2010), some in 2015 (OOD time, clipped at
+    # 2015-08-31) and 2016 (dropped unless until=none).
+    book_years = [2007, 2008, 2009, 2010] * 3 + [2011, 2012, 2013, 2014, 2015, 2015, 2016]
+    write("Books", [books[i % 4] for i in range(90)], 700, book_years, csv_gz=True, meta_gz=False)
     spans = list(range(2011, 2017))
     for cat, top in (("Toys_and_Games", "Toys & Games"), ("Sports_and_Outdoors", "Sports & Outdoors"),
                      ("CDs_and_Vinyl", "CDs & Vinyl"), ("Baby_Products", "Baby Products")):
