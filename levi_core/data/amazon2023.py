@@ -71,16 +71,16 @@ SIZES = {
     "Baby_Products": ("6.0M ratings", "0.2M products"),
 }
 HUB = "https://huggingface.co/datasets/McAuley-Lab/Amazon-Reviews-2023"
+LAB = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_2023"
 HOW = (
     "Download the Amazon Reviews 2023 files yourself (they may not be redistributed) into one "
     "folder and pass it as --data-dir (or --data-dir amazon=DIR): for each category <C> the "
-    f"ratings file benchmark/0core/rating_only/<C>.csv and the product file "
-    f"raw/meta_categories/meta_<C>.jsonl from {HUB} (e.g. `huggingface-cli download "
-    "McAuley-Lab/Amazon-Reviews-2023 --repo-type dataset --include "
-    "'benchmark/0core/rating_only/Books.csv' 'raw/meta_categories/meta_Books.jsonl' "
-    "--local-dir DIR`; the hub's sub-folders are found), or the same files from "
-    "https://amazon-reviews-2023.github.io (the lab's server; .gz is fine). See "
-    "levi_core/data/README.md for the list."
+    "ratings file benchmark/0core/rating_only/<C>.csv and the product file "
+    f"raw/meta_categories/meta_<C>.jsonl, from the hub ({HUB}; e.g. `huggingface-cli download "
+    "McAuley-Lab/Amazon-Reviews-2023 benchmark/0core/rating_only/Books.csv "
+    "raw/meta_categories/meta_Books.jsonl --repo-type dataset --local-dir DIR`; the hub's "
+    f"sub-folders are found) or gzipped from the lab's server ({LAB}/<same path>.gz, linked from "
+    "https://amazon-reviews-2023.github.io). levi_core/data/README.md lists the categories."
 )
 _ASIN = re.compile(r'"parent_asin"\s*:\s*"([^"]*)"')
 
