@@ -291,7 +291,7 @@ def _fixture_kind(text: str) -> str | None:
     t = str(text).strip().lower()
     if t in ("0", "false", "no", ""):
         return None
-    if t in ("1", "true", "yes", "tsv"):
+    if t in ("1", "true", "yes"):
         return "tsv"
     if t == "2023":
         return "2023"
@@ -317,9 +317,9 @@ def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
     expected = [f"amazon_reviews_us_{c}.tsv(.gz)" for c in books_cfgs] + [
         f"amazon_reviews_us_{c}_v1_00.tsv(.gz)" for c in cats
     ]
-    expected_any = (["Amazon Reviews 2023 (what can be downloaded today):"]
-                    + [f"  {f}" for f in amazon2023.expected_files([r for r in roles if r not in unknown])]
-                    + ["or the original TSVs (no longer downloadable):"] + [f"  {f}" for f in expected]
+    # The 2023 files first (what users can get), then the two sources of the original data.
+    expected_any = (amazon2023.expected_files([r for r in roles if r not in unknown])
+                    + ["or a copy of the original TSVs (no longer downloadable): " + ", ".join(expected)]
                     + ["or prepared TFDS amazon_us_reviews/<Config> for the same configs"])
     folder = Path(data_dir) if data_dir else None
     if folder is not None and not folder.is_dir():

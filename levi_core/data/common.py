@@ -88,14 +88,12 @@ def key_options(opts: "Options") -> dict[str, object]:
     return {k: v for k, v in opts.resolved().items() if k not in NON_SEMANTIC}
 
 
-def resolve_source(name: str, opts: "Options", data_dir: str | None,
-                   sources: Sequence[str] = ("auto", "files", "tfds")) -> tuple[str | None, str]:
+def resolve_source(name: str, opts: "Options", data_dir: str | None) -> tuple[str | None, str]:
     """(data_dir, source) after the ``source`` and ``fixture`` options of a text loader:
-    ``source`` is one of ``sources`` (auto | files | tfds unless the loader has more);
-    ``fixture=1`` reads the generated fixture files."""
+    ``source`` is auto | files | tfds; ``fixture=1`` reads the generated fixture files."""
     source = opts["source"]
-    if source not in sources:
-        raise DataError(f"{name}: source={source!r}; use {', '.join(sources[:-1])} or {sources[-1]}")
+    if source not in ("auto", "files", "tfds"):
+        raise DataError(f"{name}: source={source!r}; use auto, files or tfds")
     if opts["fixture"]:
         from levi_core.data import fixtures
 
