@@ -18,6 +18,7 @@ def _hermetic(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(empty))
     monkeypatch.setenv("HOME", str(empty))  # no ~/tensorflow_datasets to fall back on
     monkeypatch.setenv("LEVI_MOVIELENS_DIR", "none")  # nor the shared genuine MovieLens copy
+    monkeypatch.setenv(common.OFFLINE_ENV, "1")  # never a download, even where a network answers
 
 
 def fails(dataset_id, data_dir, *needles, exc=DataError):
@@ -56,9 +57,26 @@ def test_movielens_incomplete_and_corrupt(tmp_path):
 
 
 def test_movielens_download_without_network(tmp_path, monkeypatch):
+    monkeypatch.delenv(common.OFFLINE_ENV)
     monkeypatch.setattr(common, "network_available", lambda *a, **k: False)
     msg = fails("movielens:download=1", tmp_path, "no network", "--data-dir")
     assert "ml-100k" in msg
+    # the default (download=auto) offline: today's missing-files error, saying why nothing was tried
+    msg = fails("movielens", None, "u.data", "no --data-dir given", "files.grouplens.org is unreachable")
+    assert "No download was tried" in msg
+
+
+def test_offline_env_skips_the_network_probe(tmp_path, monkeypatch):
+    probes = []
+    monkeypatch.setattr(common, "network_available", lambda *a, **k: probes.append(a) or True)
+    msg = fails("movielens", tmp_path, "u.data", common.OFFLINE_ENV)
+    assert "No download was tried" in msg
+    fails("movielens:download=1", tmp_path, "no network", common.OFFLINE_ENV)
+    fails("imagenet:download=1", tmp_path, "no network", exc=DataError)
+    fails("imagenet", tmp_path, "sketch/", "imagenet-a/")
+    fails("movielens:download=0", tmp_path, "u.data")
+    fails("movielens:download=maybe", tmp_path, "download='maybe'", exc=ConfigError)
+    assert probes == []
 
 
 def test_amazon_bad_input(tmp_path):
@@ -73,6 +91,43 @@ def test_amazon_bad_input(tmp_path):
     with gzip.open(d / "amazon_reviews_us_Baby_v1_00.tsv.gz", "wt") as f:
         f.write("a\tb\tc\n1\t2\t3\n")
     fails("amazon:cache=0", d, "15-column header", "amazon_reviews_us_Baby_v1_00.tsv.gz")
+
+
+def copy_2023(dst):
+    return copy_fixture("amazon2023", dst)
+
+
+def test_amazon_2023_bad_input(tmp_path):
+    """Each problem of a 2023 folder: one DataError naming the file and the fix, in seconds."""
+    d = copy_2023(tmp_path / "a1")
+    (d / "Toys_and_Games.csv.gz").unlink()
+    msg = fails("amazon", d, "Toys_and_Games.csv(.gz)  (missing)", "McAuley-Lab/Amazon-Reviews-2023",
+                "benchmark/0core/rating_only/<C>.csv")
+    assert "meta_Toys_and_Games.jsonl(.gz)\n" in msg  # present: listed, not flagged
+    d = copy_2023(tmp_path / "a2")
+    (d / "meta_Books.jsonl").unlink()
+    fails("amazon", d, "meta_Books.jsonl(.gz)  (missing)", "raw/meta_categories/meta_<C>.jsonl")
+    d = copy_2023(tmp_path / "a3")
+    (d / "Baby_Products.csv").write_text("user,item,rating,time\nA,B,5,1\n")
+    fails("amazon:cache=0", d, "Baby_Products.csv", "user_id,parent_asin,rating,timestamp",
+          "benchmark/0core/rating_only/Baby_Products.csv")
+    d = copy_2023(tmp_path / "a4")
+    data = (d / "Clothing_Shoes_and_Jewelry.csv.gz").read_bytes()
+    (d / "Clothing_Shoes_and_Jewelry.csv.gz").write_bytes(data[: len(data) // 2])
+    fails("amazon:cache=0", d, "Clothing_Shoes_and_Jewelry.csv.gz", "truncated", "Download it again")
+    d = copy_2023(tmp_path / "a5")
+    (d / "meta_Sports_and_Outdoors.jsonl.gz").unlink()
+    (d / "meta_Sports_and_Outdoors.jsonl").write_text('{"asin": "B1", "title": "x", "categories": []}\n')
+    fails("amazon:cache=0", d, "meta_Sports_and_Outdoors.jsonl", "line 1", "parent_asin",
+          "raw/meta_categories/meta_Sports_and_Outdoors.jsonl")
+    d = copy_2023(tmp_path / "a6")
+    (d / "meta_Books.jsonl").write_bytes(b"\x1f\x8b\x08garbage")
+    (d / "meta_Books.jsonl").rename(d / "meta_Books.jsonl.gz")
+    fails("amazon:cache=0", d, "meta_Books.jsonl.gz", "corrupt")
+    fails("amazon:fixture=2023,until=last-year", None, "until='last-year'", "until=none")
+    fails("amazon:fixture=2023,categories=Watches+Shoes", None, "shoes", "no Amazon Reviews 2023 mapping")
+    fails("amazon:fixture=3", None, "fixture='3'", exc=ConfigError)
+    fails("amazon:source=2023", None, "no --data-dir given", "Books.csv(.gz)")
 
 
 def test_retinopathy_bad_input(tmp_path):

@@ -166,3 +166,78 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path):
 @real
 def test_real_movielens_found_without_data_dir():
     assert load_dataset("movielens").fingerprint == "0ccebc7b0c89571e"
+
+
+# ---------------------------------------------------------------- time shift (beyond the paper)
+
+
+def raw_timestamps(folder: Path):
+    return {
+        f"u{p[0]}_m{p[1]}": int(p[3])
+        for p in (line.split("\t") for line in (folder / "u.data").read_text().splitlines())
+    }
+
+
+def check_time_shift(ds, folder, cut):
+    stamps = raw_timestamps(folder)
+    id_roles = ("train", "id_val", "id_test")
+    assert ds.ood_roles == ["ood/time"]
+    id_ids = [e for r in id_roles for e in ds.splits[r].example_ids.tolist()]
+    ood_ids = ds.splits["ood/time"].example_ids.tolist()
+    assert len(id_ids) + len(ood_ids) == len(stamps) and not set(id_ids) & set(ood_ids)
+    assert all(stamps[e] < cut for e in id_ids) and all(stamps[e] >= cut for e in ood_ids)
+    assert ds.info["time_cut"] == cut
+    for r, s in ds.splits.items():
+        assert s.labels.dtype == np.float32 and len(s.large["text"]) == len(s)
+        for k, v in s.small.items():
+            assert v.dtype == np.int32 and v.min() >= 0 and v.max() < ds.vocab_sizes[k], (r, k)
+    return len(id_ids), len(ood_ids)
+
+
+def test_fixture_time_shift():
+    ds = fixtures.fixture_dataset("movielens", shift="time")
+    folder = fixtures.fixture_dir("movielens")
+    t = sorted(raw_timestamps(folder).values())
+    cut = t[len(t) - round(0.2 * len(t))]
+    n_id, n_ood = check_time_shift(ds, folder, cut)
+    assert n_ood == sum(1 for x in t if x >= cut) and abs(n_ood - 0.2 * len(t)) <= 5
+    # the same sentence for the same rating as under the genre shift
+    genre = fixtures.fixture_dataset("movielens")
+    text = {e: x for s in genre.splits.values() for e, x in zip(s.example_ids, s.large["text"])}
+    s = ds.splits["ood/time"]
+    assert all(text.get(e, x) == x for e, x in zip(s.example_ids, s.large["text"]))
+    lo, hi = ds.info["date_ranges"]["ood/time"]
+    assert lo <= hi and ds.info["date_ranges"]["train"][1] <= lo
+    given = fixtures.fixture_dataset("movielens", shift="time", time_cut=t[len(t) // 2], cache=0)
+    check_time_shift(given, folder, t[len(t) // 2])
+    frac = fixtures.fixture_dataset("movielens", shift="time", time_ood_frac=0.5, cache=0)
+    assert frac.info["time_cut"] == t[len(t) // 2]
+
+
+def test_time_shift_bad_options():
+    from levi_core.errors import ConfigError, DataError
+
+    with pytest.raises(DataError, match="leaves no OOD ratings"):
+        fixtures.fixture_dataset("movielens", shift="time", time_cut=2_000_000_000, cache=0)
+    with pytest.raises(DataError, match="leaves no ID ratings"):
+        fixtures.fixture_dataset("movielens", shift="time", time_cut=1, cache=0)
+    with pytest.raises(DataError, match="use genre"):
+        fixtures.fixture_dataset("movielens", shift="users", cache=0)
+    with pytest.raises(ConfigError, match="time_ood_frac"):
+        fixtures.fixture_dataset("movielens", shift="time", time_ood_frac=1.5, cache=0)
+
+
+def test_genre_shift_is_the_default_and_unchanged():
+    a = fixtures.fixture_dataset("movielens")
+    b = fixtures.fixture_dataset("movielens", shift="genre")
+    assert a.fingerprint == b.fingerprint == "e06ab9daf606c648"
+
+
+@real
+def test_real_movielens_time_shift():
+    ds = load_dataset("movielens:shift=time", str(REAL))
+    n_id, n_ood = check_time_shift(ds, REAL, 889237269)  # 1998-03-07
+    assert (n_id, n_ood) == (79999, 20001)
+    assert [len(ds.splits[r]) for r in ("train", "id_val", "id_test")] == [63999, 8000, 8000]
+    assert ds.info["date_ranges"]["ood/time"] == ["1998-03-07", "1998-04-22"]
+    assert ds.fingerprint == "715cd1ec61541a82"

@@ -15,15 +15,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from levi_core.data import common, fixtures, load_dataset  # noqa: E402
+from levi_core.errors import DataError  # noqa: E402
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
 
-def test_tfds_source_equals_files(tmp_path, monkeypatch):
-    monkeypatch.setenv(common.CACHE_ENV, str(tmp_path / "cache"))
+def movielens_examples(folder):
+    """The fixture's ratings as TFDS's builder would give them (its own parser, its features)."""
     from tensorflow_datasets.structured import movielens_parsing
 
-    folder = fixtures.fixture_dir("movielens")
     info = tfds.builder("movielens/100k-ratings").info  # from code: no download
     genre_names = info.features["movie_genres"].feature.names
     examples = []
@@ -37,6 +37,13 @@ def test_tfds_source_equals_files(tmp_path, monkeypatch):
             "movie_genres": np.array([genre_names.index(g) for g in ex["movie_genres"]], np.int64),
         })
     examples.reverse()  # TFDS order is not the file order: the loader must not depend on it
+    return examples, info
+
+
+def test_tfds_source_equals_files(tmp_path, monkeypatch):
+    monkeypatch.setenv(common.CACHE_ENV, str(tmp_path / "cache"))
+    folder = fixtures.fixture_dir("movielens")
+    examples, info = movielens_examples(folder)
     tfds_dir = tmp_path / "tfds"
     prepared = tfds_dir / "movielens" / "100k-ratings" / "0.1.1"
     prepared.mkdir(parents=True)
@@ -59,6 +66,50 @@ def test_tfds_source_equals_files(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a.large["text"], b.large["text"])
         for k in b.small:
             np.testing.assert_array_equal(a.small[k], b.small[k])
+
+
+def test_movielens_downloads_on_first_use(tmp_path, monkeypatch):
+    """The control flow of download-on-first-use (``download=auto``, the default) with the network
+    and TFDS's download replaced: the real download cannot run on these offline machines."""
+    monkeypatch.setenv(common.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("LEVI_MOVIELENS_DIR", "none")
+    monkeypatch.delenv(common.OFFLINE_ENV, raising=False)
+    monkeypatch.setattr(common, "network_available", lambda host, *a, **k: host == "files.grouplens.org")
+    folder = fixtures.fixture_dir("movielens")
+    examples, info = movielens_examples(folder)
+    tfds_dir = tmp_path / "tfds"  # TFDS's default folder on this "fresh machine"
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    downloads = []
+
+    class FakeBuilder:
+        def __init__(self, name, data_dir):
+            self.name, self.data_dir = name, data_dir
+
+        def download_and_prepare(self):
+            downloads.append((self.name, self.data_dir))
+            root = Path(self.data_dir or os.environ["TFDS_DATA_DIR"])
+            prepared = root / "movielens" / "100k-ratings" / "0.1.1"
+            prepared.mkdir(parents=True)
+            (prepared / "dataset_info.json").write_text("{}")
+
+    monkeypatch.setattr(tfds, "builder", FakeBuilder)
+    monkeypatch.setattr(tfds, "load", lambda name, split, data_dir, download, with_info: (examples, info))
+    monkeypatch.setattr(tfds, "as_numpy", lambda ds: iter(ds))
+    got = load_dataset("movielens")  # no --data-dir, nothing local: `bench run table1` on paper
+    assert downloads == [("movielens/100k-ratings", None)]
+    assert got.fingerprint == load_dataset("movielens:cache=0", str(folder)).fingerprint
+    load_dataset("movielens")  # prepared now: no second download
+    assert len(downloads) == 1
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "elsewhere"))  # another fresh machine
+
+    def broken(self):
+        raise ConnectionError("connection reset")
+
+    monkeypatch.setattr(FakeBuilder, "download_and_prepare", broken)
+    with pytest.raises(DataError, match="downloading TFDS movielens/100k-ratings failed.*connection reset"):
+        load_dataset("movielens", str(tmp_path / "elsewhere"))
 
 
 def test_amazon_tfds_source_equals_files(tmp_path, monkeypatch):

@@ -1,18 +1,27 @@
-"""Amazon US Reviews with the paper's time and product shifts (Sec. 5 and D.1).
+"""Amazon reviews with the paper's time and product shifts (Sec. 5 and D.1).
 
 Sources (option ``source``, default ``auto``):
+  * ``2023``: McAuley Lab's Amazon Reviews 2023 files (``<C>.csv[.gz]`` rating_only +
+    ``meta_<C>.jsonl[.gz]``), the only Amazon reviews users can download today; read by
+    ``levi_core.data.amazon2023``, whose docstring gives the files, the category mapping onto the
+    paper's roles and the clipping (option ``until``, default 2015-08-31; ``until=none`` for the
+    full span). Example ids there are ``<user_id>_<parent_asin>_<timestamp>``.
   * ``files``: the original 15-column tab-separated files in one folder (``--data-dir``), named
     as published: ``amazon_reviews_us_<Config>.tsv`` or ``.tsv.gz`` with ``<Config>`` e.g.
     ``Books_v1_00``, ``Watches_v1_00``; header ``marketplace customer_id review_id product_id
     product_parent product_title product_category star_rating helpful_votes total_votes vine
-    verified_purchase review_headline review_body review_date``. (Their public source is gone,
-    so this path is the main one.) Rows without 15 fields are skipped and counted
-    (``info["malformed_rows"]``); a file with another header is an error.
+    verified_purchase review_headline review_body review_date``. Their public source was taken
+    down in 2023; this path is for users who kept a copy. Rows without 15 fields are skipped and
+    counted (``info["malformed_rows"]``); a file with another header is an error.
   * ``tfds``: prepared TFDS ``amazon_us_reviews/<Config>`` under ``--data-dir``,
     ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets`` (``download=False``; TFDS's download URLs
     are dead, so ``download`` is not offered).
-  * ``auto``: files when the folder has any ``amazon_reviews_us_*.tsv*``, else TFDS.
-  * ``fixture=1``: the generated fixture (``levi_core.data.fixtures``).
+  * ``auto``: the original files when the folder has any ``amazon_reviews_us_*.tsv*``, else the
+    2023 files when it has any of them (also in the hub's ``benchmark/0core/rating_only`` and
+    ``raw/meta_categories`` sub-folders), else TFDS, else an error listing all three.
+  * ``fixture=1``: the generated fixture of the original TSVs (what the smoke preset reads);
+    ``fixture=2023``: the generated fixture of the 2023 files (``levi_core.data.fixtures``).
+Role names, options and inputs are the same whatever the source, so tables line up.
 
 Shift:
   * ID = Books reviews of the first ``id_years`` (default 4) calendar years present in the Books
@@ -26,7 +35,8 @@ Shift:
 Subsampling (the paper does not give sizes): a seeded (``sample_seed``, 0) uniform sample of at
 most ``max_id`` (default 100000) ID reviews and at most ``max_ood`` (default 20000) reviews per
 OOD set; 0 means all. The sample is the reviews with the smallest seeded hash of their
-``review_id``, so it does not depend on file order or source (files or TFDS). The ID sample is split into train / id_val / id_test with ``val_frac`` =
+``review_id``, so it does not depend on file order or source (files or TFDS). The ID sample is
+split into train / id_val / id_test with ``val_frac`` =
 ``test_frac`` = 0.1 and ``split_seed`` 0. Rows are put in (review_date, review_id) order first, so
 the result does not depend on file order or source.
 
@@ -50,9 +60,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from levi_core.data import common
+from levi_core.data import amazon2023, common
 from levi_core.data.base import Dataset, Split, register_dataset
-from levi_core.errors import DataError
+from levi_core.errors import ConfigError, DataError
 
 NAME = "amazon"
 VERSION = "1"
@@ -67,7 +77,7 @@ SENTENCE = (
 )
 DEFAULTS: dict[str, object] = {
     "source": "auto",
-    "fixture": False,
+    "fixture": "0",
     "books": "Books_v1_00+Books_v1_01+Books_v1_02",
     "categories": "Watches+Toys+Sports+Music+Jewelry+Furniture+Baby",
     "id_years": 4,
@@ -78,6 +88,7 @@ DEFAULTS: dict[str, object] = {
     "test_frac": 0.1,
     "split_seed": 0,
     "title_len": 16,
+    "until": "2015-08-31",
     "cache": True,
     "cache_dir": "",
 }
@@ -86,6 +97,8 @@ HOW = (
     "15 tab-separated columns with a header) in one folder and pass it as --data-dir, or "
     "prepare TFDS 'amazon_us_reviews/<Config>' under --data-dir / $TFDS_DATA_DIR."
 )
+SOURCES = ("auto", "2023", "files", "tfds")
+HOW_ANY = amazon2023.HOW + " A copy of the original amazon_us_reviews TSVs (or a prepared TFDS copy) works too."
 KEEP = ("customer_id", "review_id", "product_id", "product_title", "star_rating", "review_date")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -177,7 +190,15 @@ def _year(row: tuple[str, ...]) -> int:
     return int(row[5][:4])
 
 
-def build(books_iter, category_iters: dict[str, Callable], opts: common.Options, sources: dict) -> Dataset:
+def build(books_iter, category_iters: dict[str, Callable], opts: common.Options, sources: dict,
+          product_groups: Callable[[], dict[str, list]] | None = None,
+          fill_titles: Callable[[dict[str, list]], dict[str, list]] | None = None,
+          source_words: str = "") -> Dataset:
+    """The dataset from row iterators (``KEEP`` tuples). ``books_iter`` is called twice (years,
+    then the sample). Product sets come from ``category_iters`` (one iterator per category) or,
+    when given, ``product_groups()`` (role -> sampled rows: the 2023 reader, which fills several
+    roles from one file). ``fill_titles`` gives sampled rows their titles afterwards (the 2023
+    titles live in a separate, possibly 13 GB, meta file, read once for the kept products)."""
     common.count_build(NAME)
     stats_years: dict[int, int] = {}
     for row in books_iter():
@@ -198,9 +219,17 @@ def build(books_iter, category_iters: dict[str, Callable], opts: common.Options,
 
     books = _sample(books_iter, books_group, {"id": opts["max_id"], "time": opts["max_ood"]}, opts["sample_seed"])
     groups: dict[str, list] = {"id": books.get("id", []), "ood/time": books.get("time", [])}
-    for cat, it in category_iters.items():
-        got = _sample(it, lambda row: "all", {"all": opts["max_ood"]}, opts["sample_seed"])
-        groups[f"ood/product/{cat.lower()}"] = got.get("all", [])
+    if product_groups is None:
+        for cat, it in category_iters.items():
+            got = _sample(it, lambda row: "all", {"all": opts["max_ood"]}, opts["sample_seed"])
+            groups[f"ood/product/{cat.lower()}"] = got.get("all", [])
+        cats = [c.lower() for c in category_iters]
+    else:
+        by_role = product_groups()
+        groups.update({f"ood/product/{r}": rows for r, rows in by_role.items()})
+        cats = list(by_role)
+    if fill_titles is not None:
+        groups = fill_titles(groups)
     for g, rows in groups.items():
         uniq = {r[1]: r for r in rows}  # review_id
         groups[g] = sorted(uniq.values(), key=lambda r: (r[5], r[1]))
@@ -228,9 +257,8 @@ def build(books_iter, category_iters: dict[str, Callable], opts: common.Options,
             },
             large={"text": np.array([SENTENCE.format(customer=r[0], title=r[3], product=r[2]) for r in rows])},
         )
-    cats = [c.lower() for c in category_iters]
     shift = (
-        f"Time and product shifts. ID: Books reviews of the first {opts['id_years']} years "
+        f"Time and product shifts{source_words}. ID: Books reviews of the first {opts['id_years']} years "
         f"({min(id_years)}-{max(id_years)}), sampled to at most {opts['max_id'] or 'all'} and split "
         f"train/id_val/id_test {1 - opts['val_frac'] - opts['test_frac']:.2f}/{opts['val_frac']:.2f}/"
         f"{opts['test_frac']:.2f}. OOD time: Books reviews of the most recent year ({ood_year}). "
@@ -242,6 +270,7 @@ def build(books_iter, category_iters: dict[str, Callable], opts: common.Options,
         "books_reviews_per_year": {str(y): c for y, c in sorted(stats_years.items())},
         "id_years": sorted(id_years),
         "ood_year": ood_year,
+        "date_ranges": {role: [rows[0][5], rows[-1][5]] for role, rows in parts.items() if rows},
     }
     return Dataset(
         name=NAME, task="regression", metric="rmse", splits=splits,
@@ -250,19 +279,80 @@ def build(books_iter, category_iters: dict[str, Callable], opts: common.Options,
     )
 
 
-@register_dataset(NAME, modality="text", entities={"user": "customer_id", "item": "product_id"}, batch_size=100)
+def _legacy_key(opts: common.Options) -> dict[str, object]:
+    """Cache-key options of the original-TSV / TFDS sources: ``until`` only applies to the 2023
+    files (the original data ends on 2015-08-31), so it is left out and keys stay as they were."""
+    return {k: v for k, v in common.key_options(opts).items() if k != "until"}
+
+
+def _fixture_kind(text: str) -> str | None:
+    """``fixture`` option: 0 (none), 1 (the original-TSV fixture, what the smoke preset has
+    always read), 2023 (the Amazon Reviews 2023 fixture, the format users can get today)."""
+    t = str(text).strip().lower()
+    if t in ("0", "false", "no", ""):
+        return None
+    if t in ("1", "true", "yes"):
+        return "tsv"
+    if t == "2023":
+        return "2023"
+    raise ConfigError(f"dataset {NAME!r}: option fixture={text!r}; use 0, 1 (original TSVs) or 2023")
+
+
+@register_dataset(NAME, modality="text", entities={"user": "customer_id", "item": "product_id"},
+                  batch_size=100)
 def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
     opts = common.Options(NAME, options, DEFAULTS)
-    data_dir, source = common.resolve_source(NAME, opts, data_dir)
+    source = opts["source"]
+    if source not in SOURCES:
+        raise DataError(f"{NAME}: source={source!r}; use {', '.join(SOURCES)}")
+    fixture = _fixture_kind(opts["fixture"])
+    if fixture is not None:
+        from levi_core.data import fixtures
+
+        data_dir = str(fixtures.fixture_dir(NAME if fixture == "tsv" else "amazon2023"))
+        source = "files" if fixture == "tsv" else "2023"
     books_cfgs = common.parse_list(opts["books"])
     cats = common.parse_list(opts["categories"])
+    roles = [c.lower() for c in cats]
+    unknown = [r for r in roles if r not in amazon2023.ROLES]
     expected = [f"amazon_reviews_us_{c}.tsv(.gz)" for c in books_cfgs] + [
         f"amazon_reviews_us_{c}_v1_00.tsv(.gz)" for c in cats
     ]
+    # The 2023 files first (what users can get), then the two sources of the original data.
+    expected_any = (amazon2023.expected_files([r for r in roles if r not in unknown])
+                    + ["or a copy of the original TSVs (no longer downloadable): " + ", ".join(expected)]
+                    + ["or prepared TFDS amazon_us_reviews/<Config> for the same configs"])
     folder = Path(data_dir) if data_dir else None
     if folder is not None and not folder.is_dir():
-        raise common.missing_files_error(NAME, data_dir, expected, HOW)
+        raise common.missing_files_error(NAME, data_dir, expected_any, HOW_ANY)
     has_files = folder is not None and any(folder.glob("amazon_reviews_us_*.tsv*"))
+    if source == "2023" or (source == "auto" and not has_files and folder is not None
+                            and amazon2023.looks_like_2023(folder)):
+        if folder is None:
+            raise common.missing_files_error(NAME, None, amazon2023.expected_files(roles), amazon2023.HOW)
+        if unknown:
+            raise DataError(
+                f"{NAME}: categories {unknown} have no Amazon Reviews 2023 mapping; the roles are "
+                f"{'+'.join(r.capitalize() for r in amazon2023.ROLES)}"
+            )
+        stats = amazon2023.Stats()
+        books, groups, titles, signatures = amazon2023.sources(folder, roles, opts, stats, _sample)
+
+        def make2023():
+            until = amazon2023.parse_until(opts["until"])
+            words = (" (Amazon Reviews 2023, ratings up to "
+                     + (f"{opts['until']}" if until is not None else "the end of the files, full span")
+                     + ")")
+            ds = build(books, {}, opts, {"amazon2023": str(folder)}, product_groups=groups,
+                       fill_titles=titles, source_words=words)
+            return dataclasses.replace(ds, info={
+                **ds.info, "source": "amazon2023", "malformed_rows": dict(stats.malformed),
+                "clipped_rows": dict(stats.clipped), "missing_titles": stats.missing_titles,
+                "categories_2023": {r: amazon2023.ROLES[r][0] for r in roles},
+            })
+
+        return common.load_cached(NAME, VERSION, {**common.key_options(opts), "format": "2023"},
+                                  signatures, make2023, opts["cache_dir"] or None, opts["cache"])
     if source == "files" or (source == "auto" and has_files):
         if folder is None:
             raise common.missing_files_error(NAME, None, expected, HOW)
@@ -284,21 +374,22 @@ def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
             )
             return dataclasses.replace(ds, info={**ds.info, "malformed_rows": dict(stats.per_file)})
 
-        return common.load_cached(NAME, VERSION, common.key_options(opts), sources, make,
+        return common.load_cached(NAME, VERSION, _legacy_key(opts), sources, make,
                                   opts["cache_dir"] or None, opts["cache"])
     prepared_books = [c for c in books_cfgs if common.tfds_prepared_dir(data_dir, f"amazon_us_reviews/{c}")]
     missing_cats = [c for c in cats if not common.tfds_prepared_dir(data_dir, f"amazon_us_reviews/{c}_v1_00")]
     if not prepared_books or missing_cats:
-        raise common.missing_files_error(
-            NAME, data_dir,
-            expected + [f"or prepared TFDS amazon_us_reviews/<Config> for the same configs"], HOW,
-        )
+        if source == "tfds":
+            raise common.missing_files_error(
+                NAME, data_dir, [f"prepared TFDS amazon_us_reviews/{c}" for c in books_cfgs]
+                + [f"prepared TFDS amazon_us_reviews/{c}_v1_00" for c in cats], HOW)
+        raise common.missing_files_error(NAME, data_dir, expected_any, HOW_ANY)
     sources = {
         c: common.file_signature(common.tfds_prepared_dir(data_dir, f"amazon_us_reviews/{c}") / "dataset_info.json")
         for c in prepared_books + [f"{c}_v1_00" for c in cats]
     }
     return common.load_cached(
-        NAME, VERSION, common.key_options(opts), sources,
+        NAME, VERSION, _legacy_key(opts), sources,
         lambda: build(
             lambda: (r for c in prepared_books for r in _iter_tfds(data_dir, c)),
             {c: (lambda c=c: _iter_tfds(data_dir, f"{c}_v1_00")) for c in cats},

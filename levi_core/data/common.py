@@ -14,14 +14,16 @@ The cache dir is the ``cache_dir`` option, else ``$LEVI_DATA_CACHE``, else
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
 import socket
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -142,6 +144,34 @@ def network_available(host: str, port: int = 443, timeout: float = 2.0) -> bool:
     return bool(result and result[0])
 
 
+OFFLINE_ENV = "LEVI_OFFLINE"
+
+
+def offline_forced() -> bool:
+    """True when ``$LEVI_OFFLINE`` is set (1/true/yes/on): no dataset download is ever tried.
+    Test suites and air-gapped machines set it so that a missing dataset fails at once even
+    where a network happens to be reachable."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_download(dataset: str, text: object) -> str:
+    """The ``download`` option: ``auto`` (default: download with TFDS when nothing is found
+    locally and the network answers), ``1`` (same, but say so when offline), ``0`` (never)."""
+    t = str(text).strip().lower()
+    if t in ("auto", ""):
+        return "auto"
+    if t in ("1", "true", "yes"):
+        return "1"
+    if t in ("0", "false", "no"):
+        return "0"
+    raise ConfigError(f"dataset {dataset!r}: option download={text!r}; use auto, 1 or 0")
+
+
+def can_download(host: str) -> bool:
+    """Whether a TFDS download may start now: not forced offline and ``host`` answers."""
+    return not offline_forced() and network_available(host)
+
+
 def tfds_prepared_dir(data_dir: str | None, builder_path: str) -> Path | None:
     """The folder of an already prepared TFDS dataset (``<root>/<name>/<config>/<version>``) under
     ``data_dir``, ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``, found without importing TFDS."""
@@ -160,6 +190,63 @@ def tfds_prepared_dir(data_dir: str | None, builder_path: str) -> Path | None:
 def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+# ---------------------------------------------------------------- streaming large files
+
+
+def progress_enabled() -> bool:
+    """Progress bars only on an interactive terminal (quiet in logs, CI and tests);
+    ``$LEVI_PROGRESS=1`` / ``0`` forces them on / off."""
+    import sys
+
+    forced = os.environ.get("LEVI_PROGRESS", "").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    if forced in ("0", "false", "no", "off"):
+        return False
+    return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def open_text(path: Path, desc: str | None = None) -> Iterator[io.TextIOBase]:
+    """Open a text file for streaming, gunzipped when its name ends in ``.gz`` (UTF-8, bad bytes
+    replaced). On a terminal a tqdm bar follows the bytes read from disk (compressed bytes for
+    .gz), so a multi-GB file shows how far it is; elsewhere nothing is printed."""
+    import gzip
+
+    with open(path, "rb") as raw:
+        source: io.RawIOBase | io.BufferedReader = raw
+        bar = None
+        if progress_enabled():
+            from tqdm import tqdm
+
+            bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=desc or path.name, leave=False)
+            source = io.BufferedReader(_CountingReader(raw, bar), 1 << 20)
+        try:
+            binary = gzip.GzipFile(fileobj=source, mode="rb") if path.name.endswith(".gz") else source
+            with io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="") as text:
+                yield text
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+class _CountingReader(io.RawIOBase):
+    """A read-only raw file wrapper that advances a tqdm bar by the bytes read."""
+
+    def __init__(self, raw, bar):
+        self._raw, self._bar = raw, bar
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._raw.readinto(b)
+        if n:
+            self._bar.update(n)
+        return n
 
 
 # ---------------------------------------------------------------- caching

@@ -1,11 +1,14 @@
 """``describe(dataset_id, data_dir=None) -> str``: what ``bench data describe`` prints.
 
-Per split role: the number of examples, the label distribution (counts per value for ratings and
+Per split role: the number of examples, the date range of its examples (when the loader records
+one in ``info["date_ranges"]``: Amazon, MovieLens), the label distribution (counts per value for ratings and
 classes; for more than 10 distinct labels: mean, std, min, max and the number of classes), and the
 split's own fingerprint; then the dataset's fingerprint and its shift in words.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -35,11 +38,17 @@ def describe_dataset(ds: Dataset) -> str:
     roles = [r for r in ("train", "id_val", "id_test") if r in ds.splits]
     roles += [r for r in ds.splits if r not in roles and not r.startswith("ood/")] + ds.ood_roles
     width = max(len(r) for r in roles)
-    lines.append(f"{'role':<{width}}  {'examples':>8}  {'fingerprint':<16}  labels")
+    dates = ds.info.get("date_ranges") or {}
+    dwidth = max((len(f"{a}..{b}") for a, b in dates.values()), default=0)
+    dhead = f"{'dates':<{dwidth}}  " if dates else ""
+    lines.append(f"{'role':<{width}}  {'examples':>8}  {'fingerprint':<16}  {dhead}labels")
     for role in roles:
         s = ds.splits[role]
         fp = fingerprint_splits({role: s})
-        lines.append(f"{role:<{width}}  {len(s):>8}  {fp:<16}  {_label_summary(s.labels)}")
+        span = ""
+        if dates:
+            span = f"{'..'.join(dates[role]) if role in dates else '-':<{dwidth}}  "
+        lines.append(f"{role:<{width}}  {len(s):>8}  {fp:<16}  {span}{_label_summary(s.labels)}")
     n_id = sum(len(ds.splits[r]) for r in ("train", "id_val", "id_test") if r in ds.splits)
     lines.append(f"ID total {n_id}; {len(ds.ood_roles)} OOD sets")
     if ds.vocab_sizes:
@@ -48,6 +57,23 @@ def describe_dataset(ds: Dataset) -> str:
     return "\n".join(lines)
 
 
+def data_dir_for(dataset_id: str, data_dir: str | None) -> str | None:
+    """``--data-dir`` as ``bench run`` takes it: ``DIR`` or ``NAME=DIR`` (the folder of dataset
+    NAME), so the same flag works for ``bench data describe``. A ``NAME=DIR`` for another dataset
+    gives no folder; a path that exists is taken as it is, even with an ``=`` in it."""
+    from levi_core.data.base import dataset_names, parse_dataset_id
+
+    if not data_dir or "=" not in data_dir or Path(data_dir).exists():
+        return data_dir
+    name, _, folder = data_dir.partition("=")
+    if name.strip() not in dataset_names():
+        return data_dir
+    return folder if name.strip() == parse_dataset_id(dataset_id)[0] else None
+
+
 def describe(dataset_id: str, data_dir: str | None = None) -> str:
-    """Load ``dataset_id`` (e.g. ``movielens`` or ``movielens:val_frac=0.2``) and describe it."""
-    return describe_dataset(load_dataset(dataset_id, data_dir))
+    """Load ``dataset_id`` (e.g. ``movielens`` or ``movielens:val_frac=0.2``) and describe it.
+    ``data_dir`` is ``DIR`` or ``NAME=DIR`` (see `data_dir_for`)."""
+    import levi_core.data  # noqa: F401  (registers the loaders, for dataset_names)
+
+    return describe_dataset(load_dataset(dataset_id, data_dir_for(dataset_id, data_dir)))

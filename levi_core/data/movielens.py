@@ -50,7 +50,7 @@ import numpy as np
 
 from levi_core.data import common
 from levi_core.data.base import Dataset, Split, register_dataset
-from levi_core.errors import DataError
+from levi_core.errors import ConfigError, DataError
 
 NAME = "movielens"
 VERSION = "1"
@@ -66,8 +66,11 @@ SENTENCE = (
 
 DEFAULTS: dict[str, object] = {
     "source": "auto",
-    "download": False,
+    "download": "auto",
     "fixture": False,
+    "shift": "genre",
+    "time_cut": 0,
+    "time_ood_frac": 0.2,
     "id_genres": ID_GENRES,
     "min_ood_ratings": 200,
     "val_frac": 0.1,
@@ -83,8 +86,9 @@ DEFAULTS: dict[str, object] = {
 HOW = (
     "Put the ml-100k files (from https://grouplens.org/datasets/movielens/100k/, unzipped) in "
     "one folder and pass it as --data-dir (e.g. --data-dir ../shared/data/movielens_100k), or "
-    "prepare TFDS 'movielens/100k-ratings' under --data-dir / $TFDS_DATA_DIR, or add option "
-    "download=1 on a machine with a network."
+    "prepare TFDS 'movielens/100k-ratings' under --data-dir / $TFDS_DATA_DIR, or "
+    "run on a machine with a network: TFDS then downloads it by itself (option download=auto, "
+    "the default; download=1 insists, download=0 never downloads)."
 )
 
 
@@ -202,24 +206,47 @@ def read_files(folder: Path) -> dict[str, list]:
     return rows
 
 
-def read_tfds(data_dir: str | None, download: bool) -> dict[str, list]:
-    """Read TFDS ``movielens/100k-ratings`` (prepared; downloads only when asked and online)."""
-    prepared = common.tfds_prepared_dir(data_dir, TFDS_NAME)
-    if prepared is None:
-        if not download:
-            raise common.missing_files_error(
-                NAME, data_dir, list(FILES) + [f"or a prepared TFDS {TFDS_NAME}"], HOW
-            )
-        if not common.network_available("files.grouplens.org"):
-            raise DataError(
-                f"{NAME}: download=1 was asked but there is no network (files.grouplens.org is "
-                f"unreachable). {HOW}"
-            )
+HOST = "files.grouplens.org"
+
+
+def download_tfds(data_dir: str | None, mode: str) -> Path:
+    """Download and prepare TFDS ``movielens/100k-ratings`` (5 MB; TFDS shows its progress
+    bars) into ``data_dir`` (or ``$TFDS_DATA_DIR`` / ``~/tensorflow_datasets``), and return the
+    prepared folder. ``mode`` is the ``download`` option: with ``0``, or with no network (probed
+    for at most 2 s, so an offline machine fails in seconds instead of in TFDS's minutes of
+    retries), nothing is tried and the error says how to point at local files."""
+    expected = list(FILES) + [f"or a prepared TFDS {TFDS_NAME}"]
+    if mode == "0":
+        raise common.missing_files_error(NAME, data_dir, expected, HOW)
+    if not common.can_download(HOST):
+        why = (f"${common.OFFLINE_ENV} is set" if common.offline_forced()
+               else f"{HOST} is unreachable")
+        if mode == "1":
+            raise DataError(f"{NAME}: download=1 was asked but there is no network ({why}). {HOW}")
+        raise common.missing_files_error(
+            NAME, data_dir, expected, f"{HOW} (No download was tried: {why}.)")
     common.quiet_tensorflow()
     import tensorflow_datasets as tfds
 
-    root = str(prepared.parents[2]) if prepared is not None else data_dir
-    ds, info = tfds.load(TFDS_NAME, split="train", data_dir=root, download=prepared is None, with_info=True)
+    try:
+        tfds.builder(TFDS_NAME, data_dir=data_dir).download_and_prepare()
+    except Exception as e:  # network drop, disk full, changed URL: say what failed and the fix
+        raise DataError(f"{NAME}: downloading TFDS {TFDS_NAME} failed ({type(e).__name__}: {e}). {HOW}") from None
+    prepared = common.tfds_prepared_dir(data_dir, TFDS_NAME)
+    if prepared is None:
+        raise DataError(f"{NAME}: TFDS reported success but no prepared {TFDS_NAME} was found. {HOW}")
+    return prepared
+
+
+def read_tfds(data_dir: str | None, download: bool = False) -> dict[str, list]:
+    """Read TFDS ``movielens/100k-ratings`` (prepared; downloads only when asked and online)."""
+    prepared = common.tfds_prepared_dir(data_dir, TFDS_NAME)
+    if prepared is None:
+        prepared = download_tfds(data_dir, "1" if download else "0")
+    common.quiet_tensorflow()
+    import tensorflow_datasets as tfds
+
+    ds, info = tfds.load(TFDS_NAME, split="train", data_dir=str(prepared.parents[2]), download=False, with_info=True)
     genre_names = [canonical_genre(n) for n in info.features["movie_genres"].feature.names]
     rows: dict[str, list] = {k: [] for k in ("user", "movie", "rating", "timestamp", "age", "gender", "occupation", "zip", "title", "genres")}
     for ex in tfds.as_numpy(ds):
@@ -239,14 +266,9 @@ def read_tfds(data_dir: str | None, download: bool) -> dict[str, list]:
 # ---------------------------------------------------------------- rows -> Dataset
 
 
-def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) -> Dataset:
-    common.count_build(NAME)
-    def num(v: str):  # numeric ids in numeric order; anything else after them, as text
-        return (0, int(v), "") if v.isdigit() else (1, 0, v)
-
-    order = sorted(range(len(rows["user"])), key=lambda i: (num(rows["user"][i]), num(rows["movie"][i])))
-    rows = {k: [v[i] for i in order] for k, v in rows.items()}
-    n = len(order)
+def _genre_shift(rows: dict[str, list], opts: common.Options):
+    """The paper's shift: ID = movies with any ID genre; one OOD set per other genre."""
+    n = len(rows["user"])
     id_genres = [canonical_genre(g) for g in common.parse_list(opts["id_genres"])]
     id_set = set(id_genres)
     is_id = np.array([bool(id_set.intersection(g)) for g in rows["genres"]])
@@ -273,6 +295,90 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
     parts = {"train": id_idx[tr], "id_val": id_idx[va], "id_test": id_idx[te]}
     for g, idx in ood_index.items():
         parts[f"ood/{g}"] = idx
+    kept = sorted(ood_index)
+    dropped = {g: c for g, c in ood_counts.items() if g not in ood_index}
+    shift = (
+        f"Genre (subpopulation) shift. ID: ratings of movies with any of {', '.join(id_genres)} "
+        f"({int(is_id.sum())} ratings; train/id_val/id_test = seeded random split "
+        f"{1 - opts['val_frac'] - opts['test_frac']:.2f}/{opts['val_frac']:.2f}/{opts['test_frac']:.2f}). "
+        f"OOD: one set per other genre with at least {opts['min_ood_ratings']} ratings, each = the "
+        f"ratings of movies with that genre and no ID genre ({len(kept)} sets: {', '.join(kept)}); "
+        f"a movie with several non-ID genres counts in each of their sets. Below the threshold: "
+        f"{', '.join(f'{g} ({c})' for g, c in sorted(dropped.items())) or 'none'}."
+    )
+    info = {
+        "id_ratings": int(is_id.sum()),
+        "ood_genre_counts": {g: ood_counts[g] for g in kept},
+        "ood_genres_below_threshold": dropped,
+        "excluded": int((~is_id & ~in_ood).sum()),
+        "ood_union": int(in_ood.sum()),
+    }
+    return parts, shift, info
+
+
+def _day(ts) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(int(ts), dt.timezone.utc).date().isoformat()
+
+
+def default_time_cut(timestamps, ood_frac: float) -> int:
+    """The time that leaves the last ``ood_frac`` of the ratings after it: the timestamp of the
+    rating at position n - round(n * ood_frac) in time order (ratings at that very second are
+    OOD too, so OOD can be a few ratings above the fraction)."""
+    if not 0 < ood_frac < 1:
+        raise ConfigError(f"{NAME}: time_ood_frac={ood_frac} must be in (0, 1)")
+    t = np.sort(np.asarray(timestamps, dtype=np.int64))
+    k = len(t) - int(round(len(t) * ood_frac))
+    return int(t[min(max(k, 1), len(t) - 1)])
+
+
+def _time_shift(rows: dict[str, list], opts: common.Options):
+    """Beyond the paper: a temporal shift on the same ratings and inputs. ID = ratings before
+    ``time_cut`` (unix seconds; default: the time that leaves the last ``time_ood_frac`` = 20% of
+    the ratings after it), OOD ``ood/time`` = the ratings at or after it. A second genuine shift
+    that runs offline (ml-100k's ratings span 1997-09-20 - 1998-04-22; the default cut is
+    1998-03-07)."""
+    t = np.asarray(rows["timestamp"], dtype=np.int64)
+    cut = opts["time_cut"] or default_time_cut(t, opts["time_ood_frac"])
+    is_id = t < cut
+    if is_id.all() or not is_id.any():
+        raise DataError(
+            f"{NAME}: time_cut={cut} ({_day(cut)}) leaves no {'OOD' if is_id.all() else 'ID'} "
+            f"ratings; the ratings span {_day(t.min())} - {_day(t.max())} (unix {t.min()} - "
+            f"{t.max()}). Give a time inside that span, or leave time_cut out."
+        )
+    id_idx = np.flatnonzero(is_id)
+    tr, va, te = common.split_indices(len(id_idx), opts["val_frac"], opts["test_frac"], opts["split_seed"])
+    parts = {"train": id_idx[tr], "id_val": id_idx[va], "id_test": id_idx[te],
+             "ood/time": np.flatnonzero(~is_id)}
+    how = "given" if opts["time_cut"] else f"the time that leaves the last {opts['time_ood_frac']:.0%} of ratings after it"
+    shift = (
+        f"Time shift (beyond the paper). ID: ratings before {_day(cut)} (unix {cut}, {how}; "
+        f"{int(is_id.sum())} ratings, {_day(t[is_id].min())} - {_day(t[is_id].max())}; "
+        f"train/id_val/id_test = seeded random split "
+        f"{1 - opts['val_frac'] - opts['test_frac']:.2f}/{opts['val_frac']:.2f}/{opts['test_frac']:.2f}). "
+        f"OOD time: the {int((~is_id).sum())} ratings at or after it ({_day(t[~is_id].min())} - "
+        f"{_day(t[~is_id].max())}). Same inputs as the genre shift."
+    )
+    info = {"id_ratings": int(is_id.sum()), "ood_ratings": int((~is_id).sum()), "time_cut": int(cut)}
+    return parts, shift, info
+
+
+def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) -> Dataset:
+    common.count_build(NAME)
+    def num(v: str):  # numeric ids in numeric order; anything else after them, as text
+        return (0, int(v), "") if v.isdigit() else (1, 0, v)
+
+    order = sorted(range(len(rows["user"])), key=lambda i: (num(rows["user"][i]), num(rows["movie"][i])))
+    rows = {k: [v[i] for i in order] for k, v in rows.items()}
+    n = len(order)
+    if opts["shift"] == "genre":
+        parts, shift, shift_info = _genre_shift(rows, opts)
+    elif opts["shift"] == "time":
+        parts, shift, shift_info = _time_shift(rows, opts)
+    else:
+        raise DataError(f"{NAME}: shift={opts['shift']!r}; use genre (the paper's) or time")
 
     zlen, glen, tlen = opts["zip_prefix_len"], opts["genres_len"], opts["title_len"]
     feats = {
@@ -312,27 +418,15 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
     vocab_sizes = {k: len(v) for k, v in vocabs.items()}
     vocab_sizes["genres"] = len(genre_vocab)
     vocab_sizes["title_tokens"] = len(title_vocab)
-    kept = sorted(ood_index)
-    dropped = {g: c for g, c in ood_counts.items() if g not in ood_index}
-    shift = (
-        f"Genre (subpopulation) shift. ID: ratings of movies with any of {', '.join(id_genres)} "
-        f"({int(is_id.sum())} ratings; train/id_val/id_test = seeded random split "
-        f"{1 - opts['val_frac'] - opts['test_frac']:.2f}/{opts['val_frac']:.2f}/{opts['test_frac']:.2f}). "
-        f"OOD: one set per other genre with at least {opts['min_ood_ratings']} ratings, each = the "
-        f"ratings of movies with that genre and no ID genre ({len(kept)} sets: {', '.join(kept)}); "
-        f"a movie with several non-ID genres counts in each of their sets. Below the threshold: "
-        f"{', '.join(f'{g} ({c})' for g, c in sorted(dropped.items())) or 'none'}."
-    )
+    stamps = np.asarray(rows["timestamp"], dtype=np.int64)
     info = {
         "options": opts.resolved(),
         "sources": sources,
         "num_ratings": n,
-        "id_ratings": int(is_id.sum()),
-        "ood_genre_counts": {g: ood_counts[g] for g in kept},
-        "ood_genres_below_threshold": dropped,
-        "excluded": int((~is_id & ~in_ood).sum()),
-        "ood_union": int(in_ood.sum()),
+        **shift_info,
         "genre_vocab": genre_vocab.itos,
+        "date_ranges": {role: [_day(stamps[idx].min()), _day(stamps[idx].max())]
+                        for role, idx in parts.items() if len(idx)},
     }
     return Dataset(
         name=NAME, task="regression", metric="rmse", splits=splits, num_classes=None,
@@ -340,9 +434,11 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
     )
 
 
-@register_dataset(NAME, modality="text", entities={"user": "user_id", "item": "movie_id"}, batch_size=200)
+@register_dataset(NAME, modality="text", entities={"user": "user_id", "item": "movie_id"},
+                  batch_size=200)
 def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
     opts = common.Options(NAME, options, DEFAULTS)
+    download = common.parse_download(NAME, opts["download"])
     data_dir, source = common.resolve_source(NAME, opts, data_dir)
     if not data_dir and source in ("auto", "files"):
         shared = shared_local_dir()  # the project machines' genuine copy, if any
@@ -371,12 +467,11 @@ def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
             opts["cache_dir"] or None, opts["cache"],
         )
     prepared = common.tfds_prepared_dir(data_dir, TFDS_NAME)
-    sources = {"tfds": str(prepared) if prepared else "download"}
-    if prepared is not None:
-        sources["dataset_info"] = common.file_signature(prepared / "dataset_info.json")
-        return common.load_cached(
-            NAME, VERSION, common.key_options(opts), sources,
-            lambda: build(read_tfds(data_dir, False), opts, sources),
-            opts["cache_dir"] or None, opts["cache"],
-        )
-    return build(read_tfds(data_dir, opts["download"]), opts, sources)
+    if prepared is None:  # first use: download (when allowed and online) or the error
+        prepared = download_tfds(data_dir, download)
+    sources = {"tfds": str(prepared), "dataset_info": common.file_signature(prepared / "dataset_info.json")}
+    return common.load_cached(
+        NAME, VERSION, common.key_options(opts), sources,
+        lambda: build(read_tfds(data_dir, False), opts, sources),
+        opts["cache_dir"] or None, opts["cache"],
+    )
