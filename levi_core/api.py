@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 
 from levi_core import metrics as metrics_lib
 from levi_core.data.base import declaration, load_dataset, parse_dataset_id
 from levi_core.methods.registry import RunContext, get_impl
-from levi_core.predictions import PREDICTIONS_FILE, load_predictions, save_predictions  # noqa: F401
+from levi_core.predictions import PREDICTIONS_FILE, load_predictions, save_predictions  # noqa: F401  (re-exported)
 from levi_core.settings import Settings, settings_dict
 
 

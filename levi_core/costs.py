@@ -45,10 +45,9 @@ from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import flax.linen as nn
 
-from levi_core.backbones.config import BackboneConfig, BertConfig, T5Config, ViTConfig, get_config
+from levi_core.backbones.config import BackboneConfig, T5Config, ViTConfig, get_config
 from levi_core.backbones.weights import build_module, count_params, dummy_inputs, param_shapes
 from levi_core.errors import ConfigError
 from levi_core.models.small import ConvSmall, RecSmall, TaskHeads

@@ -15,6 +15,8 @@ os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="mpl"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Prepared-data cache: per test session, never the user's ~/.cache.
 os.environ.setdefault("LEVI_DATA_CACHE", tempfile.mkdtemp(prefix="levi-data-cache"))
+# Tests never download (MovieLens and ImageNet would, on first use, on a machine with a network).
+os.environ.setdefault("LEVI_OFFLINE", "1")
 
 
 def _cleanup(paths=(os.environ["RAY_TMPDIR"], os.environ["MPLCONFIGDIR"], os.environ["LEVI_DATA_CACHE"])):

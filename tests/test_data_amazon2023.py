@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from levi_core.data import cache  # noqa: E402
 from levi_core.data import amazon2023, common, fixtures, load_dataset
 from levi_core.data.describe import describe
 
@@ -154,10 +155,10 @@ def test_auto_detect_hub_layout_and_one_pass(tmp_path, monkeypatch):
 
 
 def test_second_load_is_cached_and_describe():
-    before = common.BUILD_COUNTS.get("amazon", 0)
+    before = cache.BUILD_COUNTS.get("amazon", 0)
     a = load_dataset("amazon:fixture=2023,max_ood=7")
     b = load_dataset("amazon:fixture=2023,max_ood=7")
-    assert common.BUILD_COUNTS.get("amazon", 0) == before + 1 and a.fingerprint == b.fingerprint
+    assert cache.BUILD_COUNTS.get("amazon", 0) == before + 1 and a.fingerprint == b.fingerprint
     text = describe("amazon:fixture=2023,max_ood=7")
     line = next(ln for ln in text.splitlines() if ln.startswith("ood/time "))
     n, fp, dates = line.split()[1:4]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from levi_core.data import cache  # noqa: E402
 from levi_core.data import common, fixtures
 
 
@@ -30,9 +31,9 @@ def test_retinopathy_resolution_shift():
     cached = fixtures.fixture_dataset("retinopathy", image_size=16)
     assert cached.fingerprint == ds.fingerprint
     np.testing.assert_array_equal(cached.splits["train"].large["image"], ds.splits["train"].large["image"])
-    before = common.BUILD_COUNTS.get("retinopathy", 0)
+    before = cache.BUILD_COUNTS.get("retinopathy", 0)
     fixtures.fixture_dataset("retinopathy", image_size=16)
-    assert common.BUILD_COUNTS.get("retinopathy", 0) == before  # served from the cache
+    assert cache.BUILD_COUNTS.get("retinopathy", 0) == before  # served from the cache
 
 
 def test_retinopathy_threshold_with_nothing_ood_is_an_error():

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from levi_core.data import cache  # noqa: E402
 from levi_core.data import common, fixtures, load_dataset
 from levi_core.data.movielens import shared_local_dir
 
@@ -94,10 +95,10 @@ def test_deterministic_and_cached():
     for r in a.splits:
         np.testing.assert_array_equal(a.splits[r].small["title_tokens"], b.splits[r].small["title_tokens"])
     c = fixtures.fixture_dataset("movielens")  # cached copy equals a fresh build
-    before = common.BUILD_COUNTS.get("movielens", 0)
+    before = cache.BUILD_COUNTS.get("movielens", 0)
     # the same files by path (not via fixture=1) hit the same cache entry: not prepared again
     d = load_dataset("movielens:source=files", str(fixtures.fixture_dir("movielens")))
-    assert common.BUILD_COUNTS.get("movielens", 0) == before
+    assert cache.BUILD_COUNTS.get("movielens", 0) == before
     assert a.fingerprint == c.fingerprint == d.fingerprint
     assert d.vocab_sizes == a.vocab_sizes
     np.testing.assert_array_equal(d.splits["train"].large["text"], a.splits["train"].large["text"])
@@ -156,11 +157,11 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path):
     (entry,) = [p for p in tmp_path.iterdir() if p.name.startswith("movielens-")]
     assert sorted(p.name for p in entry.iterdir()) == ["data.npz", "meta.json"]
     (entry / "data.npz").write_bytes(b"garbage")
-    before = common.BUILD_COUNTS.get("movielens", 0)
+    before = cache.BUILD_COUNTS.get("movielens", 0)
     b = load_dataset(opts)
-    assert common.BUILD_COUNTS["movielens"] == before + 1 and b.fingerprint == a.fingerprint
+    assert cache.BUILD_COUNTS["movielens"] == before + 1 and b.fingerprint == a.fingerprint
     c = load_dataset(opts)  # and the rebuilt entry is used again
-    assert common.BUILD_COUNTS["movielens"] == before + 1 and c.fingerprint == a.fingerprint
+    assert cache.BUILD_COUNTS["movielens"] == before + 1 and c.fingerprint == a.fingerprint
 
 
 @real

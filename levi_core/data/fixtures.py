@@ -35,6 +35,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from levi_core.data.imagenet_classes import imagenet_wnids
+
 import numpy as np
 
 FIXTURE_VERSION = "1"
@@ -253,18 +255,6 @@ def _retinopathy(folder: Path, rng: np.random.Generator) -> None:
     (folder / "trainLabels.csv").write_text("\n".join(lines) + "\n")
 
 
-def imagenet_wnids() -> list[str]:
-    """The 1000 ImageNet class ids (wnids) in the standard order (label index = position), from
-    the labels file that tensorflow-datasets ships, found without importing TFDS."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("tensorflow_datasets")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("tensorflow_datasets is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "imagenet2012" / "labels.txt"
-    return path.read_text().split()
-
-
 def _imagenet(folder: Path, rng: np.random.Generator) -> None:
     wnids = imagenet_wnids()
     classes = [0, 1, 6, 11, 107, 300]  # a few 1000-class indices
@@ -310,7 +300,7 @@ def write_fixture(name: str, folder: str | os.PathLike, seed: int = 0) -> Path:
 
 def fixture_dir(name: str, seed: int = 0, root: str | None = None) -> Path:
     """The fixture of ``name`` under the data cache (``<cache>/fixtures``), written once."""
-    from levi_core.data.common import cache_root
+    from levi_core.data.cache import cache_root
 
     base = cache_root(root) / "fixtures"
     final = base / f"{name}-v{FIXTURE_VERSION}-seed{seed}"

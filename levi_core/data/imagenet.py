@@ -218,7 +218,7 @@ def load_imagenet(options: dict[str, str], data_dir: str | None) -> Dataset:
     if missing:
         flags = [e for e in expected if not any(m.startswith(e[:-3]) for m in missing)] + missing
         raise common.missing_files_error(NAME, data_dir, flags, HOW)
-    from levi_core.data.fixtures import imagenet_wnids
+    from levi_core.data.imagenet_classes import imagenet_wnids
 
     try:
         wnids = imagenet_wnids()
