@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     desc.add_argument("dataset", help="dataset id, e.g. movielens or synthetic:rho=0.7")
     desc.add_argument("--data-dir", default=None, help="folder with the dataset's local files")
 
-    speed = sub.add_parser("speed", help="backbone throughput benchmark (see bench/speed.py)",
+    speed = sub.add_parser("speed", help="backbone throughput benchmark (see bench/benchmarks/speed.py)",
                            add_help=False)
     speed.add_argument("speed_args", nargs=argparse.REMAINDER)
     return parser
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["speed"]:  # its flags belong to bench/speed.py, --help included
+    if argv[:1] == ["speed"]:  # its flags belong to bench/benchmarks/speed.py, --help included
         argv = ["speed", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     try:
@@ -324,7 +324,7 @@ def cmd_data(args) -> int:
 
 def cmd_speed(args) -> int:
     try:
-        from bench import speed
+        from bench.benchmarks import speed
     except ImportError as e:
         raise UserError(f"`bench speed` is not available in this build ({e})") from e
     forwarded = args.speed_args[1:] if args.speed_args[:1] == ["--"] else args.speed_args

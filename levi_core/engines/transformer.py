@@ -99,7 +99,7 @@ class TransformerEngine(Engine):
         self.cache_key = ("transformer", self.config, self.n_out)
 
     # ------------------------------------------------------------ parameters
-    def _pretrained(self):
+    def pretrained_body(self):
         s = self.s
         key = (s.backbone, s.weights, str(s.weights_dir))
         if key not in _PRETRAINED:
@@ -118,11 +118,11 @@ class TransformerEngine(Engine):
         if kind == "random":
             body = init_backbone(self.config, seed=FS_SEED_OFFSET + seed)[1]
         else:
-            body = self._pretrained()
+            body = self.pretrained_body()
         return {"body": body, "head": self.new_head(seed)}
 
     def with_head(self, head):
-        return {"body": self._pretrained(), "head": head}
+        return {"body": self.pretrained_body(), "head": head}
 
     def add_lora(self, params, seed: int):
         if self.s.lora_rank <= 0:
@@ -171,7 +171,7 @@ class TransformerEngine(Engine):
     def predict(self, params, roles, keep_states_in: Path | None = None):
         preds, states = {}, {}
         for role in roles:
-            out, st = self._run_states(params, role, keep_states_in is not None)
+            out, st = self.forward_role(params, role, keep_states_in is not None)
             preds[role] = training.to_prediction(out[:, None, :], self.task)
             if st is not None:
                 states[role] = st
@@ -179,7 +179,7 @@ class TransformerEngine(Engine):
             feature_cache.write_workdir_states(keep_states_in, states, self._feature_meta())
         return preds
 
-    def _run_states(self, params, role: str, want_states: bool):
+    def forward_role(self, params, role: str, want_states: bool):
         n = len(self.ds.splits[role])
         fn = functools.partial(_forward, self.module, self.config, self.head, params)
         outs, sts = [], []
@@ -203,8 +203,8 @@ class TransformerEngine(Engine):
                "pooling": default_pooling(self.config.family), "max_len": getattr(s, "max_len", None)}
 
         def compute(missing):
-            params = {"body": self._pretrained(), "head": self.new_head(0)}
-            return {r: self._run_states(params, r, True)[1] for r in missing}
+            params = {"body": self.pretrained_body(), "head": self.new_head(0)}
+            return {r: self.forward_role(params, r, True)[1] for r in missing}
 
         return feature_cache.cached_states(self.cache_dir, key, roles, compute)
 

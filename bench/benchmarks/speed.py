@@ -1,6 +1,6 @@
 """Speed of the backbones: forward and fine-tuning step examples/s, JAX against PyTorch.
 
-    python -m bench.speed [--backbones minilm-l6 t5-small vit-b16-224-in21k] [--batch 32]
+    python -m bench.benchmarks.speed [--backbones minilm-l6 t5-small vit-b16-224-in21k] [--batch 32]
                           [--seq-len 64] [--steps 5] [--no-torch] [--json out.json]
 
 For each backbone: the forward pass (every layer, pooled: what LEVI's feature extraction
@@ -221,7 +221,7 @@ def _have_torch():
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.benchmarks.speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES))
     p.add_argument("--batch", type=int, default=None, help="default: 32 for text, 8 for ViT-B/16")
     p.add_argument("--seq-len", type=int, default=64)

@@ -1,8 +1,8 @@
 """How much the frozen-feature cache saves: one LEVI epoch on cached layer states vs. the same
 epoch recomputing the frozen backbone at every step.
 
-    python -m bench.feature_cache_speed                       # bert-tiny, MovieLens fixture
-    python -m bench.feature_cache_speed --backbone minilm-l6 --weights pretrained \\
+    python -m bench.benchmarks.feature_cache_speed                       # bert-tiny, MovieLens fixture
+    python -m bench.benchmarks.feature_cache_speed --backbone minilm-l6 --weights pretrained \\
         --dataset movielens:max_train=3000,max_eval=1000 --max-len 64 --batch-size 200
 
 Both variants train the same thing (LEVI's small model + one adapting layer per block, Adam)
@@ -23,7 +23,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m bench.feature_cache_speed", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.benchmarks.feature_cache_speed", description=__doc__.split("\n\n")[0])
     ap.add_argument("--backbone", default="bert-tiny")
     ap.add_argument("--weights", default="random", choices=("random", "pretrained"))
     ap.add_argument("--dataset", default="movielens:fixture=1")
@@ -39,27 +39,27 @@ def main(argv=None) -> dict:
     import numpy as np
     import optax
 
-    from levi_core.data.base import load_dataset, parse_dataset_id
-    from levi_core.methods import large
+    from levi_core.data.base import load_dataset
+    from levi_core.engines import engine_for
+    from levi_core.engines.transformer import _pooled
+    from levi_core.methods.registry import RunContext
     from levi_core.models.small import RecSmall, TaskHeads
+    from levi_core.settings import Settings
+    from levi_core.training import task_loss
 
     ds = load_dataset(args.dataset, args.data_dir)
-    family, _ = parse_dataset_id(args.dataset)
-    if large.FAMILIES.get(family) != "text":
-        raise SystemExit("this benchmark runs the text families (movielens, amazon)")
-
-    class Ctx:
-        settings = {"text": {"backbone": args.backbone, "weights": args.weights,
-                             "max_len": args.max_len}, "batch_size": {family: args.batch_size}}
-
-    s = large.resolve_settings(Ctx(), family)
-    module, bparams, config = large.pretrained(s)
+    if ds.modality != "text":
+        raise SystemExit("this benchmark runs text datasets (movielens, amazon)")
+    typed = Settings.from_mapping({"text": {"backbone": args.backbone, "weights": args.weights,
+                                            "max_len": args.max_len, "batch_size": args.batch_size}})
+    engine = engine_for(RunContext(ds, 0, {}, typed, None))
+    module, config, bparams = engine.module, engine.config, engine.pretrained_body()
     train = ds.splits["train"]
-    x = large.large_inputs(ds, "train", s)
+    x = engine.inputs("train")
     L = config.num_layers
 
     t = time.perf_counter()
-    states = large.compute_states(module, config, bparams, ds, s, ["train"])["train"]
+    states = engine.forward_role({"body": bparams, "head": engine.new_head(0)}, "train", True)[1]
     build_s = time.perf_counter() - t
     states = jnp.asarray(states[1:].astype(np.float32))  # [L, N, D]
 
@@ -73,7 +73,7 @@ def main(argv=None) -> dict:
 
     def loss_of(p, sm, sts, yb):
         out = model.apply({"params": p}, sm, sts)
-        return large.task_loss(out, yb, "regression")
+        return task_loss(out, yb, "regression")
 
     def update(p, opt, sm, sts, yb):
         loss, g = jax.value_and_grad(loss_of)(p, sm, sts, yb)
@@ -89,7 +89,7 @@ def main(argv=None) -> dict:
 
     @jax.jit
     def step_recompute(p, opt, rows, bp):
-        pooled = jax.lax.stop_gradient(large._pooled(module, config, bp, {"ids": ids[rows], "mask": mask[rows]}))
+        pooled = jax.lax.stop_gradient(_pooled(module, config, bp, {"ids": ids[rows], "mask": mask[rows]}))
         sm = {k: v[rows] for k, v in small_in.items()}
         return update(p, opt, sm, tuple(pooled[j] for j in range(1, L + 1)), y[rows])
 
