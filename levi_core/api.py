@@ -58,11 +58,11 @@ def train_and_evaluate(
     t2 = time.perf_counter()
 
     metrics = {r: dict(m) for r, m in out.metrics.items()}
+    subsets = dataset.info.get("class_subsets") or {}  # ImageNet-A, -R: their 200 classes
     for role, pred in out.predictions.items():
         if role in dataset.splits and role not in metrics:
-            metrics[role] = {
-                dataset.metric: metrics_lib.compute(dataset.metric, pred, dataset.splits[role].labels)
-            }
+            metrics[role] = {dataset.metric: metrics_lib.compute(
+                dataset.metric, pred, dataset.splits[role].labels, subsets.get(role))}
     if out.predictions:
         save_predictions(workdir, out.predictions)
 

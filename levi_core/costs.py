@@ -29,7 +29,7 @@ is XLA's encoder count plus 2 x the decoder's analytic multiply-adds (marked in 
 
 Method rows follow DESIGN.md's methods table. A composite (ensemble) costs the sum of its
 members in training parameters, inference parameters and FLOPs; WiSE-FT (``ft_zeroshot``)
-trains its members but infers with one interpolated model. LEVI's parts follow the paper's D.2:
+trains its members (lp, lp_ft) but infers with one interpolated model. LEVI's parts follow the paper's D.2:
 the small model (recommendation: embeddings of the categorical features + MLP 512-256;
 vision: four 3x3 convolutions 32-64-64-64 each with batch norm, ReLU and 2x2 max pooling,
 flattened) and one adapting layer per large-model layer used (an MLP with one hidden layer of
@@ -140,23 +140,23 @@ def _module_cost(module: nn.Module, args: tuple, macs: float) -> tuple[Cost, Any
 
 def small_model(task: str, *, rec_vocab: Mapping[str, int] | None = None, embed_dim: int = 32,
                 small_hidden: Sequence[int] = (512, 256),
-                small_conv: Sequence[int] = (32, 64, 64, 64)) -> nn.Module:
+                small_conv: Sequence[int] = (32, 64, 64, 64), small_pool: str = "global") -> nn.Module:
     """LEVI's small model as trained (``RecSmall`` / ``ConvSmall``)."""
     if task == "rec":
         vocab = tuple(sorted((rec_vocab or MOVIELENS_100K_VOCAB).items()))
         return RecSmall(vocab_sizes=vocab, embed_dim=embed_dim, hidden=tuple(small_hidden))
     if task == "vision":
-        return ConvSmall(features=tuple(small_conv))
+        return ConvSmall(features=tuple(small_conv), pool=small_pool)
     raise ConfigError(f"unknown task {task!r}; expected 'rec' or 'vision'")
 
 
 def small_model_cost(task: str, *, rec_vocab: Mapping[str, int] | None = None, embed_dim: int = 32,
                      small_hidden: Sequence[int] = (512, 256),
-                     small_conv: Sequence[int] = (32, 64, 64, 64),
+                     small_conv: Sequence[int] = (32, 64, 64, 64), small_pool: str = "global",
                      image_size: int = 224, channels: int = 3) -> tuple[Cost, int]:
     """The small model's cost and the width of the vector it gives the adapting layers."""
     module = small_model(task, rec_vocab=rec_vocab, embed_dim=embed_dim,
-                         small_hidden=small_hidden, small_conv=small_conv)
+                         small_hidden=small_hidden, small_conv=small_conv, small_pool=small_pool)
     if task == "rec":
         vocab = dict(module.vocab_sizes)
         widths = [len(vocab) * embed_dim, *small_hidden]
@@ -201,6 +201,7 @@ def method_costs(
     embed_dim: int = 32,
     small_hidden: Sequence[int] = (512, 256),
     small_conv: Sequence[int] = (32, 64, 64, 64),
+    small_pool: str = "global",
     adapter_hidden: int | None = None,
     levi_layers: int | None = None,
     lora_rank: int = 8,
@@ -231,7 +232,7 @@ def method_costs(
     head = linear_head_cost(lm.hidden, k)
     small, small_dim = small_model_cost(
         task, rec_vocab=rec_vocab, embed_dim=embed_dim, small_hidden=small_hidden,
-        small_conv=small_conv, image_size=getattr(config, "image_size", 224), channels=getattr(config, "channels", 3))
+        small_conv=small_conv, small_pool=small_pool, image_size=getattr(config, "image_size", 224), channels=getattr(config, "channels", 3))
     adapt_one = mlp_head_cost(lm.hidden + small_dim, adapt_hidden, k)
     adapters = _times(adapt_one, n_adapt)
     adapters_large_only = _times(mlp_head_cost(lm.hidden, adapt_hidden, k), n_adapt)
@@ -255,10 +256,10 @@ def method_costs(
     rows["lp_ft"].notes = notes + ["lp_ft: the lp stage trains a subset (the head) of the ft stage's parameters"]
     rows["ft_robust"] = rows["ft"] + rows["lp"]
     rows["ft_fs"] = rows["ft"] + rows["fs"]
-    zs = rows["ft"] + rows["lp"]
-    rows["ft_zeroshot"] = Cost(zs.trainable_params, rows["ft"].inference_params, rows["ft"].flops_xla,
-                               rows["ft"].macs_analytic, ("ft", "lp"),
-                               notes + ["ft_zeroshot: trains ft and lp, infers with one interpolated model"])
+    rows["ft_zeroshot"] = Cost(rows["lp_ft"].trainable_params, rows["ft"].inference_params,
+                               rows["ft"].flops_xla, rows["ft"].macs_analytic, ("lp", "lp_ft"),
+                               notes + ["ft_zeroshot: trains lp and lp_ft (lp's head is a subset of "
+                                        "lp_ft's parameters), infers with one interpolated model"])
     rows["lora"] = model(lm.lora_params + head.trainable_params, "lora")
     rows["lora"].notes = notes + [f"lora: rank {lora_rank} on q and v; merged for inference"]
 
@@ -305,9 +306,14 @@ def _times(c: Cost, n: int) -> Cost:
     return Cost(c.trainable_params * n, c.inference_params * n, c.flops_xla * n, c.macs_analytic * n)
 
 
+FLATTEN_SCOPE = "encoder, LEVI's CNN flattened (D.2 literal)"
+
+
 def cost_table(backbone: str, **kwargs) -> dict:
     """Everything a table needs for one backbone, JSON-able: the rows of each scope (T5: encoder
-    and encoder+decoder), the large model alone, the settings, the convention and references."""
+    and encoder+decoder; ViT: encoder with LEVI's CNN globally pooled, the default, and
+    ``FLATTEN_SCOPE`` with it flattened as D.2 literally says), the large model alone, the
+    settings, the convention and references."""
     config = get_config(backbone)
     scopes = ["encoder", "encoder+decoder"] if isinstance(config, T5Config) else ["encoder"]
     seq_len = kwargs.get("seq_len", 64)
@@ -320,11 +326,16 @@ def cost_table(backbone: str, **kwargs) -> dict:
         "references": REFERENCES.get(backbone, {}),
         "scopes": {},
     }
-    for scope in scopes:
+    variants = [(scope, {}) for scope in scopes]
+    if isinstance(config, ViTConfig) and "small_pool" not in kwargs:
+        # D.2's literal reading ("flattened"), shown beside the default so the difference is seen
+        variants.append((FLATTEN_SCOPE, {"small_pool": "flatten"}))
+    for name, extra in variants:
+        scope = "encoder" if name == FLATTEN_SCOPE else name
         lm = large_model(config, backbone, seq_len, kwargs.get("lora_rank", 8), scope,
                          kwargs.get("decoder_len", 1))
-        rows = method_costs(backbone, scope=scope, **kwargs)
-        out["scopes"][scope] = {
+        rows = method_costs(backbone, scope=scope, **kwargs, **extra)
+        out["scopes"][name] = {
             "large_model": {"params": lm.params, "flops_xla": lm.flops_xla, "macs_analytic": lm.macs,
                             "flops_analytic": 2 * lm.macs, "notes": list(lm.notes)},
             "rows": {m: c.as_dict() for m, c in rows.items()},

@@ -29,6 +29,7 @@ from levi_core.errors import ConfigError
 
 WEIGHTS = ("pretrained", "random")
 OPTIMIZERS = ("adam", "sgd")
+POOLS = ("global", "flatten")
 
 
 def _ints(value: Any) -> tuple[int, ...]:
@@ -59,10 +60,12 @@ class TextSettings:
     adapter_hidden: int = 256
     unknown_id_frac: float = 0.05
     ref_reg: float = 10.0  # the bias references' regulariser
+    levi_layers: tuple[int, ...] = ()  # blocks with an adapting layer; () = every block 1..L
 
     _COERCE = {"max_len": int, "epochs": int, "head_epochs": _opt_int, "batch_size": _opt_int,
                "eval_batch_size": _opt_int, "lora_rank": int, "small_hidden": _ints,
-               "embed_dim": int, "adapter_hidden": int, "unknown_id_frac": float, "ref_reg": float}
+               "embed_dim": int, "adapter_hidden": int, "unknown_id_frac": float, "ref_reg": float,
+               "levi_layers": _ints}
 
     def check(self) -> None:
         _check_common(self, "text")
@@ -84,14 +87,22 @@ class VisionSettings:
     eval_batch_size: int | None = None
     lora_rank: int = 8
     small_conv: tuple[int, ...] = (32, 64, 64, 64)
+    # D.2: the CNN's last layer "is flattened to be served to the adapting layers", pooling not
+    # given. "global" (default) averages it over space (64 values), which keeps LEVI's
+    # parameters consistent with Tables 3/16's statements; "flatten" is the literal reading
+    # (14 x 14 x 64 values at 224 x 224: LEVI would train about twice FT's parameters).
+    small_pool: str = "global"
     adapter_hidden: int = 1024
+    levi_layers: tuple[int, ...] = ()  # blocks with an adapting layer; () = every block 1..L
 
     _COERCE = {"epochs": int, "head_epochs": _opt_int, "batch_size": _opt_int,
                "eval_batch_size": _opt_int, "lora_rank": int, "small_conv": _ints,
-               "adapter_hidden": int}
+               "adapter_hidden": int, "levi_layers": _ints}
 
     def check(self) -> None:
         _check_common(self, "vision")
+        if self.small_pool not in POOLS:
+            raise ConfigError(f"vision.small_pool must be one of {POOLS}, got {self.small_pool!r}")
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ def test_method_rows_composites_are_sums():
         assert r.flops_xla == pytest.approx(sum(x.flops_xla for x in members))
         assert r.macs_analytic == sum(x.macs_analytic for x in members)
     assert rows["ft_zeroshot"].inference_params == ft.inference_params
-    assert rows["ft_zeroshot"].trainable_params == ft.trainable_params + lp.trainable_params
+    # WiSE-FT trains lp and lp_ft (lp's head is part of lp_ft's parameters)
+    assert rows["ft_zeroshot"].trainable_params == rows["lp_ft"].trainable_params
     assert lp.trainable_params < rows["ht"].trainable_params < ft.trainable_params
     assert rows["lora"].trainable_params < rows["ht"].trainable_params
     # LEVI on the pre-trained model trains only its small parts; on ft it adds ft's training.
@@ -95,3 +96,16 @@ def test_cost_model_counts_what_levi_trains(tmp_path):
     rows = costs.method_costs("bert-tiny", rec_vocab=ds.vocab_sizes, embed_dim=4, small_hidden=(16, 8),
                         adapter_hidden=8, methods=("levi/pretrained", "a4"))
     assert rec["extras"]["trainable_params"] == rows["levi/pretrained"].trainable_params
+
+
+def test_vit_levi_pooling_settles_the_papers_cost_statements():
+    """D.2's "flattened" CNN output into 12 adapting layers would make LEVI train more than FT
+    and infer with 3x FT's parameters; pooled globally (the default) it agrees with Tables 3/16's
+    statements. Both readings are computed (configs only, no weights)."""
+    pooled = costs.method_costs("vit-b16-224-in21k", methods=("ft", "levi/pretrained"))
+    flat = costs.method_costs("vit-b16-224-in21k", small_pool="flatten", methods=("ft", "levi/pretrained"))
+    ft = pooled["ft"]
+    assert pooled["levi/pretrained"].trainable_params < ft.trainable_params
+    assert pooled["levi/pretrained"].inference_params <= 1.5 * ft.inference_params
+    assert flat["levi/pretrained"].trainable_params > 2 * ft.trainable_params
+    assert flat["levi/pretrained"].inference_params > 2.9 * ft.inference_params

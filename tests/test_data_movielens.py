@@ -67,7 +67,13 @@ def test_fixture_loads_with_genre_shift():
     assert "fantasy" in ds.info["ood_genres_below_threshold"]
     tr = ds.splits["train"]
     assert (tr.small["movie_id"] > 0).all() and (tr.small["user_id"] > 0).all()
-    assert tr.small["genres"].shape[1] == 6 and tr.small["title_tokens"].shape[1] == 12
+    # the small model reads D.1's features only: no gender, no genre (it defines the shift)
+    assert set(tr.small) == {"user_id", "age_bucket", "occupation", "zip_prefix", "movie_id",
+                             "title_tokens"}
+    assert tr.small["title_tokens"].shape[1] == 12
+    more = fixtures.fixture_dataset("movielens", with_gender=1, with_genres=1)
+    assert more.splits["train"].small["genres"].shape[1] == 6 and "gender" in more.vocab_sizes
+    assert more.fingerprint == ds.fingerprint  # same examples, more inputs
     texts = np.concatenate([s.large["text"] for s in ds.splits.values()])
     assert any("Café" in t or "Amélie" in t or "Señor" in t or "Über" in t for t in texts)  # Latin-1 decoded
     eid = tr.example_ids[0]

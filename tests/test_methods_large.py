@@ -46,9 +46,9 @@ COMPOSITE = {"ft_zeroshot", "ft_fs", "ft_robust", "a1", "a2", "ref/mean", "ref/u
 # (method, deps) in dependency order
 PLAN = [
     ("ft", ()), ("ht", ()), ("lp", ()), ("fs", ()), ("lora", ()), ("lp_ft", ("lp",)),
-    ("ft_zeroshot", ("ft", "lp")), ("ft_fs", ("ft", "fs")), ("ft_robust", ("ft", "lp")),
+    ("ft_zeroshot", ("lp", "lp_ft")), ("ft_fs", ("ft", "fs")), ("ft_robust", ("ft", "lp")),
     ("levi", ("ht",)), ("levi/pretrained", ()), ("levi/ft", ("ft",)), ("levi/lora", ("lora",)),
-    ("a1", ("ft",)), ("a3", ()), ("a4", ()), ("a2", ("ft", "a4")), ("a5", ()), ("layer/1", ()),
+    ("a1", ("ft",)), ("a3", ("ht",)), ("a4", ()), ("a2", ("ft", "a4")), ("a5", ()), ("layer/1", ()),
     ("ref/mean", ()), ("ref/user_bias", ()), ("ref/user_movie_bias", ()),
 ]
 
@@ -88,7 +88,7 @@ def test_every_method_runs_on_movielens(movielens_runs):
         assert all(0.3 < m["rmse"] < 3.0 for m in rec["metrics"].values()), method
     # LEVI has one adapting layer per block of bert-tiny (2); a5 as many heads
     assert recs["levi"]["extras"]["heads"] == 2 and recs["a5"]["extras"]["heads"] == 2
-    assert 0.0 <= recs["ft_zeroshot"]["extras"]["alpha"] <= 1.0
+    assert recs["ft_zeroshot"]["extras"]["alpha"] in (0.25, 0.5, 0.75)
     # fs is not the stand-in "pre-trained" init; ft is
     assert recs["fs"]["metrics"]["id_val"] != recs["ft"]["metrics"]["id_val"]
     # the reference rows improve on train in order: mean > user bias > user + movie bias
@@ -193,7 +193,8 @@ def test_vision_methods_on_retinopathy(tmp_path):
     ds = load_dataset(RET)
     wds = {}
     for method, deps in (("ft", ()), ("lp", ()), ("levi/pretrained", ()),
-                         ("ft_zeroshot", ("ft", "lp")), ("ft_robust", ("ft", "lp"))):
+                         ("lp_ft", ("lp",)), ("ft_zeroshot", ("lp", "lp_ft")),
+                         ("ft_robust", ("ft", "lp"))):
         rec, wds[method] = _run(RET, method, tmp_path, sett, deps, lr=1e-2, workdirs=wds)
         assert rec["state"] == "done" and rec["metric"] == "accuracy", method
         preds = load_predictions(wds[method])
@@ -210,3 +211,13 @@ def test_amazon_with_t5_states(tmp_path):
         rec, wd = _run("amazon:fixture=1", method, tmp_path, sett)
         assert rec["state"] == "done" and set(load_predictions(wd)) == set(ds.splits)
     assert rec["extras"]["lambda"] == 10.0
+
+
+def test_imagenet_a_and_r_are_scored_on_their_200_class_subsets():
+    from levi_core.metrics import compute
+
+    scores = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    labels = np.array([2, 2])
+    assert compute("accuracy", scores, labels) == 0.0  # argmax over all classes: 1, 0
+    assert compute("accuracy", scores, labels, classes=[0, 2]) == 50.0  # best of {0, 2}: 2, 0
+    assert compute("accuracy", scores, labels, classes=[2]) == 100.0

@@ -145,9 +145,10 @@ def runs(tmp_path_factory):
     """One small run of each base method, shared by the tests below."""
     root = tmp_path_factory.mktemp("runs")
     out = {}
-    for m in ("ft", "fs", "ht", "lp", "levi/pretrained"):
+    for m in ("ft", "fs", "ht", "lp", "levi/pretrained", "lp_ft"):
         wd = root / m.replace("/", "_")
-        out[m] = (wd, train_and_evaluate(_cfg(m, lr=1e-1 if m == "lp" else 1e-2), wd))
+        deps = {"lp": out["lp"][0]} if m == "lp_ft" else {}
+        out[m] = (wd, train_and_evaluate(_cfg(m, lr=1e-1 if m == "lp" else 1e-2), wd, deps))
     return out
 
 
@@ -275,7 +276,7 @@ def test_non_finite_loss_ends_as_diverged(tmp_path, lr):
 
 
 def test_composites_and_dependent_methods(runs, tmp_path):
-    deps = {m: runs[m][0] for m in ("ft", "fs", "lp", "ht")}
+    deps = {m: runs[m][0] for m in ("ft", "fs", "lp", "ht", "lp_ft")}
     rec = train_and_evaluate(_cfg("ft_fs", lr=None), tmp_path / "ftfs", {"ft": deps["ft"], "fs": deps["fs"]})
     got = load_predictions(tmp_path / "ftfs")
     a, b = load_predictions(deps["ft"]), load_predictions(deps["fs"])
@@ -284,10 +285,15 @@ def test_composites_and_dependent_methods(runs, tmp_path):
     assert rec["state"] == "done"
     rec = train_and_evaluate(_cfg("levi"), tmp_path / "levi", {"ht": deps["ht"]})
     assert rec["state"] == "done" and rec["extras"]["heads"] == 3
-    rec = train_and_evaluate(_cfg("ft_zeroshot", lr=None), tmp_path / "wise", {"ft": deps["ft"], "lp": deps["lp"]})
+    rec = train_and_evaluate(_cfg("ft_zeroshot", lr=None), tmp_path / "wise",
+                             {"lp": deps["lp"], "lp_ft": deps["lp_ft"]})
     alpha = rec["extras"]["alpha"]
     scores = rec["extras"]["id_val_by_alpha"]
+    assert set(scores) == {"0.25", "0.5", "0.75"}  # the endpoints are the lp and lp_ft rows
     assert scores[str(alpha)] == max(scores.values()) == rec["metrics"]["id_val"]["accuracy"]
+    # a3 runs on LEVI's own large model (the selected ht run), without the small model
+    rec = train_and_evaluate(_cfg("a3"), tmp_path / "a3", {"ht": deps["ht"]})
+    assert rec["state"] == "done" and rec["extras"]["heads"] == 3
     rec = train_and_evaluate(_cfg("ft_robust", lr=None), tmp_path / "rob", {"ft": deps["ft"], "lp": deps["lp"]})
     assert rec["state"] == "done" and len(rec["extras"]["temperatures"]) == 2
     with pytest.raises(ConfigError, match="needs the selected 'ht' run"):

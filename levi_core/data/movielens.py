@@ -35,10 +35,13 @@ Inputs:
     doctor, the user zipcode is 53211, the movie title is One Flew Over the Cuckoo's Nest (1975),
     and the movie id is 357, what can be the user rating on this movie?:".
   * small (int32, vocabularies from the train split only, 0 = unknown and padding, so every OOD
-    movie id maps to 0): ``user_id``, ``age_bucket`` (TFDS's buckets 1, 18, 25, 35, 45, 50, 56),
-    ``gender``, ``occupation``, ``zip_prefix`` (first ``zip_prefix_len`` = 3 characters),
-    ``movie_id``, ``genres`` ([N, ``genres_len`` = 6] padded genre ids), ``title_tokens``
-    ([N, ``title_len`` = 12] padded lower-cased word ids). ``vocab_sizes`` gives each table size.
+    movie id maps to 0): exactly the paper's D.1 features, ``user_id``, ``age_bucket`` (TFDS's
+    buckets 1, 18, 25, 35, 45, 50, 56), ``occupation``, ``zip_prefix`` (first
+    ``zip_prefix_len`` = 3 characters), ``movie_id`` and the movie title as ``title_tokens``
+    ([N, ``title_len`` = 12] padded lower-cased word ids). Options ``with_gender=1`` and
+    ``with_genres=1`` add ``gender`` and ``genres`` ([N, ``genres_len`` = 6] padded genre ids);
+    both are off by default: D.1 does not list them, and genre is the variable that defines the
+    shift. ``vocab_sizes`` gives each table size.
 Labels: float32 ratings 1-5; task regression, metric RMSE. Example ids ``u<user>_m<movie>``.
 """
 
@@ -79,6 +82,8 @@ DEFAULTS: dict[str, object] = {
     "zip_prefix_len": 3,
     "genres_len": 6,
     "title_len": 12,
+    "with_gender": False,
+    "with_genres": False,
     "cache": True,
     "cache_dir": "",
 }
@@ -239,11 +244,12 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
     feats = {
         "user_id": rows["user"],
         "age_bucket": [str(age_bucket(a)) for a in rows["age"]],
-        "gender": rows["gender"],
         "occupation": rows["occupation"],
         "zip_prefix": [z[:zlen].upper() for z in rows["zip"]],
         "movie_id": rows["movie"],
     }
+    if opts["with_gender"]:  # not one of D.1's features: an option, off by default
+        feats["gender"] = rows["gender"]
     titles_tok = [common.tokenize(t) for t in rows["title"]]
     train = parts["train"]
     vocabs = {k: common.Vocab(v[i] for i in train) for k, v in feats.items()}
@@ -253,7 +259,8 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
     splits = {}
     for role, idx in parts.items():
         small = {k: vocabs[k].encode([feats[k][i] for i in idx]) for k in feats}
-        small["genres"] = genre_vocab.encode_lists([rows["genres"][i] for i in idx], glen)
+        if opts["with_genres"]:  # genre defines the shift: never read unless asked for
+            small["genres"] = genre_vocab.encode_lists([rows["genres"][i] for i in idx], glen)
         small["title_tokens"] = title_vocab.encode_lists([titles_tok[i] for i in idx], tlen)
         text = np.array(
             [
@@ -271,7 +278,8 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
             large={"text": text},
         )
     vocab_sizes = {k: len(v) for k, v in vocabs.items()}
-    vocab_sizes["genres"] = len(genre_vocab)
+    if opts["with_genres"]:
+        vocab_sizes["genres"] = len(genre_vocab)
     vocab_sizes["title_tokens"] = len(title_vocab)
     stamps = np.asarray(rows["timestamp"], dtype=np.int64)
     info = {

@@ -39,7 +39,8 @@ class Engine:
 
     ``ds`` (the dataset), ``task``, ``n_out``, ``num_layers`` (L), ``head_state``,
     ``optimizer``, ``batch_size``, ``eval_batch_size``, ``epochs``, ``head_epochs``,
-    ``adapter_hidden``, ``unknown_id_frac``, ``cache_key`` (hashable: identifies ``apply``).
+    ``adapter_hidden``, ``levi_layers`` (the states LEVI and A3 adapt; default ``1..L``),
+    ``unknown_id_frac``, ``cache_key`` (hashable: identifies ``apply``).
     """
 
     ds: Dataset
@@ -53,6 +54,7 @@ class Engine:
     epochs: int
     head_epochs: int
     adapter_hidden: int
+    levi_layers: tuple[int, ...]
     unknown_id_frac: float = 0.0
     cache_key: Any
 

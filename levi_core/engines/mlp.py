@@ -82,6 +82,7 @@ class MLPEngine(Engine):
         self.eval_batch_size = max(len(sp) for sp in ds.splits.values())
         self.epochs = self.head_epochs = s.epochs
         self.adapter_hidden = s.adapter_hidden
+        self.levi_layers = tuple(range(1, self.num_layers + 1))
         self.cache_key = ("mlp", self.model)
         self._x1 = jnp.asarray(ds.splits["train"].large["x"][:1])
 

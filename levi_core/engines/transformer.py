@@ -93,6 +93,7 @@ class TransformerEngine(Engine):
         self.epochs = s.epochs
         self.head_epochs = s.head_epochs if s.head_epochs is not None else s.epochs
         self.adapter_hidden = s.adapter_hidden
+        self.levi_layers = tuple(s.levi_layers) or tuple(range(1, self.num_layers + 1))
         self.unknown_id_frac = getattr(s, "unknown_id_frac", 0.0)
         self.module = build_module(self.config)
         self.head = nn.Dense(self.n_out)
@@ -220,7 +221,7 @@ class TransformerEngine(Engine):
 
     def small_model(self) -> nn.Module:
         if self.modality == "vision":
-            return ConvSmall(features=self.s.small_conv)
+            return ConvSmall(features=self.s.small_conv, pool=self.s.small_pool)
         return RecSmall(vocab_sizes=tuple((k, int(v)) for k, v in sorted(self.ds.vocab_sizes.items())),
                         embed_dim=self.s.embed_dim, hidden=self.s.small_hidden)
 

@@ -1,17 +1,20 @@
 """Every method of DESIGN.md's methods table: name, grid, dependencies, composite or not.
 
-These declarations say *what* a method is and are shared by all dataset families;
-implementations (``@implements(name, family)``) live with each family (``synthetic.py``, ...).
+These declarations say *what* a method is; the implementations (``levi_core.methods.standard``,
+``levi``, ``ensembles``, ``refs``) run on every dataset through its modality's model engine.
 
 Grids follow the paper's D.3: learning rates {1e-4, 1e-3, 1e-2, 1e-1} for every trained method,
 {1e-3, 1e-2, 1e-1, 1, 10} for linear probing. Composite methods (ensembles, interpolations)
 train nothing and have no grid:
 
-* ``ft_zeroshot`` (WiSE-FT): the mixing weight ``a`` in {0, 0.1, ..., 1} is *not* a grid axis. The
-  job evaluates all eleven interpolations and keeps the one with the best ``id_val`` metric
-  (recorded in its extras). It is the same selection rule as the harness's (ID validation only,
-  as in D.3), it costs eleven forward passes instead of eleven jobs, and it keeps the harness's
-  contract that a dependency has one selected run per (method, dataset, seed).
+* ``ft_zeroshot`` (WiSE-FT, Wortsman et al. 2022, for a model with no zero-shot head): the
+  zero-shot end is the pre-trained model with a linear head fitted on its frozen features (the
+  selected ``lp`` run), the fine-tuned end is fine-tuned from that same head (the selected
+  ``lp_ft`` run), and every weight is interpolated, ``(1-a) * zero-shot + a * fine-tuned``. The
+  mixing weight ``a`` in {0.25, 0.5, 0.75} is *not* a grid axis (the endpoints are the ``lp`` and
+  ``lp_ft`` rows already): the job evaluates the three and keeps the best on ``id_val``
+  (recorded in its extras and shown in the table's notes), the harness's own selection rule at
+  three forward passes instead of three jobs.
 * ``ft_robust``: the temperature of each member is fitted on ``id_val`` inside the job.
 
 ``layer/<k>`` is parametric: ``layer_method(k)`` (or ``get_method("layer/3")``) makes it on demand.
@@ -24,7 +27,7 @@ from levi_core.methods.registry import Method, register_method, register_paramet
 
 LR_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 LP_LR_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-WISE_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
+WISE_ALPHAS = (0.25, 0.5, 0.75)
 
 _LR = {"lr": LR_GRID}
 
@@ -43,9 +46,9 @@ METHODS = (
     ),
     Method(
         "ft_zeroshot",
-        "WiSE-FT: (1-a) * pre-trained (lp head) + a * fine-tuned weights, a chosen on id_val",
+        "WiSE-FT: (1-a) * lp (pre-trained + linear head) + a * lp_ft weights, a chosen on id_val",
         {},
-        ("ft", "lp"),
+        ("lp", "lp_ft"),
         composite=True,
     ),
     Method("ft_fs", "average of the selected ft and fs predictions", {}, ("ft", "fs"), composite=True),
@@ -61,7 +64,8 @@ METHODS = (
     Method("levi/lora", "LEVI on the selected lora model", _LR, ("lora",)),
     Method("a1", "ablation A1: average of two ft runs with different seeds", {}, ("ft",)),
     Method("a2", "ablation A2: average of ft and the small model (a4)", {}, ("ft", "a4"), composite=True),
-    Method("a3", "ablation A3: adapting layers on the large model's layers, no small model", _LR),
+    Method("a3", "ablation A3: adapting layers on the selected ht model's layers (LEVI's large "
+                 "model), no small model", _LR, ("ht",)),
     Method("a4", "ablation A4: the small task model alone, one head", _LR),
     Method("a5", "ablation A5: small model, shared bottom, several heads averaged", _LR),
     # Reference rows (not ranked; rating regression only): see levi_core.methods.refs.

@@ -9,8 +9,9 @@ the dependency's folder), so only the small parts run per step.
 
 * ``levi`` (large model = the selected ``ht`` run, the paper's main setting),
   ``levi/pretrained``, ``levi/ft``, ``levi/lora``: states ``1..L`` and the small model.
-* ``a3``: adapting layers on states ``1..L`` of the pre-trained model, no small model.
-* ``a4``: the small model, one head; ``a5``: the small model, ``L`` heads averaged.
+* ``a3``: adapting layers on states ``1..L`` of the same large model as ``levi`` (the selected
+  ``ht`` run), no small model: it differs from LEVI only by dropping the small model.
+* ``a4``: the small model, one head; ``a5``: the small model, as many heads as LEVI has, averaged.
 * ``layer/<k>``: one adapting-layer-shaped MLP head on state ``k`` of the pre-trained model.
 
 Cold start (rec): while training, each categorical id of a batch is replaced by 0 (unknown)
@@ -94,7 +95,8 @@ def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...], us
 
 
 def _all_layers(ctx: RunContext) -> tuple[int, ...]:
-    return tuple(range(1, engine_for(ctx).num_layers + 1))
+    """The states LEVI and A3 adapt (settings ``levi_layers``; default every block)."""
+    return engine_for(ctx).levi_layers
 
 
 LEVI_SOURCES = {"levi": "ht", "levi/pretrained": "pretrained", "levi/ft": "ft", "levi/lora": "lora"}
@@ -105,7 +107,7 @@ for _name, _source in LEVI_SOURCES.items():
 
 @implements("a3")
 def a3(ctx: RunContext) -> RunOutput:
-    return train_heads(ctx, "pretrained", _all_layers(ctx), False, 1, "a3")
+    return train_heads(ctx, "ht", _all_layers(ctx), False, 1, "a3")
 
 
 @implements("a4")
@@ -115,7 +117,7 @@ def a4(ctx: RunContext) -> RunOutput:
 
 @implements("a5")
 def a5(ctx: RunContext) -> RunOutput:
-    return train_heads(ctx, None, (), True, engine_for(ctx).num_layers, "a5")
+    return train_heads(ctx, None, (), True, len(engine_for(ctx).levi_layers), "a5")
 
 
 @implements("layer/<k>")

@@ -7,8 +7,9 @@
   its layer states for the LEVI variants built on it.
 * ``lp``: a fresh head on the frozen pre-trained model's ``head_state``, trained on its
   cached states (it equals training the whole model with everything but the head frozen).
-* ``ft_zeroshot`` (WiSE-FT): ``(1-a) * (pre-trained body + selected lp head) + a * selected ft``,
-  ``a`` in ``WISE_ALPHAS`` chosen on ``id_val`` in the metric's direction (first best).
+* ``ft_zeroshot`` (WiSE-FT): ``(1-a) * (pre-trained body + selected lp head) + a * selected
+  lp_ft`` (fine-tuned from that head), every weight interpolated; ``a`` in ``WISE_ALPHAS``
+  chosen on ``id_val`` in the metric's direction (first best).
 * ``a1``: the selected ``ft`` averaged with a second ``ft`` trained in the job at ``seed + 1000``
   with the selected ``lr``.
 * ``ft_fs``, ``ft_robust``, ``a2``: prediction ensembles (``levi_core.methods.ensembles``).
@@ -90,7 +91,7 @@ def ft_zeroshot(ctx: RunContext) -> RunOutput:
     e = engine_for(ctx)
     ds = ctx.dataset
     zero = e.with_head(training.load_params(ctx.deps["lp"])["head"])
-    fine = e.load_trained(ctx.deps["ft"])
+    fine = e.load_trained(ctx.deps["lp_ft"])
     scores, best = {}, None
     for a in WISE_ALPHAS:
         pred = e.predict(interpolate(zero, fine, a), ["id_val"])["id_val"]

@@ -6,7 +6,8 @@ both to train (``levi_core.methods``) and to count costs (``levi_core.costs``).
   (``hidden`` = 512-256, ReLU). Multi-valued inputs (genres [N, 6], title tokens [N, 12]) are the
   mean of their positions' embeddings; 0 is both padding and unknown there, as in the loaders.
 * ``ConvSmall`` (vision): four 3x3 convolutions (32-64-64-64), each followed by batch norm,
-  ReLU and 2x2 max pooling, then flattened. uint8 images are scaled to [0, 1] first.
+  ReLU and 2x2 max pooling, then averaged over space (``pool="global"``, the default) or
+  flattened (``pool="flatten"``, D.2's literal wording). uint8 images are scaled to [0, 1] first.
 * ``MLPSmall`` (the synthetic experiment, E.8): an MLP (``hidden`` = 32-32, ReLU) on the dense
   features ``x``.
 * ``TaskHeads``: everything LEVI trains. The small model's vector ``v``; adapting layer ``j``
@@ -44,6 +45,7 @@ class RecSmall(nn.Module):
 
 class ConvSmall(nn.Module):
     features: Sequence[int] = (32, 64, 64, 64)
+    pool: str = "global"  # "global": mean over space; "flatten": every position (D.2 literal)
 
     @nn.compact
     def __call__(self, small: Mapping[str, jnp.ndarray], train: bool = False):
@@ -52,6 +54,8 @@ class ConvSmall(nn.Module):
             x = nn.Conv(f, (3, 3), padding="SAME", name=f"conv_{i}")(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn_{i}")(x)
             x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2), padding="SAME")
+        if self.pool == "global":
+            return x.mean(axis=(1, 2))
         return x.reshape(x.shape[0], -1)
 
 
