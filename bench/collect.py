@@ -14,8 +14,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from levi_core.metrics import LOWER_IS_BETTER
-
 from bench.jobs import Job, plan
 from bench.ledger import DIVERGED, Ledger
 from bench.presets import get_preset
@@ -106,8 +104,7 @@ def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
         recs = [records[m.id] for m in members if m.id in records]
         if not recs:
             continue
-        metric = recs[0].get("metric") or "accuracy"
-        best = select_record(recs, metric, LOWER_IS_BETTER.get(metric, False))
+        best = select_record(recs)
         if best is not None:
             selected[key] = dict(best)
         elif len(recs) == len(members) and all(r["state"] == DIVERGED for r in recs):

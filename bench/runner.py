@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from levi_core.metrics import LOWER_IS_BETTER
 from levi_core.methods import get_method
 
 from bench import provenance
@@ -55,8 +54,7 @@ def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, list[Job]],
         if any(m.id not in records for m in members):
             return "wait", dep
         recs = [records[m.id] for m in members]
-        metric = recs[0].get("metric") or "accuracy"
-        best = select_record(recs, metric, LOWER_IS_BETTER.get(metric, False))
+        best = select_record(recs)  # in the direction of the metric the records declare
         if best is None:
             return "blocked", f"no run of {dep} finished without failing or diverging"
         chosen[dep] = next(m for m in members if m.id == best["job_id"])

@@ -97,20 +97,20 @@ def test_selection_cannot_see_ood_numbers():
                 "metrics": {"id_val": {"rmse": id_val}, "ood/a": {"rmse": ood}, "id_test": {"rmse": ood}}}
 
     base = [rec(1, 0.9, 0.1), rec(2, 0.8, 5.0), rec(3, 1.1, 0.0)]
-    chosen = select_record(base, "rmse", lower_is_better=True)["job_id"]
+    chosen = select_record(base, "rmse")["job_id"]
     assert chosen == "2"
     for ood_values in ([9.0, 9.0, 9.0], [0.0, 100.0, -1.0], [float("nan")] * 3):
         changed = [rec(r["job"]["hparams"]["lr"], r["metrics"]["id_val"]["rmse"], o)
                    for r, o in zip(base, ood_values)]
-        assert select_record(changed, "rmse", lower_is_better=True)["job_id"] == chosen
+        assert select_record(changed, "rmse")["job_id"] == chosen
 
 
 def test_selection_ignores_diverged_and_breaks_ties_stably():
     recs = [{"job_id": "a", "job": {"hparams": {"lr": 2}}, "state": "done", "metrics": {"id_val": {"accuracy": 80.0}}},
             {"job_id": "b", "job": {"hparams": {"lr": 1}}, "state": "done", "metrics": {"id_val": {"accuracy": 80.0}}},
             {"job_id": "c", "job": {"hparams": {"lr": 9}}, "state": "diverged", "metrics": {"id_val": {"accuracy": 99.0}}}]
-    assert select_record(recs, "accuracy", False)["job_id"] == "b"
-    assert select_record(list(reversed(recs)), "accuracy", False)["job_id"] == "b"
+    assert select_record(recs, "accuracy")["job_id"] == "b"
+    assert select_record(list(reversed(recs)), "accuracy")["job_id"] == "b"
 
 
 def test_diverged_runs_are_recorded_shown_and_never_averaged(tmp_path):
