@@ -86,3 +86,30 @@ def layer_method(k: int | str) -> Method:
 
 
 register_parametric("layer", layer_method)
+
+
+# ------------------------------------------------------------------ display labels
+# How reports name each method of METHODS (same keys, same order: the catalog's order is the
+# order of every listing); a table's rows choose a subset. LaTeX overrides where the plain
+# label has a character LaTeX spells differently.
+LABELS = {
+    "ft": "FT", "ht": "HT", "lp": "LP", "fs": "FS", "lp_ft": "LP→FT", "ft_robust": "FT+RobustModel",
+    "ft_zeroshot": "FT+ZeroShot", "ft_fs": "FT+FS", "lora": "LoRA", "levi": "LEVI",
+    "levi/pretrained": "LEVI (pre-trained)", "levi/ft": "LEVI (fine-tuned)", "levi/lora": "LEVI (LoRA)",
+    "a1": "A1", "a2": "A2", "a3": "A3", "a4": "A4", "a5": "A5",
+    "ref/mean": "ref/mean", "ref/user_bias": "ref/user_bias", "ref/user_movie_bias": "ref/user_movie_bias",
+}
+LATEX_LABELS = {"lp_ft": r"LP$\to$FT"}
+assert list(LABELS) == [m.name for m in METHODS], "LABELS must follow METHODS, one entry each"
+
+
+def label(name: str) -> str:
+    """The display name of a method (``layer/3`` -> ``Layer 3``; unknown names as they are)."""
+    if name.startswith("layer/"):
+        return f"Layer {name.split('/', 1)[1]}"
+    return LABELS.get(name, name)
+
+
+def labels(names) -> str:
+    """``"FT, LP, HT"``: display names joined, for claim details."""
+    return ", ".join(label(n) for n in names)
