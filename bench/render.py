@@ -26,7 +26,10 @@ def markdown(result: TableResult) -> str:
     out += [section.markdown(frame, result) for section, frame in result.parts]
     out.append(notes_markdown(result))
     out.append(claims_markdown(verdicts(result)))
-    return "".join(out)
+    text = "".join(out)
+    while "\n\n\n" in text:  # sections open with a blank line; one is enough
+        text = text.replace("\n\n\n", "\n\n")
+    return text
 
 
 def latex(result: TableResult) -> str:
