@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from levi_core.errors import ConfigError
+from levi_core.methods.catalog import METHODS
 
 from bench.record_sections import CostTable, ExactTable
 from bench.sections import Column, LayerCurve, MetricGrid, OodBreakdown, Shift, Sweep, resolve
@@ -202,8 +203,8 @@ FIG4 = TableSpec(
     sections=(_F4, genres(_F4)),
     claims=("C13",),
 )
-COST_ROWS = ("ft", "ht", "lp", "fs", "lp_ft", "ft_robust", "ft_zeroshot", "ft_fs", "lora",
-             "levi/pretrained", "levi", "levi/ft", "levi/lora", "a1", "a2", "a3", "a4", "a5")
+# Every method of the catalog, in its order, but the reference rows (rating regression only).
+COST_ROWS = tuple(m.name for m in METHODS if not m.name.startswith("ref/"))
 
 
 def _costs_table(name: str, title: str, backbones: tuple[str, ...]) -> TableSpec:
