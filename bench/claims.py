@@ -2,7 +2,9 @@
 
 Each checker reads a TableResult and returns a Verdict: ``supported``, ``contradicted``,
 ``partly supported`` (some parts hold, some do not) or ``undecided`` (cells missing). The
-detail line always shows the numbers the verdict was drawn from.
+detail line always shows the numbers the verdict was drawn from. The per-shift rule and the
+Verdict record are in ``bench.verdicts``; every "better" is ``levi_core.metrics.better`` in the
+metric's declared direction; method names are the catalog's labels.
 """
 
 from __future__ import annotations

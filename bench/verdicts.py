@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from levi_core.metrics import better, sort_key
+from levi_core.metrics import sort_key
 
 from bench.collect import TableResult
 from bench.sections import Shift
@@ -75,4 +75,4 @@ def per_shift(result: TableResult, statement: str, claim: str, methods: list[str
 
 
 __all__ = ["Verdict", "SUPPORTED", "CONTRADICTED", "PARTLY", "UNDECIDED", "status_of", "best_of",
-           "fmt", "per_shift", "better"]
+           "fmt", "per_shift"]
