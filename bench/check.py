@@ -16,40 +16,29 @@ import math
 from pathlib import Path
 from typing import Any
 
+from levi_core.metrics import better
+
 from bench.collect import TableResult
-from bench.render import cost_sections
 
 TOLERANCES = {"rmse": 2e-3, "accuracy": 0.5, "cost_rel": 1e-3}
 BASELINES_DIR = Path("results") / "baselines"
 
 
 def snapshot(result: TableResult) -> dict[str, Any]:
-    """The numbers a baseline pins: cell means, and for cost tables every cost figure."""
+    """The numbers a baseline pins: what each section declares (cell means rounded to 6
+    decimals as ``method|column``; for cost tables every cost figure as
+    ``backbone|scope|method|field``, metric ``cost_rel``)."""
     values: dict[str, dict] = {}
-    if result.spec.kind == "costs":
-        for rec in result.extras.values():
-            table = rec.get("extras") or {}
-            for scope, data in table.get("scopes", {}).items():
-                for m, c in data["rows"].items():
-                    for field in ("trainable_params", "inference_params", "flops_xla", "macs_analytic"):
-                        values[f"{table['backbone']}|{scope}|{m}|{field}"] = {"value": c[field], "metric": "cost_rel"}
-    else:
-        for (method, column), cell in sorted(result.cells.items()):
-            if cell.mean is not None:
-                metric = _metric_of(result, column)
-                values[f"{method}|{column}"] = {"value": round(cell.mean, 6), "metric": metric}
+    for section, frame in result.parts:
+        for key, (value, metric) in section.baseline(frame).items():
+            values[key] = {"value": value, "metric": metric}
     return {"table": result.spec.name, "preset": result.preset, "tolerances": TOLERANCES,
-            "values": values}
+            "values": dict(sorted(values.items()))}
 
 
-def _metric_of(result: TableResult, column: str) -> str:
-    for col in list(result.columns) + list(result.breakdown_cols):
-        if col.key == column:
-            return col.metric
-    for sweep in result.spec.sweeps:
-        if column.startswith(sweep.key + "@"):
-            return sweep.metric
-    return "accuracy"
+def _direction_metric(metric: str) -> str:
+    """The metric whose declared direction applies (``cost_rel`` tolerances are for costs)."""
+    return "cost" if metric == "cost_rel" else metric
 
 
 def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
@@ -66,8 +55,7 @@ def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
         else:
             ok = abs(a - b) <= TOLERANCES[metric]
         if not ok:
-            lower = metric in ("rmse", "cost_rel")
-            kind = "regression" if (a > b) == lower else "change"
+            kind = "regression" if better(_direction_metric(metric), b, a) else "change"
             problems.append(f"{key}: {a:.6g} vs baseline {b:.6g} ({kind}; tolerance "
                             f"{TOLERANCES[metric]:g}{' relative' if metric == 'cost_rel' else ''})")
     for key in sorted(set(cur) - set(baseline["values"])):

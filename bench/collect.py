@@ -1,79 +1,32 @@
-"""Records -> table cells: per (method, column), the selected run of every seed.
+"""Records -> DataFrames: the selected run of every (dataset, method, seed), then each
+section's cells.
 
-Self-describing records (DomainBed's ``collect_results``): everything a cell needs is in the
-records of the table's planned jobs. For each (dataset, method, seed) the run that won on
-id_val is selected (bench.selection); a cell aggregates those runs over seeds. Diverged runs
-are counted and shown, never averaged in.
+Self-describing records (DomainBed's ``collect_results``): everything a table needs is in the
+records of its planned jobs. They are read into one DataFrame (one row per record); for each
+(dataset, method, seed) the run that won on id_val is selected (``bench.selection``), and a
+section's cells aggregate those runs over seeds with a pandas groupby (mean, sample standard
+deviation, n). Diverged runs are counted and shown, never averaged in.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
-from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from functools import cached_property
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
 
 from bench.jobs import Job, plan
 from bench.ledger import DIVERGED, Ledger
-from bench.presets import get_preset
+from bench.sections import Column, resolve
 from bench.selection import select_record
-from bench.specs import Column, TableSpec
+from bench.specs import TableSpec
 
-
-
-@dataclass
-class Cell:
-    """One (method, column) cell: the selected run's value for each seed that has one."""
-
-    values: dict[int, float] = field(default_factory=dict)  # seed -> value
-    missing_seeds: list[int] = field(default_factory=list)
-    diverged_seeds: list[int] = field(default_factory=list)  # every run of that seed diverged
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float | None:
-        return statistics.fmean(self.values.values()) if self.values else None
-
-    @property
-    def std(self) -> float | None:
-        """Sample standard deviation (n - 1 in the denominator); None with fewer than 2 seeds."""
-        return statistics.stdev(self.values.values()) if len(self.values) > 1 else None
-
-
-def breakdown_columns(spec: TableSpec, preset: str, records: Mapping[str, dict]) -> list[Column]:
-    """One column per OOD role found in the records under each breakdown's prefix."""
-    resolve = get_preset(preset).dataset_id
-    cols: list[Column] = []
-    for b in spec.breakdowns:
-        ds = resolve(b.dataset)
-        if ds is None:
-            continue
-        roles = sorted({r for rec in records.values() if rec["job"]["dataset"] == ds
-                        for r in (rec.get("metrics") or {}) if r.startswith(b.prefix)})
-        cols += [Column(f"{b.key}:{r}", r[len(b.prefix):], b.dataset, r, b.metric) for r in roles]
-    return cols
-
-
-@dataclass
-class TableResult:
-    spec: TableSpec
-    preset: str
-    cells: dict[tuple[str, str], Cell]  # (method, column key) -> Cell
-    selected: dict[tuple[str, str, int], dict]  # (dataset, method, seed) -> selected record
-    diverged_runs: list[dict]  # every diverged record of the plan
-    failed_runs: list[dict]
-    extras: dict[tuple[str, str], dict]  # (dataset, method) of extra jobs -> record
-    n_records: int
-    rows: tuple[str, ...] = ()  # ranked rows under this preset
-    columns: tuple[Column, ...] = ()  # the columns whose dataset is part of the preset
-    breakdown_cols: list[Column] = field(default_factory=list)
-
-    def cell(self, method: str, column: str) -> Cell:
-        return self.cells[(method, column)]
+CELL_COLUMNS = ["column", "label", "dataset", "role", "metric", "method", "mean", "std", "n",
+                "missing", "diverged"]
 
 
 def role_value(record: Mapping[str, Any], role: str, metric: str) -> float | None:
@@ -87,68 +40,176 @@ def role_value(record: Mapping[str, Any], role: str, metric: str) -> float | Non
     return None if value is None else float(value)
 
 
-def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
-    jobs = plan(spec, preset)
-    records: dict[str, dict] = {}
+def records_frame(jobs: Sequence[Job], ledger: Ledger) -> pd.DataFrame:
+    """One row per record of the planned jobs (in plan order); ``record`` holds the JSON."""
+    rows = []
     for j in jobs:
         r = ledger.read(j.id)
         if r is not None:
-            records[j.id] = r
-    groups: dict[tuple[str, str, int], list[Job]] = defaultdict(list)
-    for j in jobs:
-        groups[(j.dataset, j.method, j.seed)].append(j)
-
-    selected: dict[tuple[str, str, int], dict] = {}
-    all_diverged: set[tuple[str, str, int]] = set()
-    for key, members in groups.items():
-        recs = [records[m.id] for m in members if m.id in records]
-        if not recs:
-            continue
-        best = select_record(recs)
-        if best is not None:
-            selected[key] = dict(best)
-        elif len(recs) == len(members) and all(r["state"] == DIVERGED for r in recs):
-            all_diverged.add(key)
-
-    resolve = get_preset(preset).dataset_id
-    cells: dict[tuple[str, str], Cell] = {}
-    rows = spec.rows_for(preset) + spec.references
-    for col in list(spec.columns_for(preset)) + breakdown_columns(spec, preset, records):
-        for method in rows:
-            cells[(method, col.key)] = _cell(resolve(col.dataset), method, col, spec.seeds, selected,
-                                             all_diverged)
-    for sweep in spec.sweeps:
-        for x, dataset in sweep.points.items():
-            col = Column(f"{sweep.key}@{x}", str(x), dataset, sweep.role, sweep.metric)
-            for method in sweep.methods:
-                cells[(method, col.key)] = _cell(resolve(dataset), method, col, spec.seeds, selected,
-                                                 all_diverged)
-
-    extras = {}
-    for dataset, method in spec.extra_jobs:
-        r = records.get(Job.make(resolve(dataset), method, 0, {}, preset).id)
-        if r is not None and r["state"] == "done":
-            extras[(dataset, method)] = r
-    ordered = [records[j.id] for j in jobs if j.id in records]
-    return TableResult(
-        spec=spec, preset=preset, cells=cells, selected=selected,
-        diverged_runs=[r for r in ordered if r["state"] == DIVERGED],
-        failed_runs=[r for r in ordered if r["state"] == "failed"],
-        extras=extras, n_records=len(records), rows=spec.rows_for(preset),
-        columns=spec.columns_for(preset),
-        breakdown_cols=breakdown_columns(spec, preset, records),
-    )
+            rows.append({"job_id": j.id, "dataset": j.dataset, "method": j.method, "seed": j.seed,
+                         "hparams": json.dumps(j.hparams_dict, sort_keys=True), "state": r["state"],
+                         "record": r})
+    return pd.DataFrame(rows, columns=["job_id", "dataset", "method", "seed", "hparams", "state", "record"])
 
 
-def _cell(dataset: str, method: str, col: Column, seeds, selected, all_diverged) -> Cell:
-    cell = Cell()
-    for seed in seeds:
-        rec = selected.get((dataset, method, seed))
-        value = None if rec is None else role_value(rec, col.role, col.metric)
-        if value is not None and math.isfinite(value):
-            cell.values[seed] = value
-        elif (dataset, method, seed) in all_diverged:
-            cell.diverged_seeds.append(seed)
-        else:
-            cell.missing_seeds.append(seed)
-    return cell
+@dataclass
+class Records:
+    """A table's records under a preset, what sections collect their cells from.
+
+    ``selected``: (dataset id, method, seed) -> the record that won on id_val; ``all_diverged``:
+    the groups every planned run of which diverged.
+    """
+
+    preset: str
+    seeds: tuple[int, ...]
+    frame: pd.DataFrame
+    selected: dict[tuple[str, str, int], dict]
+    all_diverged: set[tuple[str, str, int]]
+
+    @classmethod
+    def load(cls, spec: TableSpec, preset: str, ledger: Ledger) -> "Records":
+        jobs = plan(spec, preset)
+        frame = records_frame(jobs, ledger)
+        planned = pd.DataFrame([(j.dataset, j.method, j.seed) for j in jobs],
+                               columns=["dataset", "method", "seed"]).value_counts()
+        selected, all_diverged = {}, set()
+        for key, group in frame.groupby(["dataset", "method", "seed"], sort=False):
+            best = select_record(list(group["record"]))
+            if best is not None:
+                selected[key] = dict(best)
+            elif len(group) == planned[key] and (group["state"] == DIVERGED).all():
+                all_diverged.add(key)
+        return cls(preset, tuple(spec.seeds), frame, selected, all_diverged)
+
+    def once(self, dataset: str, method: str) -> dict | None:
+        """The finished record of a job run once (seed 0, no grid) on a logical dataset."""
+        job = Job.make(resolve(self.preset, dataset), method, 0, {}, self.preset)
+        hit = self.frame[self.frame.job_id == job.id]
+        return None if hit.empty or hit.iloc[0]["state"] != "done" else hit.iloc[0]["record"]
+
+    def roles(self, dataset: str, prefix: str) -> list[str]:
+        """Every split role under ``prefix`` that a record of the dataset id has."""
+        recs = self.frame[self.frame.dataset == dataset]["record"]
+        return sorted({r for rec in recs for r in (rec.get("metrics") or {}) if r.startswith(prefix)})
+
+    def values(self, rows: Sequence[str], columns: Sequence[Column]) -> pd.DataFrame:
+        """One row per (column, method, seed): the selected run's value and its status
+        (``ok``, ``missing``, or ``diverged`` when every run of that seed diverged)."""
+        out = []
+        for col in columns:
+            ds = resolve(self.preset, col.dataset)
+            for method in rows:
+                for seed in self.seeds:
+                    rec = self.selected.get((ds, method, seed))
+                    value = None if rec is None else role_value(rec, col.role, col.metric)
+                    if value is not None and math.isfinite(value):
+                        status = "ok"
+                    else:
+                        value = math.nan
+                        status = "diverged" if (ds, method, seed) in self.all_diverged else "missing"
+                    out.append((col.key, col.label, col.dataset, col.role, col.metric, method, seed,
+                                value, status))
+        return pd.DataFrame(out, columns=["column", "label", "dataset", "role", "metric", "method",
+                                          "seed", "value", "status"])
+
+    def cells(self, rows: Sequence[str], columns: Sequence[Column]) -> pd.DataFrame:
+        """One row per (column, method), column-major: mean and sample std (n - 1) of the seeds
+        with a value, n, the missing and the diverged seeds, and each seed's value
+        (``seed<s>``)."""
+        values = self.values(rows, columns)
+        keys = ["column", "label", "dataset", "role", "metric", "method"]
+        if values.empty:
+            return pd.DataFrame(columns=CELL_COLUMNS + [f"seed{s}" for s in self.seeds])
+        groups = values.groupby(keys, sort=False)
+        ok = values[values.status == "ok"].groupby(keys, sort=False)["value"]
+        # statistics.fmean/stdev (exactly rounded sums), not Series.mean/std: a mean such as
+        # 78.35 must not move by an ulp across a display-rounding boundary.
+        cells = ok.agg(mean=statistics.fmean, std=_stdev, n="count")
+        cells = cells.reindex(groups.size().index)
+        cells["n"] = cells["n"].fillna(0).astype(int)
+        seeds_by = {key: g for key, g in groups}
+        for status in ("missing", "diverged"):
+            cells[status] = [[int(x) for x in seeds_by[key].seed[seeds_by[key].status == status]]
+                             for key in cells.index]
+        wide = values.pivot_table(index=keys, columns="seed", values="value", sort=False, dropna=False)
+        wide.columns = [f"seed{s}" for s in wide.columns]
+        cells = cells.join(wide.reindex(columns=[f"seed{s}" for s in self.seeds]))
+        return cells.reset_index()[CELL_COLUMNS + [f"seed{s}" for s in self.seeds]]
+
+
+def _stdev(values: pd.Series) -> float:
+    """Sample standard deviation (n - 1); NaN with fewer than two seeds."""
+    return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+@dataclass
+class TableResult:
+    """A table's collected parts, ready to render: one (section, frame) per section."""
+
+    spec: TableSpec
+    preset: str
+    records: Records
+    parts: list[tuple[Any, pd.DataFrame]] = field(default_factory=list)
+
+    @property
+    def n_records(self) -> int:
+        return len(self.records.frame)
+
+    @property
+    def selected(self) -> dict[tuple[str, str, int], dict]:
+        return self.records.selected
+
+    def runs(self, state: str) -> list[dict]:
+        """Every record of the plan in that state (``diverged``, ``failed``), in plan order."""
+        frame = self.records.frame
+        return list(frame[frame.state == state]["record"])
+
+    @property
+    def diverged_runs(self) -> list[dict]:
+        return self.runs(DIVERGED)
+
+    @property
+    def failed_runs(self) -> list[dict]:
+        return self.runs("failed")
+
+    @property
+    def caption(self) -> str:
+        """The spec's caption, and for tables with a metric grid how cells are aggregated."""
+        if self.spec.grid is None:
+            return self.spec.caption
+        seeds = ", ".join(str(s) for s in self.spec.seeds)
+        return (f"{self.spec.caption} Mean ± sample standard deviation (n−1) over seeds {seeds} "
+                f"(preset `{self.preset}`); best in bold, second best underlined.")
+
+    def frame(self, section) -> pd.DataFrame:
+        return next(f for s, f in self.parts if s is section)
+
+    @cached_property
+    def cells(self) -> pd.DataFrame:
+        """Every metric cell of the table (grid, breakdowns, sweeps), indexed by (method, column)."""
+        frames = [f for s, f in self.parts if "mean" in f.columns and "column" in f.columns]
+        if not frames:
+            return pd.DataFrame(columns=CELL_COLUMNS).set_index(["method", "column"])
+        return pd.concat(frames, ignore_index=True).set_index(["method", "column"])
+
+    def cell(self, method: str, column: str) -> pd.Series:
+        return self.cells.loc[(method, column)]
+
+    def mean(self, method: str, column: str) -> float | None:
+        """A cell's mean over seeds; None when the cell has no value or does not exist."""
+        cells = self.cells
+        if (method, column) not in cells.index:
+            return None
+        value = cells.loc[(method, column), "mean"]
+        return None if pd.isna(value) else float(value)
+
+    def std(self, method: str, column: str) -> float | None:
+        cells = self.cells
+        value = cells.loc[(method, column), "std"] if (method, column) in cells.index else None
+        return None if value is None or pd.isna(value) else float(value)
+
+
+def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
+    """Read the table's records and let every section collect its part."""
+    recs = Records.load(spec, preset, ledger)
+    return TableResult(spec, preset, recs, [(s, s.collect(recs)) for s in spec.sections])

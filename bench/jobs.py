@@ -98,38 +98,25 @@ def with_dependencies(methods: Iterable[str]) -> list[str]:
 
 
 def plan(spec: TableSpec, preset: str) -> list[Job]:
-    """Every job a table needs under a preset (rows x columns' datasets, sweeps, extras).
+    """Every job a table needs under a preset: what its sections need (``spec.needs``).
 
     A table names logical datasets (``movielens``); the preset says which id each runs as
-    (``movielens:fixture=1`` under ``smoke``).
+    (``movielens:fixture=1`` under ``smoke``). Grid needs run every seed and grid point, with
+    their dependencies first; ``once`` needs run one job (seed 0, no grid).
     """
-    resolve = get_preset(preset).dataset_id
-    wanted: dict[str, list[str]] = {}
-    logical: dict[str, str] = {}
-    rows = spec.rows_for(preset) + spec.references if spec.kind == "metrics" else ()
-    for col in spec.columns_for(preset):
-        ds = resolve(col.dataset)
-        logical[ds] = col.dataset
-        wanted.setdefault(ds, [])
-        wanted[ds] += [m for m in rows if m not in wanted[ds]]
-    for sweep in spec.sweeps:
-        for dataset in sweep.points.values():
-            ds = resolve(dataset)
-            wanted.setdefault(ds, [])
-            wanted[ds] += [m for m in sweep.methods if m not in wanted[ds]]
-
+    wanted, once = spec.needs(preset)
     jobs: list[Job] = []
     seen: set[str] = set()
-    for dataset, methods in wanted.items():
+    for dataset, (logical, methods) in wanted.items():
         for method in with_dependencies(methods):
             for seed in spec.seeds:
-                for point in grid_points(method_grid(spec, method, preset, logical.get(dataset))):
+                for point in grid_points(method_grid(spec, method, preset, logical)):
                     job = Job.make(dataset, method, seed, point, preset)
                     if job.id not in seen:
                         seen.add(job.id)
                         jobs.append(job)
-    for dataset, method in spec.extra_jobs:
-        job = Job.make(resolve(dataset), method, 0, {}, preset)
+    for dataset, method in once:
+        job = Job.make(dataset, method, 0, {}, preset)
         if job.id not in seen:
             seen.add(job.id)
             jobs.append(job)

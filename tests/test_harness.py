@@ -15,12 +15,13 @@ from bench.jobs import Job, plan
 from bench.ledger import Ledger
 from bench.runner import run_jobs
 from bench.selection import select_record
-from bench.specs import Column, TableSpec
+from bench.specs import Column, MetricGrid, TableSpec
 
 SPEC = TableSpec(
-    name="toy", title="Toy", caption="Toy table.", rows=("toy_fit", "toy_ens"),
-    columns=(Column("id", "ID RMSE", "toy", "id_test", "rmse"),
-             Column("ood", "OOD RMSE", "toy", "ood/mean", "rmse")),
+    name="toy", title="Toy", caption="Toy table.",
+    sections=(MetricGrid(rows=("toy_fit", "toy_ens"),
+                         columns=(Column("id", "ID RMSE", "toy", "id_test", "rmse"),
+                                  Column("ood", "OOD RMSE", "toy", "ood/mean", "rmse"))),),
 )
 
 
@@ -114,7 +115,8 @@ def test_selection_ignores_diverged_and_breaks_ties_stably():
 
 
 def test_diverged_runs_are_recorded_shown_and_never_averaged(tmp_path):
-    spec = TableSpec(**{**SPEC.__dict__, "columns": (Column("id", "ID RMSE", "toy:nan=1", "id_test", "rmse"),)})
+    spec = TableSpec(**{**SPEC.__dict__, "sections": (MetricGrid(
+        rows=("toy_fit", "toy_ens"), columns=(Column("id", "ID RMSE", "toy:nan=1", "id_test", "rmse"),)),)})
     ledger = Ledger(tmp_path / "smoke")
     s = run(spec, ledger)
     assert s.states["diverged"] == 3 and s.states["done"] == 9

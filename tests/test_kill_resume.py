@@ -14,15 +14,15 @@ SCRIPT = """
 import os, sys
 sys.path[:0] = [{root!r}, {tests!r}]
 import toy_family
-from bench.specs import TableSpec, Column
+from bench.specs import TableSpec, Column, MetricGrid
 from bench.ledger import Ledger
 from bench.runner import run_jobs
 from bench.jobs import plan
 from bench.executors import LocalExecutor
 from bench.collect import collect
 from bench.render import markdown, latex
-spec = TableSpec(name="kill", title="Kill", caption="Kill test.", rows=("toy_slow",),
-                 columns=(Column("id", "ID", "toy", "id_test", "rmse"),))
+spec = TableSpec(name="kill", title="Kill", caption="Kill test.",
+                 sections=(MetricGrid(rows=("toy_slow",), columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
 ledger = Ledger(__import__("pathlib").Path(sys.argv[1]))
 run_jobs(plan(spec, "smoke"), spec, "smoke", LocalExecutor(), ledger)
 result = collect(spec, "smoke", ledger)

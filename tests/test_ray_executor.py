@@ -13,10 +13,11 @@ from bench.jobs import plan
 from bench.ledger import Ledger
 from bench.render import csv_text
 from bench.runner import run_jobs
-from bench.specs import Column, TableSpec
+from bench.specs import Column, MetricGrid, TableSpec
 
-SPEC = TableSpec(name="toyray", title="Toy", caption="Toy.", rows=("toy_fit", "toy_ens"),
-                 columns=(Column("ood", "OOD", "toy", "ood/mean", "rmse"),), seeds=(0, 1))
+SPEC = TableSpec(name="toyray", title="Toy", caption="Toy.", seeds=(0, 1),
+                 sections=(MetricGrid(rows=("toy_fit", "toy_ens"),
+                                      columns=(Column("ood", "OOD", "toy", "ood/mean", "rmse"),)),))
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,16 @@ from bench.collect import collect
 from bench.jobs import Job
 from bench.ledger import Ledger
 from bench.render import csv_text, latex, markdown
-from bench.specs import Column, TableSpec
+from bench.specs import Column, MetricGrid, TableSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 SPEC = TableSpec(
     name="golden", title="Golden table", caption="Fixed records.",
-    rows=("toy_fit", "toy_slow", "toy_ens"),
-    columns=(Column("id", "ID RMSE", "toy", "id_test", "rmse"),
-             Column("ood", "OOD RMSE", "toy", "ood/mean", "rmse")),
+    sections=(MetricGrid(rows=("toy_fit", "toy_slow", "toy_ens"),
+                         columns=(Column("id", "ID RMSE", "toy", "id_test", "rmse"),
+                                  Column("ood", "OOD RMSE", "toy", "ood/mean", "rmse")),
+                         paper={("toy_fit", "ood"): 1.25}),),
     grids={"toy_fit": {"lr": (1,)}, "toy_slow": {"lr": (1,)}},
-    paper={("toy_fit", "ood"): 1.25},
 )
 
 # (method, seed) -> (state, id_val, id_test, ood/a, ood/b); None = no record
@@ -62,8 +62,8 @@ def test_golden_markdown_latex_csv(tmp_path):
     write_records(ledger)
     result = collect(SPEC, "smoke", ledger)
     # toy_fit ID: mean 1.0, toy_slow ID: mean 1.0 (tie for second); toy_ens ID 0.8 best
-    assert result.cell("toy_slow", "id").diverged_seeds == [2]
-    assert result.cell("toy_ens", "id").missing_seeds == [2]
+    assert result.cell("toy_slow", "id")["diverged"] == [2]
+    assert result.cell("toy_ens", "id")["missing"] == [2]
     check("golden.md", markdown(result))
     check("golden.tex", latex(result))
     check("golden.csv", csv_text(result))

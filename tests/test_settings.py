@@ -14,7 +14,7 @@ from bench.executors import LocalExecutor
 from bench.jobs import plan
 from bench.ledger import Ledger
 from bench.runner import run_jobs
-from bench.specs import Column, TableSpec
+from bench.specs import Column, MetricGrid, TableSpec
 from levi_core.data.base import register_dataset
 from levi_core.errors import ConfigError
 from levi_core.methods.registry import implements
@@ -25,9 +25,10 @@ register_dataset("toy_tab", modality="tabular")(toy_family.load_toy)
 implements("toy_fit", "toy_tab")(toy_family.run_fit)
 
 SPEC = TableSpec(
-    name="toy2", title="Toy", caption="Toy table over two modalities.", rows=("toy_fit",),
-    columns=(Column("a", "ID", "toy", "id_test", "rmse"),
-             Column("b", "ID", "toy_tab", "id_test", "rmse")),
+    name="toy2", title="Toy", caption="Toy table over two modalities.",
+    sections=(MetricGrid(rows=("toy_fit",),
+                         columns=(Column("a", "ID", "toy", "id_test", "rmse"),
+                                  Column("b", "ID", "toy_tab", "id_test", "rmse"))),),
 )
 
 

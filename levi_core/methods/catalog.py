@@ -90,3 +90,28 @@ def layer_method(k: int | str) -> Method:
 
 
 register_parametric("layer", layer_method)
+
+
+# ------------------------------------------------------------------ display labels
+# How reports name the methods of METHODS (a method without an entry shows its name; the order
+# of every listing is METHODS' order); a table's rows choose a subset.
+LABELS = {
+    "ft": "FT", "ht": "HT", "lp": "LP", "fs": "FS", "lp_ft": "LP→FT", "ft_robust": "FT+RobustModel",
+    "ft_zeroshot": "FT+ZeroShot", "ft_fs": "FT+FS", "lora": "LoRA", "levi": "LEVI",
+    "levi/pretrained": "LEVI (pre-trained)", "levi/ft": "LEVI (fine-tuned)", "levi/lora": "LEVI (LoRA)",
+    "a1": "A1", "a2": "A2", "a3": "A3", "a4": "A4", "a5": "A5",
+    "ref/mean": "ref/mean", "ref/user_bias": "ref/user_bias", "ref/user_movie_bias": "ref/user_movie_bias",
+}
+assert set(LABELS) <= {m.name for m in METHODS}, "LABELS names a method that METHODS lacks"
+
+
+def label(name: str) -> str:
+    """The display name of a method (``layer/3`` -> ``Layer 3``; unknown names as they are)."""
+    if name.startswith("layer/"):
+        return f"Layer {name.split('/', 1)[1]}"
+    return LABELS.get(name, name)
+
+
+def labels(names) -> str:
+    """``"FT, LP, HT"``: display names joined, for claim details."""
+    return ", ".join(label(n) for n in names)

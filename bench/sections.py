@@ -1,0 +1,394 @@
+"""The sections a table is made of, each planning its jobs, collecting its cells and rendering
+itself: a metric grid, a per-OOD-set breakdown, a layer curve and a sweep. (Sections built from
+one record each, the cost and exact tables, are in ``bench.record_sections``.)
+
+A section's three steps:
+
+* ``needs(preset)``: which (dataset, methods) it needs; ``bench.jobs.plan`` turns them into jobs
+  (every seed, every grid point, dependencies first).
+* ``collect(recs)``: its part of the records as a pandas DataFrame. ``recs`` is the table's
+  ``bench.collect.Records``: the selected run of every (dataset, method, seed) and, through
+  ``recs.cells(rows, columns)``, one row per (column, method) with the seeds aggregated by
+  groupby (mean, sample std, n, missing and diverged seeds).
+* ``markdown`` / ``latex`` / ``csv`` / ``figures`` / ``baseline`` / ``missing``: its rendering,
+  its rows of the table's CSV, its figures, the numbers ``bench check`` pins, and the cells
+  that have no value yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+import pandas as pd
+
+from levi_core.methods.catalog import label
+
+from bench import styling
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: a metric of one split role of one dataset.
+
+    ``role`` is a split role (``id_test``, ``ood/test``) or ``<prefix>/mean`` for the mean over
+    every role that starts with ``<prefix>/`` (``ood/mean``: all OOD sets of the dataset;
+    ``ood/product/mean``: Amazon's product categories).
+    """
+
+    key: str
+    label: str
+    dataset: str
+    role: str
+    metric: str
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A distribution shift: one dataset's ID test set against its OOD set(s).
+
+    Gives the grid two columns, ``<key>/id`` and ``<key>/ood``; claims are checked per shift.
+    """
+
+    key: str
+    label: str
+    dataset: str
+    ood_role: str
+    metric: str
+    id_role: str = "id_test"
+
+    def columns(self) -> tuple[Column, Column]:
+        return (Column(f"{self.key}/id", f"{self.label} ID", self.dataset, self.id_role, self.metric),
+                Column(f"{self.key}/ood", f"{self.label} OOD", self.dataset, self.ood_role, self.metric))
+
+
+class Need(NamedTuple):
+    """Jobs a section needs: ``methods`` on a logical ``dataset`` (the preset resolves its id).
+
+    ``once``: one job per method, seed 0, no grid (e.g. the exact linear example); otherwise
+    every seed of the table and every point of each method's grid, dependencies included.
+    ``grid_dataset``: the logical name whose preset grid subset applies (None: none).
+    """
+
+    dataset: str
+    methods: tuple[str, ...]
+    once: bool = False
+    grid_dataset: str | None = None
+
+
+def resolve(preset: str, dataset: str) -> str | None:
+    from bench.presets import get_preset
+
+    return get_preset(preset).dataset_id(dataset)
+
+
+def layer_rows(preset: str) -> tuple[str, ...]:
+    """``layer/1`` ... ``layer/L`` for the text backbone of the preset."""
+    from levi_core.backbones import get_config
+
+    from bench.presets import get_preset
+
+    backbone = get_preset(preset).typed_settings().text.backbone
+    return tuple(f"layer/{k}" for k in range(1, get_config(backbone).num_layers + 1))
+
+
+# ------------------------------------------------------------------ metric grid
+@dataclass(frozen=True)
+class MetricGrid:
+    """Rows (methods) x columns (a metric of a split role): mean ± std over seeds.
+
+    Attributes:
+      rows: ranked method rows, in display order.
+      shifts: each gives an ID and an OOD column (first); ``columns``: further columns.
+      references: rows shown below a rule, never ranked (e.g. the ID-train mean rating).
+      paper: (method, column key) -> the paper's figure, printed beside ours (only where the
+        paper gives one; never invented).
+    """
+
+    rows: tuple[str, ...]
+    shifts: tuple[Shift, ...] = ()
+    columns: tuple[Column, ...] = ()
+    references: tuple[str, ...] = ()
+    paper: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    key: str = "grid"
+
+    def rows_for(self, preset: str) -> tuple[str, ...]:
+        return self.rows
+
+    def all_columns(self) -> tuple[Column, ...]:
+        return tuple(c for sh in self.shifts for c in sh.columns()) + tuple(self.columns)
+
+    def columns_for(self, preset: str) -> tuple[Column, ...]:
+        """The columns whose dataset is part of the preset (``cpu`` has MovieLens only)."""
+        return tuple(c for c in self.all_columns() if resolve(preset, c.dataset) is not None)
+
+    def needs(self, preset: str) -> list[Need]:
+        rows = self.rows_for(preset) + self.references
+        return [Need(c.dataset, rows, grid_dataset=c.dataset) for c in self.columns_for(preset)]
+
+    def collect(self, recs) -> pd.DataFrame:
+        return recs.cells(self.rows_for(recs.preset) + self.references, self.columns_for(recs.preset))
+
+    # rendering
+    def layout(self, frame: pd.DataFrame, preset: str, columns=None):
+        """(texts, marks, n_ranked): DataFrames of display strings and of marks (1 bold, 2
+        underlined), ranked rows first; paper columns beside the columns that have one."""
+        columns = list(self.columns_for(preset) if columns is None else columns)
+        ranked = self.rows_for(preset)
+        cells = frame.set_index(["column", "method"])
+        pcols = {c for (_, c) in self.paper}
+        texts: dict[str, list[str]] = {"Method": [label(m) for m in ranked]
+                                       + [f"{label(m)} (reference)" for m in self.references]}
+        marks: dict[str, list] = {"Method": [None] * len(texts["Method"])}
+        for col in columns:
+            rk = styling.ranks({m: cells.loc[(col.key, m), "mean"] for m in ranked}, col.metric)
+            texts[col.label] = [cell_text(cells.loc[(col.key, m)], col.metric)
+                                for m in ranked + self.references]
+            marks[col.label] = [rk.get(m) for m in ranked] + [None] * len(self.references)
+            if col.key in pcols:
+                texts[f"{col.label} (paper)"] = [
+                    styling.fmt(self.paper.get((m, col.key)), col.metric) for m in ranked + self.references]
+                marks[f"{col.label} (paper)"] = [None] * len(texts["Method"])
+        return pd.DataFrame(texts), pd.DataFrame(marks), len(ranked)
+
+    def markdown(self, frame: pd.DataFrame, table) -> str:
+        texts, marks, _ = self.layout(frame, table.preset)
+        out = styling.markdown_table(texts, marks)
+        dropped = [c.label for c in self.all_columns() if c not in self.columns_for(table.preset)]
+        if dropped:
+            out += (f"\nNot part of preset `{table.preset}` (its data is not available at this "
+                    f"scale): {', '.join(dropped)}.\n")
+        if self.paper:
+            out += "\nPaper columns: figures the paper states in its text; blank where it gives none.\n"
+        return out
+
+    def latex(self, frame: pd.DataFrame, table) -> str:
+        texts, marks, n = self.layout(frame, table.preset)
+        return styling.latex_table(texts, table.caption, table.spec.name, marks, rule_before=[n])
+
+    def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
+        return csv_rows(frame, table, self.paper)
+
+    def figures(self, frame, table, folder: Path) -> list[Path]:
+        return []
+
+    def baseline(self, frame: pd.DataFrame) -> dict[str, tuple[float, str]]:
+        return cell_baseline(frame)
+
+    def missing(self, frame: pd.DataFrame) -> list[str]:
+        return missing_cells(frame)
+
+
+def cell_text(cell: Mapping[str, Any], metric: str) -> str:
+    """``mean ± std``; ``(n=2)`` when seeds are missing or diverged; a cell without a value
+    says why (``diverged`` or ``–``)."""
+    if pd.isna(cell["mean"]):
+        return "diverged" if cell["diverged"] else "–"
+    text = styling.fmt(cell["mean"], metric)
+    if not pd.isna(cell["std"]):
+        text += " ± " + styling.fmt(cell["std"], metric)
+    if cell["missing"] or cell["diverged"]:
+        text += f" (n={cell['n']})"
+    return text
+
+
+def cell_baseline(frame: pd.DataFrame) -> dict[str, tuple[float, str]]:
+    """``method|column`` -> (mean rounded to 6 decimals, metric), for every cell with a mean."""
+    return {f"{r.method}|{r.column}": (round(float(r.mean), 6), r.metric)
+            for r in frame.itertuples() if not pd.isna(r.mean)}
+
+
+def missing_cells(frame: pd.DataFrame) -> list[str]:
+    out = []
+    for r in frame.itertuples():
+        if r.missing:
+            word = "seed" if len(r.missing) == 1 else "seeds"
+            out.append(f"{label(r.method)} / {r.column}: {word} {','.join(map(str, r.missing))} missing")
+    return out
+
+
+def csv_rows(frame: pd.DataFrame, table, paper: Mapping[tuple[str, str], float]) -> pd.DataFrame:
+    """The table's CSV schema: one row per cell, per-seed values, diverged seeds, paper figure."""
+    seeds = [f"seed{s}" for s in table.spec.seeds]
+    out = frame.assign(table=table.spec.name, preset=table.preset,
+                       diverged_seeds=[";".join(map(str, d)) for d in frame["diverged"]],
+                       paper=[paper.get((m, c)) for m, c in zip(frame["method"], frame["column"])])
+    out = out[["table", "preset", "method", "column", "dataset", "role", "metric", "mean", "std", "n"]
+              + seeds + ["diverged_seeds", "paper"]]
+    return out.round({c: 10 for c in ["mean", "std"] + seeds})
+
+
+# ------------------------------------------------------------------ per-OOD-set breakdown
+@dataclass(frozen=True)
+class OodBreakdown:
+    """A per-OOD-set grid (the paper's Tables 9-12, 17, 18): the rows of ``of``, one column per
+    role under ``prefix`` found in the records of ``dataset``."""
+
+    key: str
+    title: str
+    dataset: str
+    prefix: str
+    metric: str
+    of: MetricGrid
+
+    def columns_for(self, recs) -> list[Column]:
+        ds = resolve(recs.preset, self.dataset)
+        if ds is None:
+            return []
+        return [Column(f"{self.key}:{r}", r[len(self.prefix):], self.dataset, r, self.metric)
+                for r in recs.roles(ds, self.prefix)]
+
+    def needs(self, preset: str) -> list[Need]:
+        if resolve(preset, self.dataset) is None:
+            return []
+        return [Need(self.dataset, self.of.rows_for(preset) + self.of.references, grid_dataset=self.dataset)]
+
+    def collect(self, recs) -> pd.DataFrame:
+        return recs.cells(self.of.rows_for(recs.preset) + self.of.references, self.columns_for(recs))
+
+    def _columns(self, frame: pd.DataFrame) -> list[Column]:
+        cols = frame.drop_duplicates("column")
+        return [Column(r.column, r.label, r.dataset, r.role, r.metric) for r in cols.itertuples()]
+
+    def markdown(self, frame: pd.DataFrame, table) -> str:
+        if frame.empty:
+            return ""
+        texts, marks, _ = self.of.layout(frame, table.preset, self._columns(frame))
+        return f"\n## {self.title}\n\n" + styling.markdown_table(texts, marks)
+
+    def latex(self, frame: pd.DataFrame, table) -> str:
+        if frame.empty:
+            return ""
+        texts, marks, n = self.of.layout(frame, table.preset, self._columns(frame))
+        return styling.latex_table(texts, self.title, f"{table.spec.name}-{self.key}", marks,
+                                   rule_before=[n])
+
+    def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
+        return csv_rows(frame, table, {})
+
+    def figures(self, frame, table, folder: Path) -> list[Path]:
+        return []
+
+    baseline = staticmethod(cell_baseline)
+    missing = staticmethod(missing_cells)
+
+
+# ------------------------------------------------------------------ layer curve (Fig. 4)
+@dataclass(frozen=True)
+class LayerCurve(MetricGrid):
+    """One row per layer of the preset's text backbone (``layer/<k>``), with the ID and OOD
+    curve of its first shift drawn against the layer index."""
+
+    rows: tuple[str, ...] = ()
+
+    def rows_for(self, preset: str) -> tuple[str, ...]:
+        return layer_rows(preset)
+
+    def markdown(self, frame: pd.DataFrame, table) -> str:
+        return super().markdown(frame, table) + f"\n![{table.spec.title}]({table.spec.name}_layers.png)\n"
+
+    def figures(self, frame: pd.DataFrame, table, folder: Path) -> list[Path]:
+        plt = _pyplot()
+        shift = self.shifts[0]
+        cells = frame.set_index(["column", "method"])
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+        for ax, part, name in ((axes[0], "id", "ID"), (axes[1], "ood", "OOD (mean over sets)")):
+            pts = [(i + 1, cells.loc[(f"{shift.key}/{part}", m)])
+                   for i, m in enumerate(self.rows_for(table.preset))]
+            pts = [(k, c) for k, c in pts if not pd.isna(c["mean"])]
+            if pts:
+                ax.errorbar([k for k, _ in pts], [c["mean"] for _, c in pts],
+                            yerr=[0.0 if pd.isna(c["std"]) else c["std"] for _, c in pts],
+                            marker="o", capsize=3)
+            ax.set_xlabel("layer of the frozen large model")
+            ax.set_ylabel(f"{name} {shift.metric.upper()}")
+            ax.set_title(f"{shift.label}: {name}", fontsize=9)
+            ax.grid(alpha=0.3)
+        return [_save(fig, folder / f"{table.spec.name}_layers.png")]
+
+
+# ------------------------------------------------------------------ sweep
+@dataclass(frozen=True)
+class Sweep:
+    """A figure over a family of datasets (e.g. the spurious-strength sweep of E.8).
+
+    ``points`` maps the swept value (x axis) to a dataset id; each point runs ``methods`` and is
+    plotted as ``metric`` of ``role`` (selected on id_val, mean ± std over seeds).
+    """
+
+    key: str
+    title: str
+    x_label: str
+    points: Mapping[float, str]
+    methods: tuple[str, ...]
+    role: str
+    metric: str
+
+    def columns(self) -> list[Column]:
+        return [Column(f"{self.key}@{x}", str(x), d, self.role, self.metric) for x, d in self.points.items()]
+
+    def needs(self, preset: str) -> list[Need]:
+        return [Need(d, self.methods) for d in self.points.values()]
+
+    def collect(self, recs) -> pd.DataFrame:
+        return recs.cells(self.methods, self.columns())
+
+    def markdown(self, frame: pd.DataFrame, table) -> str:
+        cells = frame.set_index(["column", "method"])
+        texts = {"Method": [label(m) for m in self.methods]}
+        for x, col in zip(self.points, self.columns()):
+            texts[f"{x:g}"] = [cell_text(cells.loc[(col.key, m)], self.metric) for m in self.methods]
+        return (f"\n## {self.title}\n\n![{self.title}]({table.spec.name}_{self.key}.png)\n\n"
+                + styling.markdown_table(pd.DataFrame(texts))
+                + f"\nx: {self.x_label}. y: {self.role} {self.metric} of the run selected on id_val.\n")
+
+    def latex(self, frame: pd.DataFrame, table) -> str:
+        cells = frame.set_index(["column", "method"])
+        texts = {"Method": [label(m) for m in self.methods]}
+        for x, col in zip(self.points, self.columns()):
+            texts[f"{x:g}"] = [cell_text(cells.loc[(col.key, m)], self.metric) for m in self.methods]
+        caption = (f"{self.title}. x: {self.x_label}. Cells: {self.role} {self.metric} of the run "
+                   "selected on id_val, mean ± std over seeds.")
+        return styling.latex_table(pd.DataFrame(texts), caption, f"{table.spec.name}-{self.key}")
+
+    def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
+        return csv_rows(frame, table, {})
+
+    def figures(self, frame: pd.DataFrame, table, folder: Path) -> list[Path]:
+        plt = _pyplot()
+        cells = frame.set_index(["column", "method"])
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        xs = sorted(self.points)
+        for m in self.methods:
+            pts = [(x, cells.loc[(f"{self.key}@{x}", m)]) for x in xs]
+            pts = [(x, c) for x, c in pts if not pd.isna(c["mean"])]
+            if pts:
+                ax.errorbar([x for x, _ in pts], [c["mean"] for _, c in pts],
+                            yerr=[0.0 if pd.isna(c["std"]) else c["std"] for _, c in pts],
+                            marker="o", capsize=3, label=label(m))
+        ax.set_xlabel(self.x_label, fontsize=8)
+        ax.set_ylabel(f"{self.role} {self.metric}")
+        ax.set_title(self.title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        return [_save(fig, folder / f"{table.spec.name}_{self.key}.png")]
+
+    baseline = staticmethod(cell_baseline)
+    missing = staticmethod(missing_cells)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    _pyplot().close(fig)
+    return path
