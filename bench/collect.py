@@ -174,11 +174,14 @@ class TableResult:
 
     @property
     def caption(self) -> str:
-        """The spec's caption, and for tables with a metric grid how cells are aggregated."""
+        """The spec's caption, the sections' notes (e.g. the chosen WiSE-FT alpha) and, for
+        tables with a metric grid, how cells are aggregated."""
+        notes = [n for s in self.spec.sections if hasattr(s, "notes") for n in s.notes(self)]
+        text = " ".join([self.spec.caption, *notes])
         if self.spec.grid is None:
-            return self.spec.caption
+            return text
         seeds = ", ".join(str(s) for s in self.spec.seeds)
-        return (f"{self.spec.caption} Mean ± sample standard deviation (n−1) over seeds {seeds} "
+        return (f"{text} Mean ± sample standard deviation (n−1) over seeds {seeds} "
                 f"(preset `{self.preset}`); best in bold, second best underlined.")
 
     def frame(self, section) -> pd.DataFrame:

@@ -60,7 +60,7 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             "paper", "the paper's models (T5-small, ViT-B/16), full data, 3 seeds",
-            settings={},
+            settings={}, datasets={"movielens_time": "movielens:shift=time"},
         ),
         Preset(
             "cpu", "real MovieLens with MiniLM-L6, subsampled; sized for a 2-core machine",
@@ -75,8 +75,10 @@ PRESETS: dict[str, Preset] = {
             # Only MovieLens is available on these machines; the other datasets' columns are
             # not part of this preset.
             datasets={"movielens": "movielens:max_train=1000,max_eval=150",
+                      "movielens_time": "movielens:shift=time,max_train=1000,max_eval=150",
                       "amazon": None, "retinopathy": None, "imagenet": None},
-            grids={"movielens": {m: {"lr": (1e-4,)} for m in ("ft", "ht", "fs", "lp_ft", "lora")}},
+            grids={d: {m: {"lr": (1e-4,)} for m in ("ft", "ht", "fs", "lp_ft", "lora")}
+                   for d in ("movielens", "movielens_time")},
         ),
         Preset(
             "smoke", "tiny random backbones on generated fixtures; seconds (CI)",
@@ -86,7 +88,9 @@ PRESETS: dict[str, Preset] = {
                       "vision": {"backbone": "vit-tiny", "weights": "random", "batch_size": 16,
                                  "epochs": 1, "small_conv": (4, 4, 4, 4), "adapter_hidden": 8,
                                  "lora_rank": 2}},
-            datasets={"movielens": "movielens:fixture=1", "amazon": "amazon:fixture=1",
+            datasets={"movielens": "movielens:fixture=1",
+                      "movielens_time": "movielens:shift=time,fixture=1",
+                      "amazon": "amazon:fixture=1",
                       "retinopathy": "retinopathy:fixture=1,image_size=32",
                       "imagenet": "imagenet:fixture=1,image_size=32"},
         ),

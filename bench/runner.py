@@ -13,7 +13,6 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from levi_core.data.base import declaration

@@ -123,6 +123,19 @@ class MetricGrid:
         """The columns whose dataset is part of the preset (``cpu`` has MovieLens only)."""
         return tuple(c for c in self.all_columns() if resolve(preset, c.dataset) is not None)
 
+    def notes(self, table) -> list[str]:
+        """Facts a reader needs beside the cells: FT+ZeroShot's mixing weight chosen on id_val."""
+        out = []
+        if "ft_zeroshot" in self.rows:
+            for dataset in dict.fromkeys(sh.dataset for sh in self.shifts):
+                ds = resolve(table.preset, dataset)
+                alphas = {seed: rec["extras"].get("alpha") for (d, m, seed), rec in table.selected.items()
+                          if d == ds and m == "ft_zeroshot" and "alpha" in (rec.get("extras") or {})}
+                if alphas:
+                    chosen = ", ".join(f"{a} (seed {s})" for s, a in sorted(alphas.items()))
+                    out.append(f"FT+ZeroShot's alpha chosen on id_val, {dataset}: {chosen}.")
+        return list(dict.fromkeys(out))
+
     def needs(self, preset: str) -> list[Need]:
         rows = self.rows_for(preset) + self.references
         return [Need(c.dataset, rows, grid_dataset=c.dataset) for c in self.columns_for(preset)]
@@ -269,110 +282,6 @@ class OodBreakdown:
 
     def figures(self, frame, table, folder: Path) -> list[Path]:
         return []
-
-    baseline = staticmethod(cell_baseline)
-    missing = staticmethod(missing_cells)
-
-
-# ------------------------------------------------------------------ layer curve (Fig. 4)
-@dataclass(frozen=True)
-class LayerCurve(MetricGrid):
-    """One row per layer of the preset's text backbone (``layer/<k>``), with the ID and OOD
-    curve of its first shift drawn against the layer index."""
-
-    rows: tuple[str, ...] = ()
-
-    def rows_for(self, preset: str) -> tuple[str, ...]:
-        return layer_rows(preset)
-
-    def markdown(self, frame: pd.DataFrame, table) -> str:
-        return super().markdown(frame, table) + f"\n![{table.spec.title}]({table.spec.name}_layers.png)\n"
-
-    def figures(self, frame: pd.DataFrame, table, folder: Path) -> list[Path]:
-        plt = _pyplot()
-        shift = self.shifts[0]
-        cells = frame.set_index(["column", "method"])
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
-        for ax, part, name in ((axes[0], "id", "ID"), (axes[1], "ood", "OOD (mean over sets)")):
-            pts = [(i + 1, cells.loc[(f"{shift.key}/{part}", m)])
-                   for i, m in enumerate(self.rows_for(table.preset))]
-            pts = [(k, c) for k, c in pts if not pd.isna(c["mean"])]
-            if pts:
-                ax.errorbar([k for k, _ in pts], [c["mean"] for _, c in pts],
-                            yerr=[0.0 if pd.isna(c["std"]) else c["std"] for _, c in pts],
-                            marker="o", capsize=3)
-            ax.set_xlabel("layer of the frozen large model")
-            ax.set_ylabel(f"{name} {shift.metric.upper()}")
-            ax.set_title(f"{shift.label}: {name}", fontsize=9)
-            ax.grid(alpha=0.3)
-        return [_save(fig, folder / f"{table.spec.name}_layers.png")]
-
-
-# ------------------------------------------------------------------ sweep
-@dataclass(frozen=True)
-class Sweep:
-    """A figure over a family of datasets (e.g. the spurious-strength sweep of E.8).
-
-    ``points`` maps the swept value (x axis) to a dataset id; each point runs ``methods`` and is
-    plotted as ``metric`` of ``role`` (selected on id_val, mean ± std over seeds).
-    """
-
-    key: str
-    title: str
-    x_label: str
-    points: Mapping[float, str]
-    methods: tuple[str, ...]
-    role: str
-    metric: str
-
-    def columns(self) -> list[Column]:
-        return [Column(f"{self.key}@{x}", str(x), d, self.role, self.metric) for x, d in self.points.items()]
-
-    def needs(self, preset: str) -> list[Need]:
-        return [Need(d, self.methods) for d in self.points.values()]
-
-    def collect(self, recs) -> pd.DataFrame:
-        return recs.cells(self.methods, self.columns())
-
-    def markdown(self, frame: pd.DataFrame, table) -> str:
-        cells = frame.set_index(["column", "method"])
-        texts = {"Method": [label(m) for m in self.methods]}
-        for x, col in zip(self.points, self.columns()):
-            texts[f"{x:g}"] = [cell_text(cells.loc[(col.key, m)], self.metric) for m in self.methods]
-        return (f"\n## {self.title}\n\n![{self.title}]({table.spec.name}_{self.key}.png)\n\n"
-                + styling.markdown_table(pd.DataFrame(texts))
-                + f"\nx: {self.x_label}. y: {self.role} {self.metric} of the run selected on id_val.\n")
-
-    def latex(self, frame: pd.DataFrame, table) -> str:
-        cells = frame.set_index(["column", "method"])
-        texts = {"Method": [label(m) for m in self.methods]}
-        for x, col in zip(self.points, self.columns()):
-            texts[f"{x:g}"] = [cell_text(cells.loc[(col.key, m)], self.metric) for m in self.methods]
-        caption = (f"{self.title}. x: {self.x_label}. Cells: {self.role} {self.metric} of the run "
-                   "selected on id_val, mean ± std over seeds.")
-        return styling.latex_table(pd.DataFrame(texts), caption, f"{table.spec.name}-{self.key}")
-
-    def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
-        return csv_rows(frame, table, {})
-
-    def figures(self, frame: pd.DataFrame, table, folder: Path) -> list[Path]:
-        plt = _pyplot()
-        cells = frame.set_index(["column", "method"])
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        xs = sorted(self.points)
-        for m in self.methods:
-            pts = [(x, cells.loc[(f"{self.key}@{x}", m)]) for x in xs]
-            pts = [(x, c) for x, c in pts if not pd.isna(c["mean"])]
-            if pts:
-                ax.errorbar([x for x, _ in pts], [c["mean"] for _, c in pts],
-                            yerr=[0.0 if pd.isna(c["std"]) else c["std"] for _, c in pts],
-                            marker="o", capsize=3, label=label(m))
-        ax.set_xlabel(self.x_label, fontsize=8)
-        ax.set_ylabel(f"{self.role} {self.metric}")
-        ax.set_title(self.title, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        return [_save(fig, folder / f"{table.spec.name}_{self.key}.png")]
 
     baseline = staticmethod(cell_baseline)
     missing = staticmethod(missing_cells)
