@@ -104,8 +104,8 @@ def _token_available() -> bool:
 
 def auth_help(address: str) -> str:
     """How to pass a cluster's token to `bench run` (and to each `ray start` of a node)."""
-    return (f"The cluster at {address} uses Ray token authentication (on by default for "
-            "`ray start` since Ray 2.5x) and refused this driver's token"
+    return (f"the Ray cluster at {address} uses token authentication and refused this "
+            "driver's token"
             f"{'' if _token_available() else ' (this process has none)'}. Copy the cluster's "
             "token (on the head: `ray get-auth-token`) and run `RAY_AUTH_MODE=token "
             "RAY_AUTH_TOKEN=<token> bench run ... --address ...` (or put it in a file and set "
@@ -252,7 +252,11 @@ def _join(ray, address: str, kwargs: dict[str, Any]) -> None:
     global JOIN_STUCK
     t = threading.Thread(target=connect, daemon=True, name="ray-join")
     t.start()
-    t.join(CONNECT_TIMEOUT_S)
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while t.is_alive() and time.monotonic() < deadline:  # a refused token shows in Ray's log
+        t.join(0.2)
+        if any(w in os.pread(log.fileno(), 1 << 20, 0) for w in (b"Unauthenticated", b"InvalidAuthToken")):
+            break
     os.dup2(saved, 2)
     os.close(saved)
     log.seek(0)
@@ -261,7 +265,7 @@ def _join(ray, address: str, kwargs: dict[str, Any]) -> None:
         sys.stderr.write(text)  # the usual Ray start-up lines
         return
     err = outcome.get("error")
-    if err is None:  # still trying: the CLI exits without waiting for Ray's own shutdown
+    if t.is_alive():  # still trying: the CLI exits without waiting for Ray's own shutdown
         JOIN_STUCK = True
     if ("Unauthenticated" in text or "InvalidAuthToken" in text
             or type(err).__name__ == "AuthenticationError"):

@@ -51,14 +51,22 @@ class ResultsDirError(UserError):
 
 def results_dir_error(path: Path, e: OSError) -> ResultsDirError:
     """One message naming the problem with the results folder and the fix."""
+    full = (errno.ENOSPC, errno.EDQUOT)
+    denied = (errno.EROFS, errno.EACCES, errno.EPERM)
     why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
            errno.EPERM: "permission denied", errno.ENOTDIR: "a path component is a file, not a folder",
            errno.EEXIST: "a file is in the way of a folder"}.get(e.errno, e.strerror or str(e))
+    if e.errno in full:
+        fix = "free space on that disk, or pass --results-dir on another disk"
+    elif e.errno in denied:
+        fix = "make it writable, or pass --results-dir with a writable folder"
+    else:
+        fix = "pass --results-dir with a folder (or a path where one can be created)"
     return ResultsDirError(
         f"cannot use the results folder {path}: {why} ({e.filename or path}). Nothing was "
-        f"half-written: finished records are kept. Free space or fix the permissions, or pass "
-        f"--results-dir with a writable folder, then run the same command again.")
+        f"half-written: finished records are kept. To fix: {fix}, then run the same command "
+        f"again.")
 
 
 def record_schema(record: dict[str, Any]) -> int:

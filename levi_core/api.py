@@ -118,10 +118,10 @@ def preflight(dataset_ids, settings: Mapping[str, Any], data_dir: str | None = N
         cfg = settings.get(modality) or {}
         if cfg.get("weights", "pretrained") != "pretrained" or "backbone" not in cfg:
             continue
-        from levi_core.backbones import resolve_weights_dir
+        from levi_core.backbones import load_backbone
 
-        try:
-            resolve_weights_dir(cfg["backbone"], cfg.get("weights_dir"))
+        try:  # found, readable, and every tensor of the shape the architecture expects
+            load_backbone(cfg["backbone"], cfg.get("weights_dir"))
         except UserError as e:
             problems.append(str(e))
     return problems
