@@ -225,6 +225,7 @@ def cmd_report(args) -> int:
     for path, why in dict(ledger.corrupt).items():
         print(f"warning: corrupt record {path} ({why}); `bench run` will re-run its job",
               file=sys.stderr)
+    _warn_outdated(ledger)
     for spec in specs:
         result = collect(spec, args.preset, ledger)
         paths = write_all(result, args.tables_dir)
@@ -251,7 +252,20 @@ def cmd_status(args) -> int:
               f"{counts['diverged']:>8} {counts['pending']:>7}")
     for path, why in ledger.corrupt:
         print(f"corrupt record (counted as pending): {path} ({why})")
+    _warn_outdated(ledger, file=sys.stdout)
     return 0
+
+
+def _warn_outdated(ledger, file=None) -> None:
+    """Records of another schema version: left out of every table, re-run by `bench run`."""
+    from bench.ledger import SCHEMA_VERSION
+
+    versions = sorted({v for _, v in ledger.outdated})
+    if versions:
+        print(f"warning: {len(ledger.outdated)} record(s) under {ledger.records_dir} have schema "
+              f"version {', '.join(map(str, versions))}, not {SCHEMA_VERSION}: they are left out of "
+              f"tables and counted as pending; `bench run` re-runs their jobs",
+              file=file or sys.stderr)
 
 
 def cmd_check(args) -> int:

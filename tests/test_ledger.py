@@ -140,3 +140,24 @@ def test_two_drivers_on_one_results_folder_share_the_work(tmp_path):
     ledger = Ledger(tmp_path / "res")
     assert len(ledger.read_all()) == n_jobs and not ledger.corrupt
     assert not list(ledger.claims_dir.glob("*.json"))  # every claim released
+
+
+def test_status_and_report_name_records_of_another_version(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+    from bench.specs import TABLES
+
+    spec = TableSpec(name="toyv2", title="T", caption="T.", rows=("toy_fit",),
+                     columns=(Column("id", "ID", "toy", "id_test", "rmse"),), seeds=(0,))
+    monkeypatch.setitem(TABLES, spec.name, spec)
+    common = ["--preset", "smoke", "--results-dir", str(tmp_path)]
+    assert main(["run", spec.name, "--executor", "local", *common]) == 0
+    job = plan(spec, "smoke")[0]
+    path = tmp_path / "smoke" / "records" / f"{job.id}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "schema": 99}))
+    capsys.readouterr()
+    assert main(["status", spec.name, *common]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(spec.name))
+    assert "schema version 99" in out and row.split()[1:] == ["3", "2", "0", "0", "1"]
+    assert main(["report", spec.name, *common, "--tables-dir", str(tmp_path / "t")]) == 0
+    assert "schema version 99" in capsys.readouterr().err
