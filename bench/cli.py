@@ -222,15 +222,15 @@ def cmd_report(args) -> int:
         if not specs:
             raise UserError(f"no records under {ledger.root}: run `bench run TABLE --preset "
                             f"{args.preset}` first (tables: {', '.join(TABLES)})")
-    for path, why in dict(ledger.corrupt).items():
-        print(f"warning: corrupt record {path} ({why}); `bench run` will re-run its job",
-              file=sys.stderr)
-    _warn_outdated(ledger)
     for spec in specs:
         result = collect(spec, args.preset, ledger)
         paths = write_all(result, args.tables_dir)
         print(latex(result) if args.latex else markdown(result))
         print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    for path, why in dict(ledger.corrupt).items():  # known once the records have been read
+        print(f"warning: corrupt record {path} ({why}); `bench run` will re-run its job",
+              file=sys.stderr)
+    _warn_outdated(ledger)
     return 0
 
 
