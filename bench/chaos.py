@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kills: {sum(kills.values())} SIGKILL ({kills['driver']} driver, {kills['worker']} "
           f"worker), {restarts} restarts of bench run; final run exit status {rc}")
     print(f"jobs: {len(final)} finished of {len(ref.finished())} in the reference; "
-          f"{len(seen)} were seen finished at some kill")
+          f"{len(seen)} seen finished at a kill or at the end")
     print(f"finished records lost: {len(lost)}")
     print(f"finished records rewritten: {len(rewritten)}")
     print(f"finished jobs run again: {len(run_again)}")

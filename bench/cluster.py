@@ -53,7 +53,8 @@ def processes_of(temp_dir: Path) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if str(temp_dir) in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                if int(entry.name) != os.getpid() and \
+                        str(temp_dir) in (entry / "cmdline").read_bytes().decode(errors="replace"):
                     roots.append(int(entry.name))
             except OSError:
                 pass

@@ -137,6 +137,8 @@ def test_two_drivers_on_one_results_folder_share_the_work(tmp_path):
     assert len(runs) == len(set(runs)) == n_jobs  # no job ran twice, none was lost
     ran = [int(o.split("RAN ")[1].split()[0]) for o, _ in outs]
     assert sum(ran) == n_jobs and min(ran) > 0, outs  # both drivers worked
+    elsewhere = [int(o.split("ELSEWHERE ")[1].split()[0]) for o, _ in outs]
+    assert sum(elsewhere) > 0, outs  # and each used the other's records instead of re-running
     ledger = Ledger(tmp_path / "res")
     assert len(ledger.read_all()) == n_jobs and not ledger.corrupt
     assert not list(ledger.claims_dir.glob("*.json"))  # every claim released
