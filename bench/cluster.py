@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "bench.cli", "run", args.table, "--preset", args.preset,
                "--results-dir", str(res), "--address", address]
         driver_log = open(base / "lost-driver.log", "w")
+        phase_start = len(jobs_log.read_text().splitlines()) if jobs_log.exists() else 0
         t0 = time.perf_counter()
         driver = subprocess.Popen(cmd, env={**base_env, **auth}, cwd=ROOT, stdout=driver_log,
                                   stderr=subprocess.STDOUT)
@@ -169,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
                                          len(list(records.glob("*.json"))) < n_jobs * args.kill_at):
             time.sleep(0.1)
         n_before = len(list(records.glob("*.json"))) if records.is_dir() else 0
-        starts_before = len(jobs_log.read_text().splitlines()) if jobs_log.exists() else 0
         victims = processes_of(node_dir)
         kill_all(victims)
         print(f"killed the second node ({len(victims)} processes) with {n_before} of {n_jobs} "
@@ -182,13 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             rec = json.loads(path.read_text())
             after[rec["job_id"]] = rec
         failed = [r for r in after.values() if r["state"] == "failed"]
-        starts = jobs_log.read_text().split("\n") if jobs_log.exists() else []
-        starts = [s.split()[0] for s in starts if s.strip()]
-        retried = sum(1 for j, n in Counter(starts[starts_before:]).items()
-                      if n > 1 or j in starts[:starts_before])
+        starts = [line.split()[0] for line in jobs_log.read_text().splitlines()[phase_start:]
+                  if line.strip()]
+        retried = sum(1 for n in Counter(starts).values() if n > 1)
         print(f"driver kept going: exit {rc1} after {took:.0f} s; {len(after)} records, "
-              f"{len(failed)} failed (system failures after retries), about {retried} jobs "
-              f"re-run by Ray after the loss", flush=True)
+              f"{len(failed)} failed (system failures after retries); {retried} jobs started "
+              f"twice (the lost node's, re-run by Ray on the head)", flush=True)
         for r in failed[:3]:
             print(f"  failed: {r['job']['method']} {r['job']['dataset']}: {r.get('error', '')[:160]}")
         p = bench("--address", address, results=res)
