@@ -7,7 +7,8 @@ What it does, printing each figure:
 
 1. starts a Ray head and a second Ray node as separate processes (`ray start`, each with its
    own temp dir and one CPU) with token authentication on, as the pinned Ray expects;
-2. `bench run --address` without the token: how fast and with which message it is refused;
+2. `bench run --address` at a port where nothing listens, then at the head without the token:
+   how fast and with which message each is refused;
 3. `bench run --address` with the token: wall time, and how many jobs each node ran (from the
    records' ``provenance.node``); the reference tables;
 4. a fresh results folder: `bench run --address` again, and SIGKILL of the second node (its
@@ -132,12 +133,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster: head and a second node at {address}, 1 CPU each, token auth on "
               f"({time.perf_counter() - t0:.1f} s to start)", flush=True)
 
-        # 2. without the token
+        # 2. a wrong address, then the right one without the token
+        t0 = time.perf_counter()
+        p = bench("--address", f"127.0.0.1:{free_port()}", env=base_env, results=base / "refused")
+        took = time.perf_counter() - t0
+        ok &= p.returncode == 2 and "no Ray cluster answers" in p.stderr and took < 10
+        print(f"an address where nothing listens: exit {p.returncode} after {took:.1f} s", flush=True)
         t0 = time.perf_counter()
         p = bench("--address", address, env=base_env, results=base / "refused")
         took = time.perf_counter() - t0
         msg = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
-        refused_ok = p.returncode == 2 and "RAY_AUTH_TOKEN" in p.stderr and "Traceback" not in p.stderr
+        refused_ok = (p.returncode == 2 and "RAY_AUTH_TOKEN" in p.stderr and took < 10
+                      and "Traceback" not in p.stderr)
         ok &= refused_ok
         print(f"without the token: exit {p.returncode} after {took:.1f} s: {msg[:160]}...", flush=True)
 

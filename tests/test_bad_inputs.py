@@ -110,6 +110,21 @@ def test_read_only_results_folder(tmp_path):
     assert not any(ro.iterdir())
 
 
+@pytest.mark.parametrize("code, needle", [(errno.EROFS, "read-only"), (errno.EACCES, "permission denied")])
+def test_results_folder_that_refuses_writes(tmp_path, capsys, monkeypatch, code, needle):
+    # what a read-only mount or another user's folder answers (root ignores chmod, so simulated)
+    import bench.ledger as ledger_mod
+
+    def refuse(*a, **k):
+        raise OSError(code, os.strerror(code), str(tmp_path / "paper" / "records"))
+
+    monkeypatch.setattr(ledger_mod.tempfile, "mkstemp", refuse)
+    assert main(["run", "synthetic", "--executor", "local", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot use the results folder" in err and needle in err and "writable" in err
+    assert not list(tmp_path.rglob("*.json"))
+
+
 def test_disk_full_mid_run_keeps_finished_records_and_leaves_no_partial_file(tmp_path, capsys,
                                                                             monkeypatch):
     import bench.ledger as ledger_mod
