@@ -195,14 +195,16 @@ class RayExecutor:
         return len(self._refs)
 
     def slots(self) -> int:
-        """Jobs the cluster can run at once now (alive nodes' resources / one job's ask)."""
+        """Jobs to keep submitted: twice what the cluster can run at once now (alive nodes'
+        resources / one job's ask), so that a worker never waits for the driver between jobs,
+        while another driver on the same results folder still finds jobs left to claim."""
         when, n = self._slots
         if time.monotonic() - when < 2.0:
             return n
         total = self._ray.cluster_resources()
         asks = {"CPU": self.resources.cpus, "GPU": self.resources.gpus, "TPU": self.resources.tpus}
         fits = [int(total.get(k, 0) // v) for k, v in asks.items() if v > 0]
-        n = max(1, min(fits) if fits else 1)
+        n = 2 * max(1, min(fits) if fits else 1)
         self._slots = (time.monotonic(), n)
         return n
 
