@@ -104,9 +104,14 @@ def _token_available() -> bool:
 
 def auth_help(address: str) -> str:
     """How to pass a cluster's token to `bench run` (and to each `ray start` of a node)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        why = "RAY_AUTH_MODE is not `token` here, so Ray sent no token"
+    elif not _token_available():
+        why = "this process has none"
+    else:
+        why = "the token given is not the cluster's"
     return (f"the Ray cluster at {address} uses token authentication and refused this "
-            "driver's token"
-            f"{'' if _token_available() else ' (this process has none)'}. Copy the cluster's "
+            f"driver ({why}). Copy the cluster's "
             "token (on the head: `ray get-auth-token`) and run `RAY_AUTH_MODE=token "
             "RAY_AUTH_TOKEN=<token> bench run ... --address ...` (or put it in a file and set "
             "RAY_AUTH_TOKEN_PATH=<file>); every `ray start --address` of a worker node needs the "
