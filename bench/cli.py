@@ -1,8 +1,10 @@
 """The ``bench`` command line: run, report, status, ls, data describe, speed.
 
 Flags live here only; everything below takes plain arguments. A user mistake (unknown table,
-method, preset or flag; unreadable data) ends with one ``error:`` line and exit status 2, never
-a traceback.
+method, preset or flag; unreadable data; a results folder that is not a writable folder; a Ray
+address that does not answer or refuses us) ends with one ``error:`` message and exit status 2,
+never a traceback. An unexpected exception (a bug) prints one line too, exit status 3, and its
+traceback with BENCH_TRACEBACK=1.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ from levi_core.errors import UserError  # noqa: E402
 from bench.presets import DEFAULT_PRESET, PRESETS  # noqa: E402
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    return value
 
 
 def _add_subset(p: argparse.ArgumentParser) -> None:
@@ -50,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="ray", choices=["ray", "local"],
                      help="ray (default: a local instance, or --address) or local (in-process)")
     run.add_argument("--address", default=None, help="address of a running Ray cluster to join")
-    run.add_argument("--cpus-per-job", type=float, default=1.0, help="Ray CPUs per job (default 1)")
-    run.add_argument("--gpus-per-job", type=float, default=0.0,
+    run.add_argument("--cpus-per-job", type=_number, default=1.0, help="Ray CPUs per job (default 1)")
+    run.add_argument("--gpus-per-job", type=_number, default=0.0,
                      help="Ray GPUs per job; a fraction shares a GPU and caps JAX's memory share")
-    run.add_argument("--tpus-per-job", type=float, default=0.0, help="Ray TPU chips per job")
+    run.add_argument("--tpus-per-job", type=_number, default=0.0, help="Ray TPU chips per job")
     run.add_argument("--data-dir", action="append", default=[], metavar="[DATASET=]DIR",
                      help="local files of the datasets: DIR for all, or DATASET=DIR (repeatable), "
                           "e.g. --data-dir movielens=../shared/data/movielens_100k")
@@ -98,14 +109,37 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["speed", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        code = _fail(f"error: {e}", EXIT_USER_ERROR)
     except KeyboardInterrupt:
         print("\ninterrupted: finished jobs are recorded; run the same command again to resume",
               file=sys.stderr)
         return 130
+    except OSError as e:  # a file or folder the command needs (tables folder, data, disk full)
+        where = f" {e.filename}" if e.filename else ""
+        code = _fail(f"error: cannot use{where}: {e.strerror or e}. Check that the path exists, is "
+                     "a folder where one is expected, is writable and its disk is not full; or "
+                     "pass another --results-dir / --tables-dir. Finished records are kept.",
+                     EXIT_USER_ERROR)
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback on request
+        if os.environ.get("BENCH_TRACEBACK"):
+            raise
+        code = _fail(f"internal error: {type(e).__name__}: {e}. This is a bug in levi-bench; "
+                     "run again with BENCH_TRACEBACK=1 for the traceback and report it. Finished "
+                     "records are kept.", EXIT_INTERNAL_ERROR)
+    return code
+
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    from bench import executors
+
+    if executors.JOIN_STUCK:  # Ray is still retrying a refused connection: do not wait for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 # ------------------------------------------------------------------ commands
@@ -133,6 +167,9 @@ def cmd_run(args) -> int:
     ledger = Ledger(args.results_dir / args.preset)
     args.data_dirs = parse_data_dirs(args.data_dir)
     _preflight(spec, jobs, args)
+    ledger.check_usable()  # a file, read-only or full disk: say so before any job starts
+    if args.address and args.executor != "ray":
+        raise UserError("--address joins a Ray cluster: use it with --executor ray (the default)")
     executor = make_executor(args.executor, args.address, resources)
     try:
         summary = run_jobs(jobs, spec, args.preset, executor, ledger, data_dir=args.data_dirs)
@@ -140,7 +177,9 @@ def cmd_run(args) -> int:
         executor.close()
     states = ", ".join(f"{n} {s}" for s, n in sorted(summary.states.items())) or "nothing new"
     print(f"{spec.name} [{args.preset}]: {summary.ran} ran ({states}), {summary.skipped} already "
-          f"finished, {summary.stale} stale re-run, {len(summary.blocked)} blocked", file=sys.stderr)
+          f"finished, {summary.stale} stale re-run, {len(summary.blocked)} blocked"
+          + (f", {summary.elsewhere} run by another bench run" if summary.elsewhere else ""),
+          file=sys.stderr)
     for line in summary.blocked:
         print(f"  blocked: {line}", file=sys.stderr)
     print(f"next: bench report {spec.name} --preset {args.preset}", file=sys.stderr)
@@ -205,14 +244,15 @@ def cmd_report(args) -> int:
         if not specs:
             raise UserError(f"no records under {ledger.root}: run `bench run TABLE --preset "
                             f"{args.preset}` first (tables: {', '.join(TABLES)})")
-    for path, why in dict(ledger.corrupt).items():
-        print(f"warning: corrupt record {path} ({why}); `bench run` will re-run its job",
-              file=sys.stderr)
     for spec in specs:
         result = collect(spec, args.preset, ledger)
         paths = write_all(result, args.tables_dir)
         print(latex(result) if args.latex else markdown(result))
         print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    for path, why in dict(ledger.corrupt).items():  # known once the records have been read
+        print(f"warning: corrupt record {path} ({why}); `bench run` will re-run its job",
+              file=sys.stderr)
+    _warn_outdated(ledger)
     return 0
 
 
@@ -237,7 +277,20 @@ def cmd_status(args) -> int:
               f"{counts['diverged']:>8} {counts['pending']:>7}")
     for path, why in ledger.corrupt:
         print(f"corrupt record (counted as pending): {path} ({why})")
+    _warn_outdated(ledger, file=sys.stdout)
     return 0
+
+
+def _warn_outdated(ledger, file=None) -> None:
+    """Records of another schema version: left out of every table, re-run by `bench run`."""
+    from bench.ledger import SCHEMA_VERSION
+
+    versions = sorted({v for _, v in ledger.outdated})
+    if versions:
+        print(f"warning: {len(ledger.outdated)} record(s) under {ledger.records_dir} have schema "
+              f"version {', '.join(map(str, versions))}, not {SCHEMA_VERSION}: they are left out of "
+              f"tables and counted as pending; `bench run` re-runs their jobs",
+              file=file or sys.stderr)
 
 
 def cmd_check(args) -> int:

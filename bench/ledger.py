@@ -3,36 +3,94 @@
 Layout under ``<results>/<preset>/``:
   ``records/<job_id>.json``  the job's record (state done / failed / diverged, metrics, provenance)
   ``artifacts/<job_id>/``     what later jobs may need (predictions, checkpoints)
+  ``claims/<job_id>.json``    which ``bench run`` is running the job right now
+  ``claims/drivers/<id>.lock`` one per running ``bench run``, locked for as long as it lives
 
 A record is written with a temporary file and ``os.replace``, so a reader sees either no
 record or a whole one: a run killed at any point leaves finished jobs recorded and the rest
 pending. A record that cannot be parsed (a truncated or edited file) is reported and its job
-counts as pending, so it is re-run.
+counts as pending, so it is re-run. So is a record written under another ``SCHEMA_VERSION``:
+it is never mixed with current records.
+
+Two ``bench run`` on one results folder share the work: a driver *claims* a job before it
+starts it. A claim is a file created with ``os.link`` (atomic, fails if the file exists) that
+names the driver; a driver holds an exclusive ``flock`` on its own lease file for its whole
+life, so the kernel (or the NFS server) drops the lease the moment the driver dies, however it
+dies. A claim whose driver's lease is free is dead and is taken over, under a short global
+lock so that two drivers never both take over one claim.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import platform
 import shutil
 import tempfile
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from levi_core.errors import UserError
+
 DONE, FAILED, DIVERGED = "done", "failed", "diverged"
 FINISHED = (DONE, DIVERGED)  # terminal states that a rerun skips; failed jobs are retried
 RECORD_FIELDS = ("job_id", "job", "state", "metrics")
+# The layout and meaning of a record. Bump it when a field's meaning changes: records of any
+# other version (records without the field are version 1) are reported and re-run, never mixed.
+SCHEMA_VERSION = 3  # 3: records hold the resolved settings of their modality
+
+
+class ResultsDirError(UserError):
+    """The results folder cannot be created, read or written (not a folder, read-only, full)."""
+
+
+def results_dir_error(path: Path, e: OSError) -> ResultsDirError:
+    """One message naming the problem with the results folder and the fix."""
+    full = (errno.ENOSPC, errno.EDQUOT)
+    denied = (errno.EROFS, errno.EACCES, errno.EPERM)
+    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied", errno.ENOTDIR: "a path component is a file, not a folder",
+           errno.EEXIST: "a file is in the way of a folder"}.get(e.errno, e.strerror or str(e))
+    if e.errno in full:
+        fix = "free space on that disk, or pass --results-dir on another disk"
+    elif e.errno in denied:
+        fix = "make it writable, or pass --results-dir with a writable folder"
+    else:
+        fix = "pass --results-dir with a folder (or a path where one can be created)"
+    return ResultsDirError(
+        f"cannot use the results folder {path}: {why} ({e.filename or path}). Nothing was "
+        f"half-written: finished records are kept. To fix: {fix}, then run the same command "
+        f"again.")
+
+
+def record_schema(record: dict[str, Any]) -> int:
+    """The schema version of a record (records written before versioning are version 1)."""
+    v = record.get("schema", 1)
+    return v if isinstance(v, int) else -1
 
 
 @dataclass
 class Ledger:
     root: Path  # <results>/<preset>
     corrupt: list[tuple[Path, str]] = field(default_factory=list)
+    outdated: list[tuple[Path, int]] = field(default_factory=list)  # (record, its schema version)
+    _lease_fd: int | None = field(default=None, repr=False)
+    _token: str | None = field(default=None, repr=False)
+    _claimed: set[str] = field(default_factory=set, repr=False)
 
     @property
     def records_dir(self) -> Path:
         return self.root / "records"
+
+    @property
+    def claims_dir(self) -> Path:
+        return self.root / "claims"
 
     def artifacts_dir(self, job_id: str) -> Path:
         return self.root / "artifacts" / job_id
@@ -40,27 +98,48 @@ class Ledger:
     def record_path(self, job_id: str) -> Path:
         return self.records_dir / f"{job_id}.json"
 
+    def claim_path(self, job_id: str) -> Path:
+        return self.claims_dir / f"{job_id}.json"
+
+    # ------------------------------------------------------------------ records
     def read(self, job_id: str) -> dict[str, Any] | None:
-        """The job's record, or None when missing or unreadable (noted in ``self.corrupt``)."""
+        """The job's record, or None when missing, unreadable (noted in ``self.corrupt``) or of
+        another schema version (noted in ``self.outdated``): in each case the job is pending."""
         path = self.record_path(job_id)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except UnicodeDecodeError as e:
+            self._note_corrupt(path, f"not UTF-8 text: {e.reason}")
+            return None
+        except OSError as e:
+            raise results_dir_error(self.root, e) from e
         try:
             record = json.loads(text)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
             missing = [f for f in RECORD_FIELDS if f not in record]
             if missing:
                 raise ValueError(f"missing fields {missing}")
             if record["job_id"] != job_id:
                 raise ValueError(f"it holds job {record['job_id']!r}")
         except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
-            self.corrupt.append((path, str(e)))
+            self._note_corrupt(path, str(e))
+            return None
+        version = record_schema(record)
+        if version != SCHEMA_VERSION:
+            if (path, version) not in self.outdated:
+                self.outdated.append((path, version))
             return None
         return record
 
+    def _note_corrupt(self, path: Path, why: str) -> None:
+        if (path, why) not in self.corrupt:
+            self.corrupt.append((path, why))
+
     def read_all(self) -> dict[str, dict[str, Any]]:
-        """Every readable record under this root, job_id -> record."""
+        """Every readable record of this schema version under this root, job_id -> record."""
         out: dict[str, dict[str, Any]] = {}
         if not self.records_dir.is_dir():
             return out
@@ -72,34 +151,203 @@ class Ledger:
 
     def write(self, record: dict[str, Any]) -> Path:
         """Write a record atomically (temp file in the same folder, fsync, rename)."""
-        self.records_dir.mkdir(parents=True, exist_ok=True)
+        record = {**record, "schema": record.get("schema", SCHEMA_VERSION)}
         path = self.record_path(record["job_id"])
-        fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-", suffix=".partial")
+        tmp = None
         try:
-            with os.fdopen(fd, "w") as f:
+            self.records_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-", suffix=".partial")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(record, f, indent=1, sort_keys=True, allow_nan=True)
                 f.write("\n")
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as e:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
+            raise results_dir_error(self.root, e) from e
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
             raise
         return path
 
     def remove_partial_writes(self) -> int:
-        """Delete temp files left by a writer killed before its rename; return how many."""
+        """Delete temp files left by a writer killed before its rename; return how many.
+
+        A temp file younger than a minute may be another live driver's write in progress, so
+        it is left alone (a write takes milliseconds)."""
         if not self.records_dir.is_dir():
             return 0
+        n = 0
+        now = time.time()
         leftovers = list(self.records_dir.glob(".tmp-*.partial"))
+        if self.claims_dir.is_dir():
+            leftovers += list(self.claims_dir.glob(".tmp-claim-*"))
         for path in leftovers:
-            path.unlink(missing_ok=True)
-        return len(leftovers)
+            try:
+                if now - path.stat().st_mtime > 60 or not self._others_alive():
+                    path.unlink(missing_ok=True)
+                    n += 1
+            except FileNotFoundError:
+                pass
+        return n
 
     def fresh_workdir(self, job_id: str) -> Path:
         """An empty artifact folder for a job about to run (drops a killed run's leftovers)."""
         path = self.artifacts_dir(job_id)
-        if path.exists():
-            shutil.rmtree(path)
-        path.mkdir(parents=True)
+        try:
+            if path.exists():
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+        except OSError as e:
+            raise results_dir_error(self.root, e) from e
         return path
+
+    # ------------------------------------------------------------------ the results folder
+    def check_usable(self) -> None:
+        """Fail now, with one clear message, when the results folder cannot hold records."""
+        try:
+            self.records_dir.mkdir(parents=True, exist_ok=True)
+            self.claims_dir.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-probe-", suffix=".partial")
+            try:
+                os.write(fd, b"{}\n" * 64)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as e:
+            raise results_dir_error(self.root, e) from e
+
+    # ------------------------------------------------------------------ claims
+    @property
+    def session(self) -> str | None:
+        """This driver's claim token while a session is open."""
+        return self._token
+
+    def open_session(self) -> str:
+        """Start holding claims: create and lock this driver's lease file."""
+        if self._token is not None:
+            return self._token
+        drivers = self.claims_dir / "drivers"
+        try:
+            drivers.mkdir(parents=True, exist_ok=True)
+            token = f"{platform.node()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            path = drivers / f"{token}.lock"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, json.dumps(self._holder_info(token)).encode())
+        except OSError as e:
+            raise results_dir_error(self.root, e) from e
+        self._lease_fd, self._token = fd, token
+        return token
+
+    def close_session(self) -> None:
+        """Release every claim this driver still holds and its lease."""
+        for job_id in list(self._claimed):
+            self.release(job_id)
+        if self._lease_fd is not None:
+            (self.claims_dir / "drivers" / f"{self._token}.lock").unlink(missing_ok=True)
+            os.close(self._lease_fd)
+        self._lease_fd = self._token = None
+
+    def _holder_info(self, token: str) -> dict[str, Any]:
+        return {"driver": token, "host": platform.node(), "pid": os.getpid(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def _driver_alive(self, token: str) -> bool:
+        """Whether the driver behind a claim still lives (its lease file is locked)."""
+        if token == self._token:
+            return True
+        path = self.claims_dir / "drivers" / f"{token}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also drops the lock if we got it
+        path.unlink(missing_ok=True)  # its driver is gone
+        return False
+
+    def _others_alive(self) -> bool:
+        drivers = self.claims_dir / "drivers"
+        if not drivers.is_dir():
+            return False
+        return any(self._driver_alive(p.stem) for p in drivers.glob("*.lock")
+                   if p.stem != self._token)
+
+    def holder(self, job_id: str) -> dict[str, Any] | None:
+        """Who holds the job's claim, if a live driver does (None: free, dead holder, or us)."""
+        info = self._read_claim(job_id)
+        if info is None or info.get("driver") == self._token:
+            return None
+        return info if self._driver_alive(str(info.get("driver"))) else None
+
+    def _read_claim(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            info = json.loads(self.claim_path(job_id).read_text(encoding="utf-8"))
+            return info if isinstance(info, dict) else {"driver": "?"}
+        except FileNotFoundError:
+            return None
+        except (ValueError, UnicodeDecodeError):
+            return {"driver": "?"}  # unreadable: no live driver writes such a claim
+
+    def claim(self, job_id: str) -> dict[str, Any] | None:
+        """Claim a job for this driver. None: it is ours now; else the live holder's info.
+
+        After a successful claim, re-read the record: another driver may have finished the job
+        between our last look and our claim."""
+        self.open_session()
+        path = self.claim_path(job_id)
+        mine = self._holder_info(self._token)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.claims_dir, prefix=".tmp-claim-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(mine, f)
+            try:
+                while True:
+                    try:
+                        os.link(tmp, path)  # atomic: fails when a claim exists
+                        self._claimed.add(job_id)
+                        return None
+                    except FileExistsError:
+                        pass
+                    current = self._read_claim(job_id)
+                    if current is None:
+                        continue  # released in between: try again
+                    if current.get("driver") == self._token:
+                        self._claimed.add(job_id)
+                        return None
+                    if self._driver_alive(str(current.get("driver"))):
+                        return current
+                    if self._take_over(job_id, current, tmp):
+                        self._claimed.add(job_id)
+                        return None
+            finally:
+                os.unlink(tmp)
+        except OSError as e:
+            raise results_dir_error(self.root, e) from e
+
+    def _take_over(self, job_id: str, dead: dict[str, Any], tmp: str) -> bool:
+        """Replace a dead driver's claim with ours, under a global lock (one taker wins)."""
+        with open(self.claims_dir / ".takeover.lock", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            if self._read_claim(job_id) != dead:
+                return False  # someone else took it over (or it was released): look again
+            spare = tmp + ".replace"
+            os.link(tmp, spare)
+            os.replace(spare, self.claim_path(job_id))
+            return True
+
+    def release(self, job_id: str) -> None:
+        """Drop our claim on a job (after its record is written, or when giving it up)."""
+        self._claimed.discard(job_id)
+        info = self._read_claim(job_id)
+        if info is not None and info.get("driver") == self._token:
+            self.claim_path(job_id).unlink(missing_ok=True)

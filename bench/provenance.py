@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -35,6 +36,20 @@ def package_versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
+    return out
+
+
+def node() -> dict[str, object]:
+    """The machine that runs this process: host name, and under Ray its IP and node id."""
+    out: dict[str, object] = {"host": platform.node()}
+    try:
+        ray = sys.modules.get("ray")  # never import Ray just to ask
+        if ray is not None and ray.is_initialized():
+            ctx = ray.get_runtime_context()
+            out["ray_node_id"] = ctx.get_node_id()
+            out["ip"] = ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - provenance must never fail a job
+        pass
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TextIO
 
@@ -21,7 +21,7 @@ from levi_core.settings import Settings, settings_dict
 
 from bench import provenance
 from bench.jobs import Job
-from bench.ledger import DONE, FAILED, FINISHED, Ledger
+from bench.ledger import DONE, FAILED, FINISHED, SCHEMA_VERSION, Ledger
 from bench.presets import get_preset
 from bench.selection import select_record
 from bench.specs import TableSpec
@@ -35,6 +35,10 @@ class RunSummary:
     states: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     blocked: list[str] = field(default_factory=list)
     stale: int = 0
+    elsewhere: int = 0  # jobs another `bench run` on the same results folder ran meanwhile
+
+
+POLL_S = 0.5  # how often a driver looks at jobs that another driver is running
 
 
 def job_settings(spec: TableSpec, preset: str) -> Settings:
@@ -101,6 +105,9 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
             existing[j.id] = r
     for path, why in ledger.corrupt:
         print(f"warning: corrupt record {path} ({why}); its job will run again", file=out)
+    for path, version in ledger.outdated:
+        print(f"warning: record {path} has schema version {version}, this harness writes "
+              f"{SCHEMA_VERSION}; it is not mixed into tables and its job will run again", file=out)
 
     settings = job_settings(spec, preset)
     settings_map = settings.as_dict()
@@ -109,6 +116,8 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
     commit = provenance.code_version()
     waiting = list(jobs)
     in_flight: dict[str, tuple[Job, dict[str, str]]] = {}
+    ready: deque[tuple[Job, dict[str, Job], dict[str, str]]] = deque()  # to start when a slot frees
+    elsewhere: dict[str, Job] = {}  # claimed by another live driver: wait for its record
     to_run = 0
     t_start = time.perf_counter()
     done_count = 0
@@ -135,6 +144,33 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
                     continue
                 summary.stale += 1
                 print(f"stale: {j.describe()} ({why}); re-running", file=out)
+            ready.append((j, info, dep_ids))
+        waiting = still
+
+    def advance() -> None:
+        schedule()
+        while launch():  # a record written by another driver meanwhile: evaluate its job again
+            schedule()
+
+    def launch() -> bool:
+        """Start ready jobs while the executor has free slots; a job is claimed first."""
+        nonlocal to_run
+        recheck = False
+        while ready and executor.pending() < executor.slots():
+            j, info, dep_ids = ready.popleft()
+            holder = ledger.claim(j.id)
+            if holder is not None:
+                elsewhere[j.id] = j
+                print(f"elsewhere: {j.describe()} is being run by another bench run (host "
+                      f"{holder.get('host')}, pid {holder.get('pid')}); using its record",
+                      file=out)
+                continue
+            latest = ledger.read(j.id)  # another driver may have recorded it since we looked
+            if latest != existing.get(j.id):
+                ledger.release(j.id)
+                took_over(j, latest)
+                recheck = True
+                continue
             payload = {
                 "job_id": j.id,
                 "config": {**j.fields(), "settings": settings_map, "cache_dir": cache_dir,
@@ -146,25 +182,60 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
             in_flight[j.id] = (j, dep_ids)
             executor.submit(payload)
             to_run += 1
-        waiting = still
+        return recheck
 
-    schedule()
+    def took_over(j: Job, latest: dict | None) -> None:
+        """Another driver settled (or gave up) a job: use its record, or look at it again."""
+        if latest is not None and latest["state"] == FAILED:
+            settled[j.id] = latest  # its failure this session; the next `bench run` retries it
+            summary.elsewhere += 1
+            return
+        if latest is None:
+            existing.pop(j.id, None)
+        else:
+            existing[j.id] = latest
+            summary.elsewhere += 1
+        waiting.append(j)
+
+    def poll_elsewhere() -> None:
+        for job_id, j in list(elsewhere.items()):
+            if ledger.holder(job_id) is None:  # released, or its driver died: look again
+                del elsewhere[job_id]
+                took_over(j, ledger.read(job_id))
+
+    ledger.open_session()
+    try:
+        advance()
+    except BaseException:
+        ledger.close_session()
+        raise
     print(f"{spec.name} [{preset}]: {len(jobs)} jobs, {summary.skipped} already finished, "
           f"running the rest on {executor.name}", file=out)
-    while executor.pending():
-        result = executor.wait()
-        job, dep_ids = in_flight.pop(result["job_id"])
-        record = make_record(job, result, dep_ids=dep_ids, commit=commit)
-        ledger.write(record)
-        settled[job.id] = record
-        summary.ran += 1
-        summary.states[record["state"]] += 1
-        done_count += 1
-        elapsed = time.perf_counter() - t_start
-        print(format_progress(done_count, to_run + len(waiting), job, record, elapsed), file=out)
-        if on_record:
-            on_record(record)
-        schedule()
+    try:
+        while executor.pending() or elsewhere:
+            if not executor.pending():
+                time.sleep(POLL_S)
+                result = None
+            else:
+                result = executor.wait(timeout=POLL_S if elsewhere else None)
+            if result is not None:
+                job, dep_ids = in_flight.pop(result["job_id"])
+                record = make_record(job, result, dep_ids=dep_ids, commit=commit)
+                ledger.write(record)
+                ledger.release(job.id)
+                settled[job.id] = record
+                summary.ran += 1
+                summary.states[record["state"]] += 1
+                done_count += 1
+                elapsed = time.perf_counter() - t_start
+                print(format_progress(done_count, to_run + len(waiting) + len(ready), job, record,
+                                      elapsed), file=out)
+                if on_record:
+                    on_record(record)
+            poll_elsewhere()
+            advance()
+    finally:
+        ledger.close_session()  # releases the claims of jobs that did not finish here
     for j in waiting:  # only possible if a dependency never settled
         summary.blocked.append(f"{j.describe()}: dependencies never settled")
     return summary
@@ -173,6 +244,7 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
 def make_record(job: Job, result: Mapping[str, Any], dep_ids: Mapping[str, str],
                 commit: Mapping[str, Any]) -> dict[str, Any]:
     record = {
+        "schema": SCHEMA_VERSION,
         "job_id": job.id,
         "job": job.fields(),
         "state": result.get("state", FAILED),

@@ -103,10 +103,10 @@ def preflight(dataset_ids, settings, data_dir: str | None = None) -> list[str]:
         s = typed.for_modality(modality)
         if s.weights != "pretrained":
             continue
-        from levi_core.backbones import resolve_weights_dir
+        from levi_core.backbones import load_backbone
 
-        try:
-            resolve_weights_dir(s.backbone, s.weights_dir)
+        try:  # found, readable, and every tensor of the shape the architecture expects
+            load_backbone(s.backbone, s.weights_dir)
         except UserError as e:
             problems.append(str(e))
     return problems

@@ -21,12 +21,15 @@ SPEC = TableSpec(name="toyray", title="Toy", caption="Toy.", seeds=(0, 1),
 
 
 @pytest.fixture(scope="module")
-def ray_executor():
+def ray_executor(tmp_path_factory):
     # Ray workers are separate processes: they learn about the toy family through LEVI_PLUGINS
     # (and find tests/ on PYTHONPATH), exactly as a user's own plugin would be found.
     tests_dir = os.path.dirname(__file__)
-    old = {k: os.environ.get(k) for k in ("LEVI_PLUGINS", "PYTHONPATH")}
+    old = {k: os.environ.get(k) for k in ("LEVI_PLUGINS", "PYTHONPATH", "TOY_CRASH_DIR",
+                                          "TOY_RUN_LOG")}
     os.environ["LEVI_PLUGINS"] = "toy_family"
+    os.environ["TOY_CRASH_DIR"] = str(tmp_path_factory.mktemp("crash"))
+    os.environ["TOY_RUN_LOG"] = str(tmp_path_factory.mktemp("runlog") / "runs.log")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tests_dir, os.path.dirname(tests_dir), old["PYTHONPATH"]]))
     ex = RayExecutor(resources=Resources(cpus=1))
     yield ex
@@ -47,6 +50,23 @@ def test_ray_and_local_give_identical_numbers(tmp_path, ray_executor):
     assert csv_text(collect(SPEC, "smoke", l_ray)) == csv_text(collect(SPEC, "smoke", l_local))
     ens = [j for j in plan(SPEC, "smoke") if j.method == "toy_ens"][0]
     assert l_ray.read(ens.id)["deps"] == l_local.read(ens.id)["deps"]
+
+
+def test_lost_worker_is_retried_but_a_jobs_own_error_is_not(tmp_path, ray_executor):
+    from pathlib import Path
+
+    spec = TableSpec(name="toyfail", title="Toy", caption="Toy.", rows=("toy_crash", "toy_error"),
+                     columns=(Column("id", "ID", "toy", "id_test", "rmse"),), seeds=(0,))
+    ledger = Ledger(tmp_path / "res")
+    s = run_jobs(plan(spec, "smoke"), spec, "smoke", ray_executor, ledger, out=open(os.devnull, "w"))
+    assert s.states == {"done": 1, "failed": 1}
+    crash, error = plan(spec, "smoke")
+    runs = Path(os.environ["TOY_RUN_LOG"]).read_text().split()
+    assert runs.count(crash.id) == 2 and ledger.read(crash.id)["state"] == "done"  # retried
+    assert runs.count(error.id) == 1  # a job's own error: recorded, not retried by Ray
+    rec = ledger.read(error.id)
+    assert rec["state"] == "failed" and "the job's own bug" in rec["error"]
+    assert rec["provenance"]["node"]["ray_node_id"]  # the record names the node that ran it
 
 
 def test_fractional_gpu_share_caps_jax_memory():

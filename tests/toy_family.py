@@ -2,7 +2,8 @@
 
 Importing this module registers dataset ``toy`` and methods ``toy_fit`` (grid lr in {1, 2, 3};
 lr=3 diverges when the dataset option ``nan=1`` is set), ``toy_ens`` (composite over the
-selected toy_fit run) and ``toy_slow`` (sleeps, for kill tests). Predictions are a deterministic
+selected toy_fit run) and ``toy_slow`` (sleeps, for kill tests),
+``toy_crash`` (its worker process dies on the first attempt) and ``toy_error`` (always raises). Predictions are a deterministic
 function of (seed, lr), so every executor gives the same numbers.
 """
 
@@ -32,6 +33,9 @@ def load_toy(options, data_dir):
 register_method(Method("toy_fit", "toy regressor", grid={"lr": (1, 2, 3)}))
 register_method(Method("toy_ens", "toy ensemble", depends_on=("toy_fit",), composite=True))
 register_method(Method("toy_slow", "toy regressor that takes a while", grid={"lr": (1, 2)}))
+register_method(Method("toy_crash", "toy regressor whose worker dies on its first attempt",
+                       grid={"lr": (1,)}))
+register_method(Method("toy_error", "toy regressor that always raises", grid={"lr": (1,)}))
 
 
 def _predict(ds, seed, lr, offset=0.0):
@@ -64,6 +68,23 @@ def run_slow(ctx):
     _count_run(ctx)
     time.sleep(float(os.environ.get("TOY_SLOW_S", "0.5")))
     return RunOutput(predictions=_predict(ctx.dataset, ctx.seed, ctx.hparams["lr"], offset=0.1))
+
+
+@implements("toy_crash", "toy")
+def run_crash(ctx):
+    """A lost worker: the process dies (no exception) unless $TOY_CRASH_DIR marks a try."""
+    _count_run(ctx)
+    marker = os.path.join(os.environ["TOY_CRASH_DIR"], ctx.workdir.name)
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return RunOutput(predictions=_predict(ctx.dataset, ctx.seed, ctx.hparams["lr"]))
+
+
+@implements("toy_error", "toy")
+def run_error(ctx):
+    _count_run(ctx)
+    raise RuntimeError("the job's own bug")
 
 
 def _count_run(ctx):
