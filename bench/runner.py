@@ -123,7 +123,7 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
     done_count = 0
 
     def schedule() -> None:
-        nonlocal waiting, to_run
+        nonlocal waiting
         still: list[Job] = []
         for j in waiting:
             status, info = selected_dependencies(j, by_group, settled)

@@ -17,11 +17,12 @@ import pytest
 
 import toy_family  # noqa: F401
 from bench.cli import main
-from bench.specs import TABLES, Column, TableSpec
+from bench.specs import TABLES, Column, MetricGrid, TableSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-TOY = TableSpec(name="toybad", title="Toy", caption="Toy.", rows=("toy_fit",),
-                columns=(Column("id", "ID", "toy", "id_test", "rmse"),), seeds=(0,))
+TOY = TableSpec(name="toybad", title="Toy", caption="Toy.", seeds=(0,),
+                sections=(MetricGrid(rows=("toy_fit",),
+                                     columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
 
 
 def bench(*argv: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from bench.executors import LocalExecutor
 from bench.jobs import plan
 from bench.ledger import SCHEMA_VERSION, Ledger
 from bench.runner import run_jobs
-from bench.specs import Column, TableSpec
+from bench.specs import Column, MetricGrid, TableSpec
 
 TESTS = Path(__file__).parent
 HOLD = """
@@ -77,8 +77,9 @@ def test_unreadable_claim_is_taken_over(tmp_path):
 
 
 def test_record_of_another_schema_version_is_reported_and_rerun(tmp_path):
-    spec = TableSpec(name="toyv", title="T", caption="T.", rows=("toy_fit",),
-                     columns=(Column("id", "ID", "toy", "id_test", "rmse"),), seeds=(0,))
+    spec = TableSpec(name="toyv", title="T", caption="T.", seeds=(0,),
+                     sections=(MetricGrid(rows=("toy_fit",),
+                                          columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
     ledger = Ledger(tmp_path)
     devnull = open(os.devnull, "w")
     s = run_jobs(plan(spec, "smoke"), spec, "smoke", LocalExecutor(), ledger, out=devnull)
@@ -104,7 +105,7 @@ import sys
 sys.path[:0] = [{root!r}, {tests!r}]
 import toy_family
 from pathlib import Path
-from bench.specs import TableSpec, Column
+from bench.specs import TableSpec, Column, MetricGrid
 from bench.ledger import Ledger
 from bench.runner import run_jobs
 from bench.jobs import plan
@@ -115,8 +116,9 @@ barrier.mkdir(parents=True, exist_ok=True)
 (barrier / str(os.getpid())).touch()
 while len(list(barrier.iterdir())) < 2:
     time.sleep(0.01)
-spec = TableSpec(name="two", title="Two", caption="Two drivers.", rows=("toy_slow", "toy_ens"),
-                 columns=(Column("id", "ID", "toy", "id_test", "rmse"),), seeds=(0, 1, 2, 3))
+spec = TableSpec(name="two", title="Two", caption="Two drivers.", seeds=(0, 1, 2, 3),
+                 sections=(MetricGrid(rows=("toy_slow", "toy_ens"),
+                                      columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
 s = run_jobs(plan(spec, "smoke"), spec, "smoke", LocalExecutor(), Ledger(Path(sys.argv[1])))
 print("RAN", s.ran, "ELSEWHERE", s.elsewhere, "BLOCKED", len(s.blocked), flush=True)
 """
@@ -148,8 +150,9 @@ def test_status_and_report_name_records_of_another_version(tmp_path, capsys, mon
     from bench.cli import main
     from bench.specs import TABLES
 
-    spec = TableSpec(name="toyv2", title="T", caption="T.", rows=("toy_fit",),
-                     columns=(Column("id", "ID", "toy", "id_test", "rmse"),), seeds=(0,))
+    spec = TableSpec(name="toyv2", title="T", caption="T.", seeds=(0,),
+                     sections=(MetricGrid(rows=("toy_fit",),
+                                          columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
     monkeypatch.setitem(TABLES, spec.name, spec)
     common = ["--preset", "smoke", "--results-dir", str(tmp_path)]
     assert main(["run", spec.name, "--executor", "local", *common]) == 0

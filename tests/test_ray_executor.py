@@ -55,8 +55,9 @@ def test_ray_and_local_give_identical_numbers(tmp_path, ray_executor):
 def test_lost_worker_is_retried_but_a_jobs_own_error_is_not(tmp_path, ray_executor):
     from pathlib import Path
 
-    spec = TableSpec(name="toyfail", title="Toy", caption="Toy.", rows=("toy_crash", "toy_error"),
-                     columns=(Column("id", "ID", "toy", "id_test", "rmse"),), seeds=(0,))
+    spec = TableSpec(name="toyfail", title="Toy", caption="Toy.", seeds=(0,),
+                     sections=(MetricGrid(rows=("toy_crash", "toy_error"),
+                                          columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
     ledger = Ledger(tmp_path / "res")
     s = run_jobs(plan(spec, "smoke"), spec, "smoke", ray_executor, ledger, out=open(os.devnull, "w"))
     assert s.states == {"done": 1, "failed": 1}

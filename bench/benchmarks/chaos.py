@@ -1,8 +1,8 @@
 """Chaos: SIGKILL `bench run` (the driver, or a Ray worker running a job) at random moments of a
 grid, rerun until it completes, and count what a user must never see.
 
-    python -m bench.chaos                                   # 20 kills, synthetic, smoke, Ray
-    python -m bench.chaos --executor local --kills 20       # driver kills only (no workers)
+    python -m bench.benchmarks.chaos                                   # 20 kills, synthetic, smoke, Ray
+    python -m bench.benchmarks.chaos --executor local --kills 20       # driver kills only (no workers)
 
 It first runs the grid once uninterrupted (the reference), then again under kills in a fresh
 results folder; each kill hits either the driver (then the whole local Ray instance it started
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench.ledger import FINISHED
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/benchmarks/chaos.py)
 
 
 def descendants(pid: int) -> list[int]:
@@ -126,7 +126,7 @@ def job_log(path: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.benchmarks.chaos", description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", default="synthetic")
     ap.add_argument("--preset", default="smoke")
     ap.add_argument("--executor", default="ray", choices=["ray", "local"])

@@ -1,7 +1,7 @@
 """A two-node Ray cluster on this machine, a driver that joins it, and a node lost mid-run.
 
-    python -m bench.cluster                     # synthetic table, smoke preset
-    python -m bench.cluster --table table1      # another smoke grid
+    python -m bench.benchmarks.cluster                     # synthetic table, smoke preset
+    python -m bench.benchmarks.cluster --table table1      # another smoke grid
 
 What it does, printing each figure:
 
@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.chaos import ROOT, descendants
+from bench.benchmarks.chaos import ROOT, descendants
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -83,7 +83,7 @@ def node_counts(records: Path) -> Counter:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.benchmarks.cluster", description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", default="synthetic")
     ap.add_argument("--preset", default="smoke")
     ap.add_argument("--kill-at", type=float, default=1 / 3,
