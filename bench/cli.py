@@ -291,6 +291,11 @@ def _warn_outdated(ledger, file=None) -> None:
               f"version {', '.join(map(str, versions))}, not {SCHEMA_VERSION}: they are left out of "
               f"tables and counted as pending; `bench run` re-runs their jobs",
               file=file or sys.stderr)
+    other = sorted(set(ledger.other_settings))
+    if other:
+        print(f"warning: {len(other)} record(s) were computed under other settings than the "
+              f"preset's (an edited preset): they are left out of tables; `bench run` re-runs them",
+              file=file or sys.stderr)
 
 
 def cmd_check(args) -> int:

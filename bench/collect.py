@@ -40,11 +40,20 @@ def role_value(record: Mapping[str, Any], role: str, metric: str) -> float | Non
     return None if value is None else float(value)
 
 
-def records_frame(jobs: Sequence[Job], ledger: Ledger) -> pd.DataFrame:
-    """One row per record of the planned jobs (in plan order); ``record`` holds the JSON."""
+def records_frame(jobs: Sequence[Job], ledger: Ledger,
+                  settings: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One row per record of the planned jobs (in plan order); ``record`` holds the JSON.
+
+    With ``settings`` (dataset id -> the settings its records must hold), a finished record
+    computed under other settings is left out (``bench run`` re-runs it) and noted in
+    ``ledger.other_settings``: numbers of different settings are never averaged together."""
     rows = []
     for j in jobs:
         r = ledger.read(j.id)
+        if r is not None and settings is not None and r.get("state") != "failed" \
+                and r.get("settings") != settings.get(j.dataset):
+            ledger.other_settings.append(j.id)
+            continue
         if r is not None:
             rows.append({"job_id": j.id, "dataset": j.dataset, "method": j.method, "seed": j.seed,
                          "hparams": json.dumps(j.hparams_dict, sort_keys=True), "state": r["state"],
@@ -68,8 +77,12 @@ class Records:
 
     @classmethod
     def load(cls, spec: TableSpec, preset: str, ledger: Ledger) -> "Records":
+        from bench.runner import expected_settings, job_settings
+
         jobs = plan(spec, preset)
-        frame = records_frame(jobs, ledger)
+        typed = job_settings(spec, preset)
+        wanted = {ds: expected_settings(typed, ds) for ds in {j.dataset for j in jobs}}
+        frame = records_frame(jobs, ledger, wanted)
         planned = pd.DataFrame([(j.dataset, j.method, j.seed) for j in jobs],
                                columns=["dataset", "method", "seed"]).value_counts()
         selected, all_diverged = {}, set()

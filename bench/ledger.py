@@ -80,6 +80,7 @@ class Ledger:
     root: Path  # <results>/<preset>
     corrupt: list[tuple[Path, str]] = field(default_factory=list)
     outdated: list[tuple[Path, int]] = field(default_factory=list)  # (record, its schema version)
+    other_settings: list[str] = field(default_factory=list)  # job ids whose record has other settings
     _lease_fd: int | None = field(default=None, repr=False)
     _token: str | None = field(default=None, repr=False)
     _claimed: set[str] = field(default_factory=set, repr=False)

@@ -71,3 +71,17 @@ def test_changing_one_setting_reruns_exactly_the_jobs_it_affects(tmp_path, monke
     tab_jobs = {j.id for j in plan(SPEC, "smoke") if j.dataset == "toy_tab"}
     assert again.ran == again.stale == 9 and set(rerun) == tab_jobs
     assert run().ran == 0  # the new records hold the new settings
+
+
+def test_records_of_other_settings_are_left_out_of_tables(tmp_path, monkeypatch):
+    from bench.collect import collect
+
+    ledger = Ledger(tmp_path / "smoke")
+    run_jobs(plan(SPEC, "smoke"), SPEC, "smoke", LocalExecutor(), ledger, out=open(os.devnull, "w"))
+    assert collect(SPEC, "smoke", Ledger(tmp_path / "smoke")).n_records == 18
+    smoke = presets.PRESETS["smoke"]
+    edited = dataclasses.replace(smoke, settings={**smoke.settings, "tabular": {"epochs": 7}})
+    monkeypatch.setitem(presets.PRESETS, "smoke", edited)
+    fresh = Ledger(tmp_path / "smoke")
+    result = collect(SPEC, "smoke", fresh)
+    assert result.n_records == 9 and len(set(fresh.other_settings)) == 9  # the tabular ones
