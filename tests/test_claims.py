@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.claims import verdicts
 from bench.collect import collect
 from bench.jobs import plan
+from bench.runner import expected_settings, job_settings
 from bench.ledger import Ledger
 from bench.specs import TABLE14
 
@@ -17,6 +18,7 @@ def _write(ledger, id_rmse, ood_rmse):
             ood = {"ood/time": {"rmse": ood_rmse.get(job.method, 2.0)},
                    "ood/product/x": {"rmse": ood_rmse.get(job.method, 2.0)}}
         ledger.write({"job_id": job.id, "job": job.fields(), "state": "done", "metric": "rmse",
+                      "settings": expected_settings(job_settings(TABLE14, "smoke"), job.dataset),
                       "metrics": {"id_val": {"rmse": 1.0}, "id_test": {"rmse": id_rmse.get(job.method, 2.0)},
                                   **ood}})
 

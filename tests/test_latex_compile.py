@@ -18,6 +18,7 @@ from bench.collect import collect
 from bench.jobs import plan
 from bench.ledger import Ledger
 from bench.render import latex, markdown
+from bench.runner import expected_settings, job_settings
 from bench.specs import TABLES
 
 ROLES = ("id_val", "id_test", "ood/a", "ood/[b]", "ood/time", "ood/product/x_y", "ood/test")
@@ -53,6 +54,7 @@ def write_records(spec, ledger: Ledger) -> None:
         metric = _metric(job.dataset)
         value = float("nan") if state == "diverged" else 1.0 + (i % 7) / 10
         ledger.write({"job_id": job.id, "job": job.fields(), "state": state, "metric": metric,
+                      "settings": expected_settings(job_settings(spec, "smoke"), job.dataset),
                       "metrics": {r: {metric: value + k / 100} for k, r in enumerate(ROLES)},
                       "extras": _extras(job), "error": "boom {x}_y" if state == "failed" else None})
 
@@ -67,7 +69,7 @@ def test_every_smoke_table_compiles_with_pdflatex(tmp_path):
         assert markdown(result)
         tex = latex(result)
         assert tex.strip(), name
-        body += [f"\\section*{{{name}}}", tex, r"\clearpage"]
+        body += [f"\\section*{{{name.replace('_', ' ')}}}", tex, r"\clearpage"]
     doc = tmp_path / "tables.tex"
     doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
                    + "\n".join(body) + "\n\\end{document}\n")
