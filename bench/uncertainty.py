@@ -82,6 +82,7 @@ class Noise:
         self._datasets: dict[str, Any] = {}
         self._preds: dict[str, Any] = {}
         self._gaps: dict[tuple, Gap | None] = {}
+        self._boot: dict[tuple, np.ndarray] = {}  # (job id, role, metric) -> metric per resample
 
     # ------------------------------------------------------------------ the columns
     def _column(self, method: str, column: str):
@@ -163,16 +164,22 @@ class Noise:
         per_role = []  # [records, resamples] metric values per role
         for r in roles:
             labels = np.asarray(dataset.splits[r].labels)
-            rows = []
+            todo = {}  # job_id -> per-example values, for records not resampled yet
             for rec, pred in zip(records, preds):
+                key = (rec["job_id"], r, metric)
+                if key in self._boot or rec["job_id"] in todo:
+                    continue
                 who = f"{rec['job']['method']} seed {rec['job']['seed']}"
                 values = _per_example(metric, pred[r], labels, subsets.get(r))
                 recorded = (rec.get("metrics") or {}).get(r, {}).get(metric)
                 if values is None or recorded is None or not _close(
                         _aggregate(metric, values.mean()), float(recorded)):
                     return None, "", f"the stored predictions of {who} do not reproduce its recorded {r} {metric}"
-                rows.append(values)
-            per_role.append(self._resampled(metric, np.stack(rows), f"{ds}|{r}"))
+                todo[rec["job_id"]] = values
+            if todo:  # the same resamples for every record of the role (the generator's seed)
+                stats = self._resampled(metric, np.stack(list(todo.values())), f"{ds}|{r}")
+                self._boot.update({(j, r, metric): row for j, row in zip(todo, stats)})
+            per_role.append(np.stack([self._boot[(rec["job_id"], r, metric)] for rec in records]))
         sizes = [len(dataset.splits[r]) for r in roles]
         words = (f"{sizes[0]} examples" if len(roles) == 1
                  else f"{sum(sizes)} examples in {len(roles)} sets")
@@ -212,7 +219,8 @@ class Noise:
         out, step = [], max(1, _CHUNK // max(n, 1))
         for start in range(0, self.n_boot, step):
             b = min(step, self.n_boot - start)
-            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)  # [b, n]
+            idx = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]  # examples drawn
+            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
             out.append(values @ counts.T / n)
         return _aggregate(metric, np.concatenate(out, axis=1))
 
