@@ -176,7 +176,8 @@ def num(v: float, metric: str, sign: bool = False) -> str:
 
 
 def uncertainty_note(tests: Sequence[Test]) -> str:
-    bases = sorted({t.gap.basis for t in tests if t.gap is not None})
+    """How the ± of the decided tests was estimated (an open test's line says it itself)."""
+    bases = sorted({t.gap.basis for t in tests if t.gap is not None and t.state != OPEN})
     if not bases:
         return ""
     return f"± is {Z} standard errors of the difference ({'; '.join(bases)})"
