@@ -154,6 +154,15 @@ def test_missing_predictions_fall_back_to_the_seed_spread_and_say_so(tmp_path):
     assert g.basis.startswith("the spread of 3 seeds only (no stored predictions for levi seed 0")
 
 
+def test_one_seed_without_predictions_decides_nothing(tmp_path):
+    sp = spec(("ft", "levi"), ("C1",), seeds=(0,))
+    ledger = write(tmp_path, sp, {"levi": (1.0, 0.5)})
+    shutil.rmtree(ledger.root / "artifacts")
+    [v] = verdicts(collect(sp, "smoke", ledger))
+    assert v.status == "undecided", v.detail
+    assert "undecidable (no estimate: 1 seed, so no seed spread, and no stored predictions" in v.detail
+
+
 def test_predictions_that_do_not_reproduce_the_record_are_not_used(tmp_path):
     sp = spec(("ft", "levi"), ())
     ledger = write(tmp_path, sp, {"levi": (1.0, 0.9)})

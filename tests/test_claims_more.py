@@ -113,15 +113,16 @@ def test_c13_flips_with_the_numbers(tmp_path):
 
 
 # ------------------------------------------------------------------ costs (deterministic)
-def cost_record(levi_infer: float, ens_flops: float = 2.0, levi_train: float = 1e5) -> dict:
+def cost_record(levi_infer: float, ens_flops: float = 2.0, levi_train: float = 1e5,
+                levi_flops: float = 1.1) -> dict:
     def row(train, infer, flops):
         return {"trainable_params": train, "inference_params": infer, "flops_xla": flops,
                 "flops_analytic": flops, "macs_analytic": flops / 2}
 
     rows = {m: row(6e7, 6e7, 1e9) for m in ("ft", "lp_ft", "ft_robust", "ft_zeroshot")}
     rows["ft_fs"] = row(1.2e8, 1.2e8, ens_flops * 1e9)
-    rows["levi"] = row(levi_train, levi_infer * 6e7, 1.1e9)
-    rows["levi/pretrained"] = row(levi_train, levi_infer * 6e7, 1.1e9)
+    rows["levi"] = row(levi_train, levi_infer * 6e7, levi_flops * 1e9)
+    rows["levi/pretrained"] = row(levi_train, levi_infer * 6e7, levi_flops * 1e9)
     return {"backbone": "t5-small", "input": "x", "convention": "c",
             "scopes": {"encoder": {"rows": rows, "large_model": {"params": 6e7, "flops_xla": 1e9,
                                                                  "macs_analytic": 5e8}}}}
@@ -150,6 +151,8 @@ def test_c10_inference_parameters_decide_and_the_ensemble_ratio_is_only_shown(tm
     assert v.status == "partly supported" and "inference params LEVI/FT = 1.800 (no)" in v.detail
     v = cost_verdict(tmp_path / "d", cost_record(levi_infer=1.8, levi_train=1e9))
     assert v.status == "partly supported"  # FLOPs still hold
+    v = cost_verdict(tmp_path / "f", cost_record(levi_infer=1.8, levi_train=1e9, levi_flops=1.5))
+    assert v.status == "contradicted" and "inference FLOPs LEVI/FT = 1.500 (no)" in v.detail
     assert cost_verdict(tmp_path / "e", None).status == "undecided"
 
 
