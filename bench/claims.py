@@ -165,9 +165,8 @@ def c9(result: TableResult, noise: Noise | None = None) -> Verdict:
         parts = [v.beats_all("levi", rows, "ood"),
                  # ID "comparable to FT": at most 1 point worse (one-sided, as CLAIMS.md states it)
                  v.test("levi", "ft", "id", threshold=-C9_ID_POINTS)]
-        parts = [Outcome(parts[0].state, f"best OOD: {parts[0].state} ({parts[0].why})", parts[0].tests),
-                 Outcome(parts[1].state, f"ID within {C9_ID_POINTS:g} point of FT: {parts[1].state} "
-                         f"({parts[1].why})", parts[1].tests)]
+        names = ["best OOD", f"ID not more than {C9_ID_POINTS:g} point below FT"]
+        parts = [Outcome(p.state, f"{n}: {p.state} ({p.why})", p.tests, n) for n, p in zip(names, parts)]
         for name, col in _ood_sets(noise, v):  # top 2: beats all other rows but at most one
             parts.append(at_least(len(others) - 1, [test(noise, "levi", r, col) for r in others],
                                   name=f"top 2 on {name}"))

@@ -89,6 +89,7 @@ class Outcome:
     state: str
     why: str
     tests: tuple[Test, ...] = ()
+    name: str = ""  # a named part of a claim: its line shows whatever its state
 
 
 def test(noise: Noise, a: str, b: str, column: str, threshold: float = 0.0) -> Outcome:
@@ -102,7 +103,7 @@ def at_least(k: int, parts: Sequence[Outcome], name: str = "") -> Outcome:
     by = {s: [p for p in parts if p.state == s] for s in (HOLDS, FAILS, OPEN)}
     state = (HOLDS if len(by[HOLDS]) >= k else FAILS if len(by[HOLDS]) + len(by[OPEN]) < k else OPEN)
     tests = tuple(t for p in parts for t in p.tests)
-    why_parts = by[state]
+    why_parts = parts if any(p.name for p in parts) else by[state]
     if state == HOLDS and len(why_parts) > 1 and all(len(p.tests) == 1 for p in why_parts):
         weakest = min(why_parts, key=lambda p: _strength(p.tests[0]))
         why = f"{len(why_parts)} of {len(parts)} beyond their uncertainty; the closest: {weakest.why}"
@@ -111,8 +112,8 @@ def at_least(k: int, parts: Sequence[Outcome], name: str = "") -> Outcome:
         if len(why_parts) > 4:
             why += f"; and {len(why_parts) - 4} more"
     if name:
-        why = f"{name}: {state if state != OPEN else 'undecided'} ({why})"
-    return Outcome(state, why, tests)
+        why = f"{name}: {state} ({why})"
+    return Outcome(state, why, tests, name)
 
 
 def all_of(parts: Sequence[Outcome], name: str = "") -> Outcome:
