@@ -176,9 +176,11 @@ def num(v: float, metric: str, sign: bool = False) -> str:
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
-def uncertainty_note(tests: Sequence[Test]) -> str:
-    """How the ± of the decided tests was estimated (an open test's line says it itself)."""
-    bases = sorted({t.gap.basis for t in tests if t.gap is not None and t.state != OPEN})
+def uncertainty_note(tests: Sequence[Test], shown: str = "") -> str:
+    """How the ± of the decided tests shown in ``shown`` was estimated (an open test's line
+    says it itself)."""
+    bases = sorted({t.gap.basis for t in tests
+                    if t.gap is not None and t.state != OPEN and t.text() in shown})
     if not bases:
         return ""
     return f"± is {Z} standard errors of the difference ({'; '.join(bases)})"
@@ -186,9 +188,9 @@ def uncertainty_note(tests: Sequence[Test]) -> str:
 
 def verdict(claim: str, statement: str, status: str, details: Sequence[str],
             tests: Sequence[Test] = ()) -> Verdict:
-    note = uncertainty_note(tests)
-    return Verdict(claim, statement, status, "; ".join([*details, *([note] if note else [])]),
-                   tuple(tests))
+    text = "; ".join(details)
+    note = uncertainty_note(tests, text)
+    return Verdict(claim, statement, status, f"{text}; {note}" if note else text, tuple(tests))
 
 
 class ShiftView:
