@@ -66,7 +66,8 @@ class Records:
     """A table's records under a preset, what sections collect their cells from.
 
     ``selected``: (dataset id, method, seed) -> the record that won on id_val; ``all_diverged``:
-    the groups every planned run of which diverged.
+    the groups every planned run of which diverged; ``ledger``: where they were read from (its
+    artifact folders hold each run's predictions, which the claims' uncertainty reads).
     """
 
     preset: str
@@ -74,6 +75,7 @@ class Records:
     frame: pd.DataFrame
     selected: dict[tuple[str, str, int], dict]
     all_diverged: set[tuple[str, str, int]]
+    ledger: Ledger | None = None
 
     @classmethod
     def load(cls, spec: TableSpec, preset: str, ledger: Ledger) -> "Records":
@@ -92,7 +94,7 @@ class Records:
                 selected[key] = dict(best)
             elif len(group) == planned[key] and (group["state"] == DIVERGED).all():
                 all_diverged.add(key)
-        return cls(preset, tuple(spec.seeds), frame, selected, all_diverged)
+        return cls(preset, tuple(spec.seeds), frame, selected, all_diverged, ledger)
 
     def once(self, dataset: str, method: str) -> dict | None:
         """The finished record of a job run once (seed 0, no grid) on a logical dataset."""

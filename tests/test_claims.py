@@ -1,43 +1,263 @@
-"""Claim verdicts follow the numbers: the same table flips from supported to contradicted."""
+"""Claim verdicts follow the numbers, and count a difference only beyond its uncertainty.
+
+Records and predictions are written by hand into a temporary ledger, for a dataset registered
+here (``claimtoy``: fixed labels, 200 examples per evaluation split). Each method's predictions
+are ``labels + scale * P_m(e)``: ``e`` a fixed normal vector per (seed, role), ``P_m`` a fixed
+permutation per method. So a method's RMSE is exactly ``scale * rms(e)``: equal scales give an
+exact tie whose paired bootstrap still has a spread (undecided), and scales far apart give a
+difference well beyond it. For accuracy (``claimtoy:task=cls``) a method is right on exactly
+``scale`` of the examples, at positions set by its permutation.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import zlib
+
+import numpy as np
+import pytest
+
 from bench.claims import verdicts
 from bench.collect import collect
-from bench.jobs import plan
-from bench.runner import expected_settings, job_settings
+from bench.jobs import plan, with_dependencies
 from bench.ledger import Ledger
-from bench.specs import TABLE14
+from bench.sections import MetricGrid, OodBreakdown, Shift
+from bench.specs import TableSpec
+from bench.uncertainty import Noise
+from levi_core.data.base import Dataset, Split, load_dataset, register_dataset
+from levi_core.metrics import compute
+from levi_core.predictions import save_predictions
+
+N = 200
+ROLES = ("id_val", "id_test", "ood/x", "ood/y")
 
 
-def _write(ledger, id_rmse, ood_rmse):
-    """A record for every job of Table 14 under smoke; RMSEs by method, same for every lr/seed."""
-    for job in plan(TABLE14, "smoke"):
-        ood = {"ood/a": {"rmse": ood_rmse.get(job.method, 2.0)}}
-        if job.dataset.startswith("amazon"):
-            ood = {"ood/time": {"rmse": ood_rmse.get(job.method, 2.0)},
-                   "ood/product/x": {"rmse": ood_rmse.get(job.method, 2.0)}}
-        ledger.write({"job_id": job.id, "job": job.fields(), "state": "done", "metric": "rmse",
-                      "settings": expected_settings(job_settings(TABLE14, "smoke"), job.dataset),
-                      "metrics": {"id_val": {"rmse": 1.0}, "id_test": {"rmse": id_rmse.get(job.method, 2.0)},
-                                  **ood}})
+@register_dataset("claimtoy")
+def load_claimtoy(options, data_dir):
+    n, cls = int(options.get("n", N)), options.get("task") == "cls"
+    rng = np.random.default_rng(int(options.get("v", 0)))
+    splits = {r: Split(example_ids=np.array([f"{r}-{i}" for i in range(n)]),
+                       labels=(rng.integers(0, 10, n).astype(np.int32) if cls
+                               else rng.integers(1, 6, n).astype(np.float32)))
+              for r in ("train", *ROLES)}
+    return Dataset(name="claimtoy", task="classification" if cls else "regression",
+                   metric="accuracy" if cls else "rmse", splits=splits, num_classes=10 if cls else None)
 
 
-def c14(tmp_path, id_rmse, ood_rmse):
-    ledger = Ledger(tmp_path / "smoke")
-    _write(ledger, id_rmse, ood_rmse)
-    [v] = verdicts(collect(TABLE14, "smoke", ledger))
+def _crc(*parts) -> int:
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def predictions(dataset, method: str, seed: int, scale_of) -> dict[str, np.ndarray]:
+    """``scale_of(role) -> scale``: the construction of the module docstring."""
+    out = {}
+    for role in ROLES:
+        y = dataset.splits[role].labels
+        n, scale = len(y), scale_of(role)
+        perm = np.random.default_rng(_crc(method, role)).permutation(n)
+        if dataset.metric == "rmse":
+            e = np.random.default_rng(_crc(seed, role)).normal(size=n)
+            out[role] = (y + scale * e[perm]).astype(np.float32)
+        else:
+            right = np.zeros(n, bool)
+            right[perm[: int(round(scale * n))]] = True
+            out[role] = np.where(right, y, (y + 1) % 10).astype(np.int32)
+    return out
+
+
+def write(tmp_path, spec, scales, preset="smoke", skip=(), per_dataset=None) -> Ledger:
+    """Records and predictions for every job of ``spec``: ``scales[method] = (id, ood)``
+    (default (1.0, 1.0), accuracy: (0.8, 0.8)); ``per_dataset[dataset id][method]`` overrides;
+    datasets in ``skip`` get no records."""
+    ledger = Ledger(tmp_path / preset)
+    for job in plan(spec, preset):
+        if job.dataset in skip:
+            continue
+        ds = load_dataset(job.dataset)
+        default = (1.0, 1.0) if ds.metric == "rmse" else (0.8, 0.8)
+        sc = (per_dataset or {}).get(job.dataset, {}).get(job.method, scales.get(job.method, default))
+        preds = predictions(ds, job.method, job.seed, lambda r: sc[1] if r.startswith("ood/") else sc[0])
+        save_predictions(ledger.fresh_workdir(job.id), preds)
+        metrics = {r: {ds.metric: compute(ds.metric, p, ds.splits[r].labels)} for r, p in preds.items()}
+        ledger.records_dir.mkdir(parents=True, exist_ok=True)  # as Ledger.write, without fsync
+        ledger.record_path(job.id).write_text(json.dumps({
+            "job_id": job.id, "job": job.fields(), "state": "done", "metric": ds.metric,
+            "metrics": metrics, "dataset_fingerprint": ds.fingerprint}))
+    return ledger
+
+
+REC = (("movielens", "MovieLens (genre)", "ood/mean"), ("amazon_time", "Amazon (time)", "ood/x"),
+       ("amazon_product", "Amazon (product)", "ood/mean"))
+VISION = (("medical", "Medical (quality)", "ood/mean"), ("imagenet", "ImageNet (domain)", "ood/mean"))
+
+
+def spec(rows, claims, kind="rec", datasets=None, breakdown=False, seeds=(0, 1, 2)) -> TableSpec:
+    """A table like the paper's, on ``claimtoy`` (one dataset id per shift)."""
+    shifts_def = REC if kind == "rec" else VISION
+    task = "" if kind == "rec" else "task=cls,"
+    datasets = datasets or [f"claimtoy:{task}v={i}" for i in range(len(shifts_def))]
+    metric = "rmse" if kind == "rec" else "accuracy"
+    shifts = tuple(Shift(k, lab, d, role, metric) for (k, lab, role), d in zip(shifts_def, datasets))
+    grid = MetricGrid(rows=tuple(rows), shifts=shifts)
+    sections = (grid,)
+    if breakdown:
+        sections += (OodBreakdown("variants", "per set", datasets[-1], "ood/", metric, of=grid),)
+    return TableSpec(name="t", title="t", caption="", sections=sections, seeds=seeds,
+                     grids={m: {} for m in with_dependencies(rows)}, claims=tuple(claims))
+
+
+def verdict(tmp_path, sp, scales, **kw):
+    ledger = write(tmp_path, sp, scales, **kw)
+    [v] = verdicts(collect(sp, kw.get("preset", "smoke"), ledger))
     return v
 
 
-def test_c14_supported_when_fine_tuned_wins_id_and_others_win_ood(tmp_path):
-    v = c14(tmp_path, {"levi/ft": 0.9, "levi": 1.0, "levi/pretrained": 1.1},
-            {"levi/ft": 1.3, "levi": 1.2, "levi/pretrained": 1.25})
-    assert v.claim == "C14" and v.status == "supported", v.detail
+T1 = ("ft", "ht", "lp", "fs", "lp_ft", "ft_robust", "ft_zeroshot", "ft_fs", "levi")
 
 
-def test_c14_contradicted_when_the_fine_tuned_model_also_wins_ood(tmp_path):
-    v = c14(tmp_path, {"levi/ft": 0.9, "levi": 1.0, "levi/pretrained": 1.1},
-            {"levi/ft": 1.1, "levi": 1.2, "levi/pretrained": 1.25})
-    assert v.status == "contradicted", v.detail
-    assert "fine-tuned 1.1000" in v.detail
+# ------------------------------------------------------------------ the uncertainty
+def test_gap_combines_seed_spread_and_paired_bootstrap(tmp_path):
+    sp = spec(("ft", "levi"), ())
+    ledger = write(tmp_path, sp, {"levi": (1.0, 0.9)})
+    result = collect(sp, "smoke", ledger)
+    g = Noise(result).gap("levi", "ft", "amazon_time/ood")
+    per_seed = [result.cell("levi", "amazon_time/ood")[f"seed{s}"] - result.cell("ft", "amazon_time/ood")[f"seed{s}"]
+                for s in (0, 1, 2)]
+    assert g.diff == pytest.approx(np.mean(per_seed))
+    assert g.se_seed == pytest.approx(np.std(per_seed, ddof=1) / np.sqrt(3))
+    assert g.se == pytest.approx(np.hypot(g.se_boot, g.se_seed))
+    assert g.basis == "seeds and a paired bootstrap over 200 examples"
+    # the same resamples every time: deterministic
+    assert Noise(result).gap("levi", "ft", "amazon_time/ood") == g
+
+
+def test_bootstrap_matches_the_analytic_standard_error_of_a_paired_accuracy_difference(tmp_path):
+    sp = spec(("ft", "levi"), (), kind="vision", seeds=(0,))
+    ledger = write(tmp_path, sp, {"levi": (0.8, 0.7)})
+    result = collect(sp, "smoke", ledger)
+    g = Noise(result, n_boot=2000).gap("levi", "ft", "medical/ood")
+    ds = load_dataset("claimtoy:task=cls,v=0")
+    sides = []
+    for m, scale in (("levi", 0.7), ("ft", 0.8)):
+        p = predictions(ds, m, 0, lambda r: scale)
+        sides.append(np.stack([100.0 * (p[r] == ds.splits[r].labels) for r in ("ood/x", "ood/y")]))
+    d = sides[0] - sides[1]  # per-example differences, per OOD set; the column averages the sets
+    analytic = np.sqrt(sum(np.var(x) / len(x) for x in d)) / 2
+    assert g.se_seed is None and g.basis == "a paired bootstrap over 400 examples in 2 sets only (1 seed, so no seed spread)"
+    assert g.se == pytest.approx(analytic, rel=0.1)
+
+
+def test_missing_predictions_fall_back_to_the_seed_spread_and_say_so(tmp_path):
+    sp = spec(("ft", "levi"), ())
+    ledger = write(tmp_path, sp, {"levi": (1.0, 0.9)})
+    shutil.rmtree(ledger.root / "artifacts")
+    g = Noise(collect(sp, "smoke", ledger)).gap("levi", "ft", "amazon_time/ood")
+    assert g.se_boot is None and g.se == g.se_seed
+    assert g.basis.startswith("the spread of 3 seeds only (no stored predictions for levi seed 0")
+
+
+def test_one_seed_without_predictions_decides_nothing(tmp_path):
+    sp = spec(("ft", "levi"), ("C1",), seeds=(0,))
+    ledger = write(tmp_path, sp, {"levi": (1.0, 0.5)})
+    shutil.rmtree(ledger.root / "artifacts")
+    [v] = verdicts(collect(sp, "smoke", ledger))
+    assert v.status == "undecided", v.detail
+    assert "undecidable (no estimate: 1 seed, so no seed spread, and no stored predictions" in v.detail
+
+
+def test_predictions_that_do_not_reproduce_the_record_are_not_used(tmp_path):
+    sp = spec(("ft", "levi"), ())
+    ledger = write(tmp_path, sp, {"levi": (1.0, 0.9)})
+    job = next(j for j in plan(sp, "smoke") if j.method == "ft" and j.dataset.endswith("v=1"))
+    rec = ledger.read(job.id)
+    rec["metrics"]["ood/x"]["rmse"] += 0.1
+    ledger.write(rec)
+    g = Noise(collect(sp, "smoke", ledger)).gap("levi", "ft", "amazon_time/ood")
+    assert "do not reproduce its recorded ood/x rmse" in g.basis and g.se == g.se_seed
+
+
+# ------------------------------------------------------------------ coverage
+def test_a_claim_about_several_shifts_says_how_many_ran(tmp_path):
+    sp = spec(T1, ("C1",), datasets=["claimtoy:v=0", "amazon", "amazon"])  # cpu has no Amazon
+    v = verdict(tmp_path, sp, {"levi": (1.0, 0.5)}, preset="cpu")
+    assert v.status == "supported on 1 of 3 shifts (the others not run under this preset)", v.detail
+    assert "not run under preset cpu: Amazon (time), Amazon (product)" in v.detail
+
+
+def test_shifts_without_records_are_named_with_the_command(tmp_path):
+    sp = spec(T1, ("C1",))
+    v = verdict(tmp_path, sp, {"levi": (1.0, 0.5)}, skip=("claimtoy:v=2",))
+    assert v.status == "supported on 2 of 3 shifts (the others have no results yet)", v.detail
+    assert "`bench run t --preset smoke`" in v.detail
+    assert verdict(tmp_path / "all", sp, {"levi": (1.0, 0.5)}).status == "supported"
+
+
+# ------------------------------------------------------------------ Table 1 claims
+def test_c1_flips_with_the_numbers(tmp_path):
+    sp = spec(T1, ("C1",))
+    assert verdict(tmp_path / "a", sp, {"levi": (1.0, 0.5)}).status == "supported"
+    v = verdict(tmp_path / "b", sp, {"levi": (1.0, 1.01)})
+    assert v.status == "undecided", v.detail
+    assert "within its uncertainty ±" in v.detail and "; short by " in v.detail
+    assert "(seeds and a paired bootstrap over 400 examples in 2 sets)" in v.detail
+    assert all(t.shortfall is not None for t in v.evidence)
+    assert verdict(tmp_path / "c", sp, {"levi": (1.0, 1.5)}).status == "contradicted"
+
+
+def test_c1_undecided_on_a_gap_inside_its_uncertainty(tmp_path):
+    """The issue's case: a small gap (here 0.001 x rms(e) ~ 0.001 RMSE), 200 examples."""
+    sp = spec(("ft", "levi"), ("C1",))
+    v = verdict(tmp_path, sp, {"ft": (1.0, 1.001)})
+    assert v.status == "undecided", v.detail
+    [t] = [t for t in v.evidence if t.column == "amazon_time/ood"]
+    assert t.gap.diff == pytest.approx(-0.001, abs=3e-4)
+    assert t.uncertainty > 0.05 and t.shortfall == pytest.approx(t.uncertainty - abs(t.margin))
+    assert f"LEVI - FT = {t.gap.diff:+.4f} RMSE, within its uncertainty ±{t.uncertainty:.4f}" in v.detail
+
+
+def test_c2_flips_with_the_numbers(tmp_path):
+    sp = spec(T1, ("C2",))
+    assert verdict(tmp_path / "a", sp, {"levi": (0.5, 1.0)}).status == "supported"
+    assert verdict(tmp_path / "b", sp, {}).status == "undecided"
+    assert verdict(tmp_path / "c", sp, {"levi": (1.5, 1.0)}).status == "contradicted"
+
+
+def test_c3_flips_with_the_numbers(tmp_path):
+    sp = spec(("ft", "ht", "lp", "fs"), ("C3",))
+    assert verdict(tmp_path / "a", sp, {"lp": (1.0, 0.5)}).status == "supported"
+    assert verdict(tmp_path / "b", sp, {}).status == "undecided"
+    worse = {m: (1.0, 1.5) for m in ("ht", "lp", "fs")}
+    assert verdict(tmp_path / "c", sp, worse).status == "contradicted"
+
+
+def test_c4_flips_with_the_numbers_on_amazon_product_only(tmp_path):
+    sp = spec(("ft", "ht", "lp", "fs"), ("C4",))
+    better = {m: (1.0, 0.5) for m in ("ht", "lp", "fs")}
+    v = verdict(tmp_path / "a", sp, better)
+    assert v.status == "supported" and v.detail.startswith("Amazon (product)"), v.detail
+    assert verdict(tmp_path / "b", sp, {**better, "fs": (1.0, 1.0)}).status == "undecided"
+    assert verdict(tmp_path / "c", sp, {**better, "fs": (1.0, 1.5)}).status == "contradicted"
+
+
+def test_c5_flips_with_the_numbers(tmp_path):
+    sp = spec(("ft", "lp_ft", "ft_robust", "ft_zeroshot", "ft_fs"), ("C5",))
+    three = {m: (1.0, 0.5) for m in ("lp_ft", "ft_robust", "ft_fs")}
+    assert verdict(tmp_path / "a", sp, three).status == "supported"
+    assert verdict(tmp_path / "b", sp, {**three, "ft_fs": (1.0, 1.0)}).status == "undecided"
+    two_worse = {**three, "ft_fs": (1.0, 1.5), "ft_zeroshot": (1.0, 1.5)}
+    assert verdict(tmp_path / "c", sp, two_worse).status == "contradicted"
+
+
+def test_c6_flips_with_the_numbers(tmp_path):
+    sp = spec(("ft", "ft_zeroshot"), ("C6",))
+    assert verdict(tmp_path / "a", sp, {"ft_zeroshot": (1.0, 1.5)}).status == "supported"
+    assert verdict(tmp_path / "b", sp, {}).status == "undecided"
+    assert verdict(tmp_path / "c", sp, {"ft_zeroshot": (1.0, 0.5)}).status == "contradicted"
+
+
+def test_c17_flips_with_the_numbers(tmp_path):
+    sp = spec(("levi", "ft_fs"), ("C17",))
+    assert verdict(tmp_path / "a", sp, {"levi": (0.5, 0.5)}).status == "supported"
+    assert verdict(tmp_path / "b", sp, {"levi": (0.5, 1.0)}).status == "undecided"
+    assert verdict(tmp_path / "c", sp, {"levi": (1.5, 1.5)}).status == "contradicted"
