@@ -21,7 +21,7 @@ import pytest
 from bench.claims import verdicts
 from bench.collect import collect
 from bench.jobs import plan, with_dependencies
-from bench.ledger import Ledger
+from bench.ledger import SCHEMA_VERSION, Ledger
 from bench.sections import MetricGrid, OodBreakdown, Shift
 from bench.specs import TableSpec
 from bench.uncertainty import Noise
@@ -83,7 +83,7 @@ def write(tmp_path, spec, scales, preset="smoke", skip=(), per_dataset=None) -> 
         ledger.records_dir.mkdir(parents=True, exist_ok=True)  # as Ledger.write, without fsync
         ledger.record_path(job.id).write_text(json.dumps({
             "job_id": job.id, "job": job.fields(), "state": "done", "metric": ds.metric,
-            "metrics": metrics, "dataset_fingerprint": ds.fingerprint}))
+            "metrics": metrics, "dataset_fingerprint": ds.fingerprint, "schema": SCHEMA_VERSION}))
     return ledger
 
 

@@ -12,7 +12,8 @@ from bench.collect import collect
 from bench.jobs import Job, with_dependencies
 from bench.ledger import Ledger
 from bench.record_sections import CostTable, ExactTable
-from bench.sections import Column, LayerCurve, MetricGrid, Shift, layer_rows
+from bench.figure_sections import LayerCurve
+from bench.sections import Column, MetricGrid, Shift, layer_rows
 from bench.specs import TableSpec
 from levi_core import linear_example
 from test_claims import spec, verdict, write
