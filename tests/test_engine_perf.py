@@ -1,0 +1,109 @@
+"""The engine's work-saving paths give the numbers of the plain ones: each distinct example
+run once across splits, text batches cut to their longest row, and the feature-cache claim
+(one builder per entry set, waiters read its result, an abandoned claim is taken over)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import numpy as np
+
+from levi_core import features
+from levi_core.data.base import load_dataset
+from levi_core.engines import engine_for
+from levi_core.engines.base import batches, take
+from levi_core.engines.transformer import _forward, distinct_rows, trim_padding
+from levi_core.methods.registry import RunContext
+from levi_core.settings import Settings
+
+ML = "movielens:fixture=1,max_train=384,max_eval=96"
+
+
+def _engine(max_len=64, **text):
+    ds = load_dataset(ML)
+    typed = Settings.from_mapping({"text": {"backbone": "bert-tiny", "weights": "random",
+                                            "max_len": max_len, "eval_batch_size": 40, **text}})
+    return engine_for(RunContext(ds, 0, {}, typed, None)), ds
+
+
+def test_distinct_rows_maps_every_row_to_its_example():
+    ids = [np.array([5, 1, 2]), np.array([2, 7]), np.array([7, 5])]
+    xs = [{"a": np.array(i) * 10} for i in ids]
+    split, row, inv = distinct_rows(ids, xs)
+    assert len(split) == 4  # 5, 1, 2, 7
+    for k, i in enumerate(ids):
+        got = np.array([xs[split[u]]["a"][row[u]] for u in inv[k]])
+        np.testing.assert_array_equal(got, xs[k]["a"])
+    # one id, two different inputs: every row counts as distinct
+    xs[1]["a"][0] = -1
+    split, _, _ = distinct_rows(ids, xs)
+    assert len(split) == 7
+
+
+def test_trim_padding_cuts_to_longest_row_rounded():
+    mask = np.zeros((3, 64), np.int32)
+    mask[0, :20] = mask[1, :5] = 1
+    cut = trim_padding({"ids": mask * 3, "mask": mask, "y": np.ones(3)}, multiple=16)
+    assert cut["mask"].shape == (3, 32) and cut["y"].shape == (3,)
+    assert trim_padding({"image": np.zeros((1, 4, 4, 3))})["image"].shape == (1, 4, 4, 3)
+
+
+def test_forward_roles_equals_plain_per_role_forward():
+    e, ds = _engine()
+    params = {"body": e.pretrained_body(), "head": e.new_head(0)}
+    got = e.forward_roles(params, ds.eval_roles, True)
+    all_ood = np.concatenate([ds.splits[r].example_ids for r in ds.eval_roles if r.startswith("ood")])
+    assert len(np.unique(all_ood)) < len(all_ood), "the fixture's OOD sets should overlap"
+    bs = e.eval_batch_size
+    for role in ds.eval_roles:
+        x = e.inputs(role)
+        outs, sts = [], []
+        for lo, hi in batches(len(ds.splits[role]), bs):  # the plain path: full padding, in order
+            o, st = _forward(e.module, e.config, e.head, params, take(x, lo, hi, bs))
+            outs.append(np.asarray(o)[: hi - lo])
+            sts.append(np.asarray(st)[:, : hi - lo])
+        np.testing.assert_allclose(got[role][0], np.concatenate(outs), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got[role][1].astype(np.float32), np.concatenate(sts, axis=1),
+                                   rtol=2e-3, atol=2e-3)  # float16 storage
+
+
+def test_one_builder_per_cache_entry_others_wait(tmp_path):
+    calls, results = [], {}
+
+    def compute(missing):
+        calls.append(list(missing))
+        time.sleep(0.5)
+        return {r: np.full((2, 3, 4), len(r), np.float32) for r in missing}
+
+    def job(k):
+        results[k] = features.cached_states(tmp_path, {"checkpoint": "x"}, ["train", "id_val"], compute)
+
+    threads = [threading.Thread(target=job, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [["train", "id_val"]]
+    for k in range(3):
+        np.testing.assert_array_equal(results[k]["train"], np.full((2, 3, 4), 5, np.float16))
+    assert not list((tmp_path / "features").glob("*.lock"))
+
+
+def test_abandoned_claim_is_taken_over(tmp_path):
+    lock = tmp_path / "features" / f"{features.cache_key({'checkpoint': 'x'})}.lock"
+    lock.parent.mkdir(parents=True)
+    # a dead holder on this host
+    lock.write_text(json.dumps({"host": os.uname().nodename, "pid": 2 ** 22 + 12345, "token": "t"}))
+    out = features.cached_states(tmp_path, {"checkpoint": "x"}, ["train"],
+                                 lambda m: {r: np.zeros((1, 2, 2)) for r in m})
+    assert out["train"].shape == (1, 2, 2) and not lock.exists()
+    # a live holder that stopped refreshing its claim long ago
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "u"}))
+    old = time.time() - features.STALE_S - 5
+    os.utime(lock, (old, old))
+    out = features.cached_states(tmp_path, {"checkpoint": "x"}, ["id_val"],
+                                 lambda m: {r: np.zeros((1, 2, 2)) for r in m})
+    assert out["id_val"].shape == (1, 2, 2) and not lock.exists()
