@@ -119,7 +119,7 @@ _PROGRAMS: dict[Any, Callable] = {}
 
 def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
         lr: float, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
-        transform: Callable | None = None):
+        transform: Callable | None = None, prepare: Callable | None = None):
     """Train ``params`` on ``data`` (``{"y": labels, ...inputs}``) with minibatches ``idx``.
 
     ``apply_fn(params, extra, batch) -> (out [B, H, O], new_extra)`` (``extra``: mutable model
@@ -152,6 +152,8 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
             valid[len(rows):] = False
             batches += [batches[-1]] * (chunk - len(rows))
         stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+        if prepare is not None:
+            stacked = prepare(stacked)
         params, extra, tx_state, bad, part = run(params, extra, tx_state, bad, stacked,
                                                  jnp.asarray(valid), lr_arr)
         losses.append(np.asarray(part)[: len(rows)])

@@ -111,6 +111,11 @@ class Engine:
     def small_inputs(self, role: str) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def trim_batch(self, batch: dict) -> dict:
+        """A batch (or a chunk of stacked batches) with padding the model does not read cut
+        off; the identity unless an engine pads its inputs (text)."""
+        return batch
+
     def unknown_keys(self) -> list[str]:
         """Small-model inputs that are categorical ids (row 0 = unknown)."""
         return []

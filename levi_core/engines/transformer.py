@@ -224,6 +224,11 @@ class TransformerEngine(Engine):
             _TOKENIZED[key] = {"ids": ids, "mask": mask}
         return _TOKENIZED[key]
 
+    def trim_batch(self, batch: dict) -> dict:
+        """Text: cut to the longest row, rounded up (``trim_padding``): training chunks run
+        at their own length instead of ``max_len``."""
+        return trim_padding(batch)
+
     def train_data(self) -> dict[str, np.ndarray]:
         return {**self.inputs("train"), "y": self.ds.splits["train"].labels}
 

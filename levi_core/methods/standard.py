@@ -46,7 +46,7 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
     labels = e.labels(params, MODES[method])
     params, _, losses, bad = training.fit(e.apply, params, {}, e.train_data(),
                                           e.batch_order(seed, e.epochs), lr, e.task, e.optimizer,
-                                          labels, cache_key=e.cache_key)
+                                          labels, cache_key=e.cache_key, prepare=e.trim_batch)
     keep = ctx.workdir if write and method in KEEPS_STATES else None
     preds = e.predict(params, ctx.dataset.eval_roles, keep_states_in=keep)
     if write:
