@@ -107,3 +107,24 @@ def test_abandoned_claim_is_taken_over(tmp_path):
     out = features.cached_states(tmp_path, {"checkpoint": "x"}, ["id_val"],
                                  lambda m: {r: np.zeros((1, 2, 2)) for r in m})
     assert out["id_val"].shape == (1, 2, 2) and not lock.exists()
+
+
+def test_ht_on_the_cached_lower_half_equals_the_full_model(tmp_path):
+    """ht with a cache folder trains only the tuned blocks on the stored boundary; without one
+    the whole model runs: same predictions and layer states up to float rounding."""
+    from levi_core.api import load_predictions, train_and_evaluate
+
+    sett = {"text": {"backbone": "t5-tiny", "weights": "random", "max_len": 64, "epochs": 1,
+                     "batch_size": 64, "eval_batch_size": 40}}
+    got = {}
+    for name, cache in (("full", None), ("cached", str(tmp_path / "cache"))):
+        wd = tmp_path / name
+        train_and_evaluate({"dataset": ML, "method": "ht", "seed": 0, "hparams": {"lr": 1e-3},
+                            "settings": sett, "cache_dir": cache}, wd)
+        got[name] = (load_predictions(wd), np.load(wd / features.FEATURES_FILE))
+    assert list((tmp_path / "cache" / "boundary").glob("*/h.npy")), "the boundary was not stored"
+    (pf, sf), (pc, sc) = got["full"], got["cached"]
+    for role in pf:
+        np.testing.assert_allclose(pc[role], pf[role], rtol=0, atol=1e-4)
+    for k in sf.files:
+        np.testing.assert_allclose(sc[k].astype(np.float32), sf[k].astype(np.float32), atol=5e-3)

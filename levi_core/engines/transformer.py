@@ -50,15 +50,15 @@ def select_states(hidden_states: tuple, config) -> list:
     return hs[: L + 1]  # BERT: [emb, block_1..block_L]
 
 
-def _backbone_call(module, config, bparams, batch):
+def _backbone_call(module, config, bparams, batch, **blocks):
     if "image" in batch:
         x = batch["image"].astype(jnp.float32) / 255.0
         x = (x - 0.5) / 0.5
         size = config.image_size
         if x.shape[1] != size or x.shape[2] != size:
             x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "bilinear")
-        return module.apply({"params": bparams}, x)
-    return module.apply({"params": bparams}, batch["ids"], batch["mask"])
+        return module.apply({"params": bparams}, x, **blocks)
+    return module.apply({"params": bparams}, batch["ids"], batch["mask"], **blocks)
 
 
 def _pooled(module, config, bparams, batch):
@@ -74,9 +74,10 @@ SEQ_MULTIPLE = 16
 
 
 def trim_padding(batch: dict, multiple: int = SEQ_MULTIPLE) -> dict:
-    """A text batch (``ids``, ``mask`` [..., T]) without its all-padding columns beyond the
-    longest row, rounded up to ``multiple``. Padding keys are masked out of attention and
-    pooling, so the numbers do not change (up to float rounding); images pass unchanged."""
+    """A text batch (``ids``, ``mask`` [..., T]; hidden states ``h`` [..., T, D]) without its
+    all-padding positions beyond the longest row, rounded up to ``multiple``. Padding keys are
+    masked out of attention and pooling, so the numbers do not change (up to float rounding);
+    images pass unchanged."""
     if "mask" not in batch:
         return batch
     mask = np.asarray(batch["mask"])
@@ -85,7 +86,8 @@ def trim_padding(batch: dict, multiple: int = SEQ_MULTIPLE) -> dict:
     keep = min(T, max(multiple, -(-(int(used[-1]) + 1 if used.size else 1) // multiple) * multiple))
     if keep == T:
         return batch
-    return {k: (v[..., :keep] if k in ("ids", "mask") else v) for k, v in batch.items()}
+    return {k: (v[..., :keep] if k in ("ids", "mask") else v[..., :keep, :] if k == "h" else v)
+            for k, v in batch.items()}
 
 
 def distinct_rows(example_ids, xs):
@@ -228,6 +230,13 @@ class TransformerEngine(Engine):
         """Text: cut to the longest row, rounded up (``trim_padding``): training chunks run
         at their own length instead of ``max_len``."""
         return trim_padding(batch)
+
+    def frozen_lower(self, mode: str):
+        """Half-tuning from the frozen lower blocks' output, computed once per dataset and
+        shared by every ``ht`` run (``levi_core.engines.half``); None where it does not apply."""
+        from levi_core.engines.half import FrozenLower
+
+        return FrozenLower.for_engine(self, mode)
 
     def train_data(self) -> dict[str, np.ndarray]:
         return {**self.inputs("train"), "y": self.ds.splits["train"].labels}

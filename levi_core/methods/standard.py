@@ -44,11 +44,14 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
     if method == "lora":
         params = e.add_lora(params, seed)
     labels = e.labels(params, MODES[method])
-    params, _, losses, bad = training.fit(e.apply, params, {}, e.train_data(),
+    # ht: the frozen lower half's output computed once per dataset, only the tuned blocks run
+    run = e.frozen_lower(MODES[method]) or e
+    data = run.data() if run is not e else e.train_data()
+    params, _, losses, bad = training.fit(run.apply, params, {}, data,
                                           e.batch_order(seed, e.epochs), lr, e.task, e.optimizer,
-                                          labels, cache_key=e.cache_key, prepare=e.trim_batch)
+                                          labels, cache_key=run.cache_key, prepare=e.trim_batch)
     keep = ctx.workdir if write and method in KEEPS_STATES else None
-    preds = e.predict(params, ctx.dataset.eval_roles, keep_states_in=keep)
+    preds = run.predict(params, ctx.dataset.eval_roles, keep_states_in=keep)
     if write:
         training.save_params(ctx.workdir, training.trained_leaves(params, labels), {
             "method": method, "lr": lr, "seed": seed, "mode": MODES[method],
