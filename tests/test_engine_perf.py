@@ -128,3 +128,30 @@ def test_ht_on_the_cached_lower_half_equals_the_full_model(tmp_path):
         np.testing.assert_allclose(pc[role], pf[role], rtol=0, atol=1e-4)
     for k in sf.files:
         np.testing.assert_allclose(sc[k].astype(np.float32), sf[k].astype(np.float32), atol=5e-3)
+
+
+def test_bfloat16_compute_matches_float32_within_tolerance(tmp_path):
+    """compute_dtype=bfloat16 (float32 parameters and optimizer state): pooled states within
+    3e-2 of float32 relative to their scale, and after an ft epoch predictions within 2e-2
+    (ratings 1-5) of the float32 run; the parameters it saves stay float32."""
+    from levi_core.api import load_predictions, train_and_evaluate
+
+    states = {}
+    for dtype in ("float32", "bfloat16"):
+        e, ds = _engine(compute_dtype=dtype)
+        params = {"body": e.pretrained_body(), "head": e.new_head(0)}
+        states[dtype] = e.forward_roles(params, ["id_val"], True)["id_val"][1].astype(np.float32)
+    scale = np.abs(states["float32"]).max()
+    assert np.abs(states["bfloat16"] - states["float32"]).max() <= 3e-2 * scale
+    preds = {}
+    for dtype in ("float32", "bfloat16"):
+        wd = tmp_path / dtype
+        sett = {"text": {"backbone": "bert-tiny", "weights": "random", "max_len": 64, "epochs": 1,
+                         "batch_size": 64, "compute_dtype": dtype}}
+        train_and_evaluate({"dataset": ML, "method": "ft", "seed": 0, "hparams": {"lr": 1e-3},
+                            "settings": sett, "cache_dir": None}, wd)
+        preds[dtype] = load_predictions(wd)
+        with np.load(wd / "params.npz") as z:
+            assert all(z[k].dtype == np.float32 for k in z.files)
+    for role in preds["float32"]:
+        assert np.abs(preds["bfloat16"][role] - preds["float32"][role]).max() <= 2e-2

@@ -50,29 +50,32 @@ def upper_states(hidden_states: tuple, config, k: int) -> list:
     return hs[1:]
 
 
-def _call(module, config, bparams, batch, **blocks):
+def _call(module, config, bparams, batch, dtype, **blocks):
     from levi_core.engines.transformer import _backbone_call
 
-    return _backbone_call(module, config, bparams, batch, **blocks)
+    return _backbone_call(module, config, bparams, batch, dtype, **blocks)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _lower(module, config, k: int, bparams, batch):
-    """The boundary [B, T, D] and pooled states ``0 .. k`` [k + 1, B, D]."""
-    out = _call(module, config, bparams, batch, stop=k)
+def _pool_all(hidden_states, mask, config):
     kind = default_pooling(config.family)
-    return out.hidden_states[-1], jnp.stack([pool(h, out.mask, kind) for h in out.hidden_states])
-
-
-def _top(module, config, k: int, bparams, batch):
-    return module.apply({"params": bparams}, None, batch.get("mask"), start=k, hidden=batch["h"])
+    return jnp.stack([pool(h.astype(jnp.float32), mask, kind) for h in hidden_states])
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _forward_top(module, config, head, k: int, params, batch):
-    out = _top(module, config, k, params["body"], batch)
-    kind = default_pooling(config.family)
-    states = jnp.stack([pool(h, out.mask, kind) for h in upper_states(out.hidden_states, config, k)])
+def _lower(module, config, k: int, dtype: str, bparams, batch):
+    """The boundary [B, T, D] (float32) and pooled states ``0 .. k`` [k + 1, B, D]."""
+    out = _call(module, config, bparams, batch, dtype, stop=k)
+    return out.hidden_states[-1].astype(jnp.float32), _pool_all(out.hidden_states, out.mask, config)
+
+
+def _top(module, config, k: int, dtype: str, bparams, batch):
+    return _call(module, config, bparams, batch, dtype, start=k)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _forward_top(module, config, head, k: int, dtype: str, params, batch):
+    out = _top(module, config, k, dtype, params["body"], batch)
+    states = _pool_all(upper_states(out.hidden_states, config, k), out.mask, config)
     return head.apply({"params": params["head"]}, states[-1]), states
 
 
@@ -94,7 +97,7 @@ class FrozenLower:
     def __init__(self, engine, k: int, boundary: Boundary):
         self.e, self.k, self.b = engine, k, boundary
         self.n_train = len(engine.ds.splits["train"])
-        self.cache_key = ("transformer-top", engine.config, engine.n_out, k)
+        self.cache_key = ("transformer-top", engine.config, engine.n_out, k, engine.compute_dtype)
 
     @staticmethod
     def for_engine(engine, mode: str) -> "FrozenLower | None":
@@ -116,8 +119,9 @@ class FrozenLower:
 
     def apply(self, params, extra, batch):
         e = self.e
-        out = _top(e.module, e.config, self.k, params["body"], batch)
-        last = pool(out.hidden_states[-1], out.mask, default_pooling(e.config.family))
+        out = _top(e.module, e.config, self.k, e.compute_dtype, params["body"], batch)
+        last = pool(out.hidden_states[-1].astype(jnp.float32), out.mask,
+                    default_pooling(e.config.family))
         return e.head.apply({"params": params["head"]}, last)[:, None, :], extra
 
     # ------------------------------------------------------------ evaluation
@@ -128,7 +132,8 @@ class FrozenLower:
         if b.mask is not None:
             order = np.argsort(b.mask.sum(axis=1), kind="stable")
         bs = e.eval_batch_size
-        fn = functools.partial(_forward_top, e.module, e.config, e.head, self.k, params)
+        fn = functools.partial(_forward_top, e.module, e.config, e.head, self.k, e.compute_dtype,
+                               params)
         out_u = np.zeros((n, e.n_out), np.float32)
         st_u = None
         if keep_states_in is not None:
@@ -155,6 +160,7 @@ def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
     checkpoint = f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
     key = feature_cache.cache_key({"checkpoint": checkpoint, "fingerprint": engine.ds.fingerprint,
                                    "max_len": getattr(s, "max_len", None), "boundary": k,
+                                   "compute_dtype": engine.compute_dtype,
                                    "roles": roles})
     root = Path(engine.cache_dir) / "boundary"
     folder = root / key
@@ -207,7 +213,7 @@ def _build(engine, k: int, roles: list[str], folder: Path) -> bool:
         for lo, hi in batches(n, bs):
             sel = order[lo:hi]
             batch = engine.trim_batch(take(gather_rows(xs, src[sel], row[sel]), 0, hi - lo, bs))
-            hb, pb = _lower(engine.module, engine.config, k, bparams, batch)
+            hb, pb = _lower(engine.module, engine.config, k, engine.compute_dtype, bparams, batch)
             hb, pb = np.asarray(hb)[: hi - lo], np.asarray(pb)[:, : hi - lo]
             if h is None:
                 T_all = T if text else hb.shape[1]

@@ -50,22 +50,37 @@ def select_states(hidden_states: tuple, config) -> list:
     return hs[: L + 1]  # BERT: [emb, block_1..block_L]
 
 
-def _backbone_call(module, config, bparams, batch, **blocks):
+def compute_cast(tree, dtype: str):
+    """Floating leaves of ``tree`` in the compute dtype: the bfloat16 option runs the backbone
+    on bfloat16 copies of float32 parameters (gradients reach the float32 originals through the
+    cast, so the optimizer state stays float32)."""
+    if dtype == "float32":
+        return tree
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def _backbone_call(module, config, bparams, batch, dtype: str = "float32", **blocks):
+    bparams = compute_cast(bparams, dtype)
+    if "h" in batch:  # the tuned blocks of ht, from the stored boundary (engines.half)
+        return module.apply({"params": bparams}, None, batch.get("mask"),
+                            hidden=compute_cast(batch["h"], dtype), **blocks)
     if "image" in batch:
         x = batch["image"].astype(jnp.float32) / 255.0
         x = (x - 0.5) / 0.5
         size = config.image_size
         if x.shape[1] != size or x.shape[2] != size:
             x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "bilinear")
-        return module.apply({"params": bparams}, x, **blocks)
+        return module.apply({"params": bparams}, compute_cast(x, dtype), **blocks)
     return module.apply({"params": bparams}, batch["ids"], batch["mask"], **blocks)
 
 
-def _pooled(module, config, bparams, batch):
-    """[S, B, D] pooled layer states."""
-    out = _backbone_call(module, config, bparams, batch)
+def _pooled(module, config, bparams, batch, dtype: str = "float32"):
+    """[S, B, D] pooled layer states (float32 whatever the compute dtype)."""
+    out = _backbone_call(module, config, bparams, batch, dtype)
     kind = default_pooling(config.family)
-    return jnp.stack([pool(h, out.mask, kind) for h in select_states(out.hidden_states, config)])
+    return jnp.stack([pool(h.astype(jnp.float32), out.mask, kind)
+                      for h in select_states(out.hidden_states, config)])
 
 
 # Text batches are cut to their longest row rounded up to this: few distinct shapes (one
@@ -133,9 +148,9 @@ def gather_rows(xs, split_idx: np.ndarray, row_idx: np.ndarray) -> dict:
     return out
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _forward(module, config, head: nn.Module, params, batch):
-    states = _pooled(module, config, params["body"], batch)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2), static_argnames=("dtype",))
+def _forward(module, config, head: nn.Module, params, batch, dtype: str = "float32"):
+    states = _pooled(module, config, params["body"], batch, dtype)
     return head.apply({"params": params["head"]}, states[-1]), states
 
 
@@ -162,7 +177,8 @@ class TransformerEngine(Engine):
         self.unknown_id_frac = getattr(s, "unknown_id_frac", 0.0)
         self.module = build_module(self.config)
         self.head = nn.Dense(self.n_out)
-        self.cache_key = ("transformer", self.config, self.n_out)
+        self.compute_dtype = getattr(s, "compute_dtype", "float32")
+        self.cache_key = ("transformer", self.config, self.n_out, self.compute_dtype)
 
     # ------------------------------------------------------------ parameters
     def pretrained_body(self):
@@ -195,7 +211,7 @@ class TransformerEngine(Engine):
             raise ConfigError(f"lora needs settings {self.modality}.lora_rank > 0")
         self.config = get_config(self.s.backbone, lora_rank=self.s.lora_rank)
         self.module = build_module(self.config)
-        self.cache_key = ("transformer", self.config, self.n_out)
+        self.cache_key = ("transformer", self.config, self.n_out, self.compute_dtype)
         return {**params, "body": tuning.add_lora(params["body"], self.config, seed)}
 
     def labels(self, params, mode: str):
@@ -242,7 +258,7 @@ class TransformerEngine(Engine):
         return {**self.inputs("train"), "y": self.ds.splits["train"].labels}
 
     def apply(self, params, extra, batch):
-        states = _pooled(self.module, self.config, params["body"], batch)
+        states = _pooled(self.module, self.config, params["body"], batch, self.compute_dtype)
         return self.head.apply({"params": params["head"]}, states[-1])[:, None, :], extra
 
     # ------------------------------------------------------------ computation
@@ -275,7 +291,8 @@ class TransformerEngine(Engine):
             starts = np.cumsum([0] + [len(x["mask"]) for x in xs])[:-1]
             order = np.argsort(lengths[starts[src_role] + src_row], kind="stable")
         bs = self.eval_batch_size
-        fn = functools.partial(_forward, self.module, self.config, self.head, params)
+        fn = functools.partial(_forward, self.module, self.config, self.head, params,
+                               dtype=self.compute_dtype)
         out_u, st_u = None, None
         for lo, hi in batches(n, bs):
             sel = order[lo:hi]
@@ -305,6 +322,8 @@ class TransformerEngine(Engine):
         checkpoint = f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
         key = {"checkpoint": checkpoint, "fingerprint": self.ds.fingerprint,
                "pooling": default_pooling(self.config.family), "max_len": getattr(s, "max_len", None)}
+        if self.compute_dtype != "float32":  # float32 entries keep the key they always had
+            key["compute_dtype"] = self.compute_dtype
 
         def compute(missing):
             params = {"body": self.pretrained_body(), "head": self.new_head(0)}
