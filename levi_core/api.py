@@ -58,6 +58,7 @@ def train_and_evaluate(
         workdir=workdir,
         deps={k: Path(v) for k, v in (deps or {}).items()},
         cache_dir=config.get("cache_dir"),
+        grid=tuple(config.get("grid") or ()),
     )
     with meter:
         out = impl(ctx)

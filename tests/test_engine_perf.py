@@ -155,3 +155,30 @@ def test_bfloat16_compute_matches_float32_within_tolerance(tmp_path):
             assert all(z[k].dtype == np.float32 for k in z.files)
     for role in preds["float32"]:
         assert np.abs(preds["bfloat16"][role] - preds["float32"][role]).max() <= 2e-2
+
+
+def test_head_grid_in_one_program_equals_separate_runs(tmp_path):
+    """lp and levi/pretrained told their grid (two learning rates) train both in one vmapped
+    program; each job's predictions, parameters and loss figures equal a job run alone."""
+    from levi_core.api import load_predictions, train_and_evaluate
+
+    sett = {"text": {"backbone": "bert-tiny", "weights": "random", "max_len": 32, "epochs": 1,
+                     "batch_size": 64, "small_hidden": (16, 8), "adapter_hidden": 8, "embed_dim": 4}}
+    grid = [{"lr": 1e-2}, {"lr": 1e-3}]
+    for method in ("lp", "levi/pretrained"):
+        for point in grid:
+            res = {}
+            for name, g in (("alone", None), ("grid", grid)):
+                wd = tmp_path / name / method.replace("/", "_") / str(point["lr"])
+                res[name] = (train_and_evaluate(
+                    {"dataset": ML, "method": method, "seed": 0, "hparams": point, "settings": sett,
+                     "cache_dir": str(tmp_path / name / "cache"), "grid": g}, wd), wd)
+            (ra, wa), (rg, wg) = res["alone"], res["grid"]
+            for role, p in load_predictions(wa).items():
+                np.testing.assert_allclose(load_predictions(wg)[role], p, rtol=0, atol=1e-5)
+            with np.load(wa / "params.npz") as za, np.load(wg / "params.npz") as zg:
+                for k in za.files:
+                    np.testing.assert_allclose(zg[k], za[k], rtol=0, atol=1e-5)
+            assert rg["extras"]["steps"] == ra["extras"]["steps"]
+            assert abs(rg["extras"]["final_loss"] - ra["extras"]["final_loss"]) < 1e-5
+    assert len(list((tmp_path / "grid" / "cache" / "grids").glob("*/done"))) == 2

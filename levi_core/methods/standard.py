@@ -23,7 +23,7 @@ import numpy as np
 
 from levi_core import training
 from levi_core.engines import engine_for
-from levi_core.methods import ensembles
+from levi_core.methods import ensembles, grids
 from levi_core.methods.catalog import WISE_ALPHAS
 from levi_core.methods.registry import RunContext, RunOutput, implements
 from levi_core.metrics import better, compute
@@ -77,14 +77,22 @@ def lp(ctx: RunContext) -> RunOutput:
         return dense.apply({"params": p["head"]}, batch["f"])[:, None, :], extra
 
     data = {"f": feats["train"], "y": ctx.dataset.splits["train"].labels}
-    params, _, losses, bad = training.fit(
-        apply_fn, {"head": head}, {}, data, e.batch_order(ctx.seed, e.head_epochs), ctx.lr, e.task,
-        e.optimizer, cache_key=("lp", dense))
-    preds = {r: training.to_prediction(
-        np.asarray(dense.apply({"params": params["head"]}, jnp.asarray(f)))[:, None, :], e.task)
-        for r, f in feats.items()}
-    training.save_params(ctx.workdir, params, {"method": "lp", "lr": ctx.lr, "seed": ctx.seed})
-    return RunOutput(predictions=preds, diverged=bad, extras=training.loss_extras(losses, bad))
+
+    def train(lrs):
+        runs = training.fit_grid(apply_fn, {"head": head}, {}, data,
+                                 e.batch_order(ctx.seed, e.head_epochs), lrs, e.task, e.optimizer,
+                                 cache_key=("lp", dense))
+        members = []
+        for lr, (params, _, losses, bad) in zip(lrs, runs):
+            preds = {r: training.to_prediction(np.asarray(
+                dense.apply({"params": params["head"]}, jnp.asarray(f)))[:, None, :], e.task)
+                for r, f in feats.items()}
+            members.append(grids.Member(
+                RunOutput(predictions=preds, diverged=bad, extras=training.loss_extras(losses, bad)),
+                params, {"method": "lp", "lr": lr, "seed": ctx.seed}))
+        return members
+
+    return grids.run(ctx, "lp", train)
 
 
 @implements("ft_zeroshot")
