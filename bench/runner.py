@@ -279,5 +279,8 @@ def format_progress(k: int, n: int, job: Job, record: Mapping[str, Any], elapsed
     if k and n > k:
         eta = f", ~{elapsed / k * (n - k):.0f}s left"
     took = f" ({secs:.1f}s)" if isinstance(secs, (int, float)) else ""
+    saved = record.get("timings", {}).get("compile_saved_s")
+    if isinstance(saved, (int, float)) and saved > 0:  # the shared compilation cache's gain
+        took += f" [compile cache saved {saved:.1f}s]"
     return f"[{k:>{len(str(n))}}/{n}] {state:<8} {job.describe()}{detail}{took}{eta}"
 

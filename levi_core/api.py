@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+from levi_core import compile_cache
 from levi_core import metrics as metrics_lib
 from levi_core.data.base import declaration, load_dataset, parse_dataset_id
 from levi_core.methods.registry import RunContext, get_impl
@@ -35,11 +36,15 @@ def train_and_evaluate(
     Returns:
       ``{"state": "done" | "diverged", "metric": the dataset's metric name,
       "metrics": {role: {metric: value}}, "extras": {...},
-      "dataset_fingerprint": str, "timings": {"load_s", "run_s"}}``.
+      "dataset_fingerprint": str, "timings": {"load_s", "run_s", "compile_s",
+      "compile_saved_s", "compile_cache_hits"}}`` (compile seconds spent, and saved by the
+      persistent compilation cache, in this job).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     settings = Settings.from_mapping(config.get("settings"))
+    compile_cache.use(config.get("cache_dir"))
+    meter = compile_cache.Meter()
     t0 = time.perf_counter()
     dataset = load_dataset(config["dataset"], config.get("data_dir"))
     t1 = time.perf_counter()
@@ -53,8 +58,10 @@ def train_and_evaluate(
         workdir=workdir,
         deps={k: Path(v) for k, v in (deps or {}).items()},
         cache_dir=config.get("cache_dir"),
+        grid=tuple(config.get("grid") or ()),
     )
-    out = impl(ctx)
+    with meter:
+        out = impl(ctx)
     t2 = time.perf_counter()
 
     metrics = {r: dict(m) for r, m in out.metrics.items()}
@@ -76,7 +83,7 @@ def train_and_evaluate(
         "extras": dict(out.extras),
         "dataset_fingerprint": dataset.fingerprint,
         "settings": settings_dict(settings.for_modality(dataset.modality)),
-        "timings": {"load_s": round(t1 - t0, 3), "run_s": round(t2 - t1, 3)},
+        "timings": {"load_s": round(t1 - t0, 3), "run_s": round(t2 - t1, 3), **meter.as_dict()},
     }
 
 

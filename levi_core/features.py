@@ -21,6 +21,14 @@ per block; see ``levi_core.methods.large.select_states``), read with ``allow_pic
 float16 halves the disk and memory for the cached states; pooled states are O(1)-scale, so the
 rounding (relative 5e-4) is far below what training noise does to the heads.
 
+Concurrent jobs (``lp`` and ``levi/pretrained`` start together under Ray) never build one entry
+twice: the builder claims ``<sha256 of the key fields but the role>.lock`` beside the entries (an exclusive
+create), refreshes its time stamp while it computes, and removes it when the entries are
+written; the others wait and then read them. A claim whose holder stopped refreshing it
+(``STALE_S``) or whose process is gone (same host) is taken over, so a killed job never blocks
+the cache. The claim only saves time: entries are written atomically and content-addressed,
+so even two builders (a takeover race) write the same bytes.
+
 ``BUILDS`` counts cache misses (entries actually computed) per process, for tests and the
 benchmark.
 """
@@ -30,7 +38,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -42,6 +54,9 @@ FEATURES_FILE = "features.npz"
 FEATURES_META = "features.json"
 STORE_DTYPE = np.float16
 BUILDS: list[dict] = []  # one entry per computed (not read) cache entry
+STALE_S = 120.0  # a claim not refreshed for this long is abandoned
+HEARTBEAT_S = 10.0
+POLL_S = 0.5
 
 
 def cache_key(fields: Mapping[str, object]) -> str:
@@ -82,29 +97,137 @@ def cached_states(
     """role -> [S, N, D] states for a frozen pre-trained model.
 
     ``base_key`` holds the checkpoint id, dataset fingerprint, pooling and max_len; the role is
-    added per entry. ``compute(missing_roles)`` runs the backbone on the roles not cached yet.
-    With ``cache_dir=None`` nothing is stored (every call computes).
+    added per entry. ``compute(missing_roles)`` runs the backbone on the roles not cached yet
+    (all of them in one call, so that an example shared by several roles runs once). With
+    ``cache_dir=None`` nothing is stored (every call computes).
     """
-    out: dict[str, np.ndarray] = {}
-    paths = {}
-    for role in roles:
-        if cache_dir is None:
-            continue
-        key = cache_key({**base_key, "role": role})
-        paths[role] = Path(cache_dir) / "features" / f"{key}.npz"
-        got = _read(paths[role])
-        if got is not None:
-            out[role] = got
-    missing = [r for r in roles if r not in out]
-    if missing:
-        fresh = compute(missing)
-        for role in missing:
-            arr = np.asarray(fresh[role]).astype(STORE_DTYPE)
+    if cache_dir is None:
+        fresh = compute(list(roles))
+        out = {}
+        for role in roles:
             BUILDS.append({**base_key, "role": role})
-            if cache_dir is not None:
+            out[role] = np.asarray(fresh[role]).astype(STORE_DTYPE)
+        return out
+    folder = Path(cache_dir) / "features"
+    paths = {role: folder / f"{cache_key({**base_key, 'role': role})}.npz" for role in roles}
+    out: dict[str, np.ndarray] = {}
+
+    def read_all() -> list[str]:
+        for role in roles:
+            if role not in out:
+                got = _read(paths[role])
+                if got is not None:
+                    out[role] = got
+        return [r for r in roles if r not in out]
+
+    if not read_all():
+        return out
+    lock = folder / f"{cache_key(base_key)}.lock"  # one builder per model and data
+    while True:
+        claim = Claim.take(lock)
+        if claim is not None:
+            break
+        Claim.wait(lock)  # someone else builds these entries: read what they wrote
+        if not read_all():
+            return out
+    try:
+        missing = read_all()  # written between our last look and the claim
+        if missing:
+            fresh = compute(missing)
+            for role in missing:
+                arr = np.asarray(fresh[role]).astype(STORE_DTYPE)
+                BUILDS.append({**base_key, "role": role})
                 _atomic_savez(paths[role], states=arr)
-            out[role] = arr
+                out[role] = arr
+    finally:
+        claim.release()
     return out
+
+
+class Claim:
+    """An exclusive claim on building a set of cache entries: a lock file holding the
+    holder's host, pid and a token, whose modification time a thread refreshes."""
+
+    def __init__(self, path: Path, token: str):
+        self.path, self.token = path, token
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+        self._beat.start()
+
+    @staticmethod
+    def take(path: Path) -> "Claim | None":
+        """The claim, or None while another live holder has it (a stale one is removed)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _holder(path)
+                if not _is_stale(path, holder):
+                    return None
+                # abandoned: contest it once more
+                _remove_if(path, holder.get("token") if holder else None)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": token,
+                           "since": time.time()}, f)
+            return Claim(path, token)
+        return None
+
+    @staticmethod
+    def wait(path: Path) -> None:
+        """Until the claim at ``path`` is released or abandoned."""
+        while path.exists() and not _is_stale(path, _holder(path)):
+            time.sleep(POLL_S)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        _remove_if(self.path, self.token)
+
+
+def _holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # gone, or being written this instant
+        return None
+
+
+def _is_stale(path: Path, holder: Mapping | None) -> bool:
+    """No refresh for ``STALE_S``, or (same host) the holder's process is gone. A claim still
+    being written (unreadable) is young, hence live."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return True
+    if age > STALE_S:
+        return True
+    if holder is not None and holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, KeyError, ValueError, TypeError):
+            pass
+    return False
+
+
+def _remove_if(path: Path, token: str | None) -> None:
+    """Remove the lock file if it still holds ``token`` (not a newer holder's claim); with
+    ``token`` None, if it is still unreadable."""
+    holder = _holder(path)
+    if (holder.get("token") if holder else None) == token:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def write_workdir_states(workdir: Path, states: Mapping[str, np.ndarray], meta: Mapping) -> None:

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from levi_core.errors import ConfigError
 
 WEIGHTS = ("pretrained", "random")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 OPTIMIZERS = ("adam", "sgd")
 POOLS = ("global", "flatten")
 
@@ -61,6 +62,9 @@ class TextSettings:
     unknown_id_frac: float = 0.05
     ref_reg: float = 10.0  # the bias references' regulariser
     levi_layers: tuple[int, ...] = ()  # blocks with an adapting layer; () = every block 1..L
+    # the backbone's arithmetic: bfloat16 runs it on bfloat16 copies of the float32 parameters
+    # (parameters, optimizer state, pooled states and heads stay float32); for accelerators
+    compute_dtype: str = "float32"
 
     _COERCE = {"max_len": int, "epochs": int, "head_epochs": _opt_int, "batch_size": _opt_int,
                "eval_batch_size": _opt_int, "lora_rank": int, "small_hidden": _ints,
@@ -94,6 +98,7 @@ class VisionSettings:
     small_pool: str = "global"
     adapter_hidden: int = 1024
     levi_layers: tuple[int, ...] = ()  # blocks with an adapting layer; () = every block 1..L
+    compute_dtype: str = "float32"  # as TextSettings.compute_dtype
 
     _COERCE = {"epochs": int, "head_epochs": _opt_int, "batch_size": _opt_int,
                "eval_batch_size": _opt_int, "lora_rank": int, "small_conv": _ints,
@@ -128,6 +133,8 @@ class TabularSettings:
 
 
 def _check_common(s, name: str) -> None:
+    if s.compute_dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"{name}.compute_dtype must be one of {COMPUTE_DTYPES}, got {s.compute_dtype!r}")
     if s.weights not in WEIGHTS:
         raise ConfigError(f"{name}.weights must be one of {WEIGHTS}, got {s.weights!r}")
     if s.optimizer not in OPTIMIZERS:
@@ -189,8 +196,14 @@ class Settings:
         return {name: settings_dict(getattr(self, name)) for name in MODALITIES}
 
 
+# Settings added after records existed, left out of a record while at their default: a record
+# written before the setting existed stays valid (settings decide job identity).
+OMITTED_AT_DEFAULT = {"compute_dtype": "float32"}
+
+
 def settings_dict(s) -> dict[str, Any] | None:
     """JSON-able form of one modality's settings (what records hold); None for None."""
     if s is None:
         return None
-    return {f.name: (list(v) if isinstance(v := getattr(s, f.name), tuple) else v) for f in fields(s)}
+    return {f.name: (list(v) if isinstance(v := getattr(s, f.name), tuple) else v) for f in fields(s)
+            if OMITTED_AT_DEFAULT.get(f.name, object()) != getattr(s, f.name)}

@@ -119,7 +119,7 @@ _PROGRAMS: dict[Any, Callable] = {}
 
 def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
         lr: float, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
-        transform: Callable | None = None):
+        transform: Callable | None = None, prepare: Callable | None = None):
     """Train ``params`` on ``data`` (``{"y": labels, ...inputs}``) with minibatches ``idx``.
 
     ``apply_fn(params, extra, batch) -> (out [B, H, O], new_extra)`` (``extra``: mutable model
@@ -137,26 +137,70 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
         if key is not None:
             _PROGRAMS[key] = run
     tx_state = make_optimizer(optimizer, labels).init(params)
-    steps = len(idx)
-    chunk = _chunk_steps(data, idx)
     bad = jnp.array(False)
     losses = []
     lr_arr = jnp.float32(lr)
-    for lo in range(0, steps, chunk):
+    for n_rows, stacked, valid in _chunks(data, idx, transform, prepare):
+        params, extra, tx_state, bad, part = run(params, extra, tx_state, bad, stacked, valid, lr_arr)
+        losses.append(np.asarray(part)[:n_rows])
+    losses = np.concatenate(losses) if losses else np.zeros(0)
+    return params, extra, losses.astype(np.float64), bool(bad)
+
+
+def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
+             lrs, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
+             transform: Callable | None = None, prepare: Callable | None = None) -> list[tuple]:
+    """``fit`` for several learning rates at once: one compiled program that ``vmap``s the
+    training loop over the learning rates (same start, same batches), so a grid of small
+    models costs about one run's dispatch and compile instead of one per point. Returns one
+    ``(params, extra, losses, diverged)`` per learning rate, equal to separate ``fit`` calls up
+    to float rounding (``tests/test_engine_perf.py``); divergence is tracked per member."""
+    lrs = [float(lr) for lr in lrs]
+    g = len(lrs)
+    if g == 1:  # one point: the plain program (a one-member vmap would be another program)
+        return [fit(apply_fn, params, extra, data, idx, lrs[0], task, optimizer, labels,
+                    cache_key, transform, prepare)]
+    label_key = None if labels is None else tuple(sorted(traverse_util.flatten_dict(labels).items()))
+    key = None if cache_key is None else ("grid", cache_key, task, optimizer, label_key)
+    run = _PROGRAMS.get(key) if key is not None else None
+    if run is None:
+        run = jax.jit(jax.vmap(_make_run(apply_fn, task, make_optimizer(optimizer, labels)),
+                               in_axes=(0, 0, 0, 0, None, None, 0)),
+                      compiler_options=COMPILER_OPTIONS)
+        if key is not None:
+            _PROGRAMS[key] = run
+    stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.stack([jnp.asarray(a)] * g), tree)  # noqa: E731
+    tx_state = stack(make_optimizer(optimizer, labels).init(params))
+    params, extra = stack(params), stack(extra)
+    bad = jnp.zeros((g,), bool)
+    losses = []
+    lr_arr = jnp.asarray(lrs, jnp.float32)
+    for n_rows, stacked, valid in _chunks(data, idx, transform, prepare):
+        params, extra, tx_state, bad, part = run(params, extra, tx_state, bad, stacked, valid, lr_arr)
+        losses.append(np.asarray(part)[:, :n_rows])
+    losses = np.concatenate(losses, axis=1) if losses else np.zeros((g, 0))
+    member = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
+    return [(member(params, i), member(extra, i), losses[i].astype(np.float64), bool(bad[i]))
+            for i in range(g)]
+
+
+def _chunks(data, idx: np.ndarray, transform, prepare):
+    """``(rows, stacked batches, valid)`` per chunk of steps, gathered on the host; the last
+    chunk is padded with no-op steps (``valid`` False) so that every chunk has one shape."""
+    chunk = _chunk_steps(data, idx)
+    for lo in range(0, len(idx), chunk):
         rows = idx[lo: lo + chunk]
         batches = [{k: v[r] for k, v in data.items()} for r in rows]
         if transform is not None:
             batches = [transform(b, lo + i) for i, b in enumerate(batches)]
         valid = np.ones(chunk, bool)
-        if len(rows) < chunk:  # pad the last chunk with no-op steps: one compiled shape
+        if len(rows) < chunk:
             valid[len(rows):] = False
             batches += [batches[-1]] * (chunk - len(rows))
         stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
-        params, extra, tx_state, bad, part = run(params, extra, tx_state, bad, stacked,
-                                                 jnp.asarray(valid), lr_arr)
-        losses.append(np.asarray(part)[: len(rows)])
-    losses = np.concatenate(losses) if losses else np.zeros(0)
-    return params, extra, losses.astype(np.float64), bool(bad)
+        if prepare is not None:
+            stacked = prepare(stacked)
+        yield len(rows), stacked, jnp.asarray(valid)
 
 
 def _chunk_steps(data: Mapping[str, np.ndarray], idx: np.ndarray) -> int:

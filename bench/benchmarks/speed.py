@@ -13,6 +13,15 @@ packaged weights) and the ratio JAX / PyTorch.
 
 Weights are random for T5 and ViT (their pre-trained weights need a download; speed does not
 depend on the values) and MiniLM's real ones where its package is installed.
+
+Closeness to the machine: the run first measures the float32 matmul rate of the device (a
+large jit-compiled matrix product; ``--dtype bfloat16``: also the bfloat16 rate), counts each
+pass's FLOPs with XLA's cost analysis of the compiled program, and prints the achieved FLOP/s
+as a fraction of that rate. On a GPU whose peak is known (``PEAK_FLOPS``) it also prints the
+model FLOPs utilisation (MFU) against the datasheet peak of the compute dtype.
+
+``--dtype bfloat16`` runs the JAX backbone on bfloat16 copies of its float32 parameters (the
+``compute_dtype`` setting); PyTorch stays float32.
 """
 
 from __future__ import annotations
@@ -28,6 +37,53 @@ from pathlib import Path
 
 DEFAULT_BACKBONES = ("minilm-l6", "t5-small", "vit-b16-224-in21k")
 DEFAULT_BATCH = {"minilm-l6": 32, "t5-small": 32, "t5-v1_1-small": 32, "vit-b16-224-in21k": 8}
+# dense datasheet peaks, FLOP/s, by a substring of jax's device_kind; float32 matmuls run as
+# TF32 on these GPUs under JAX's default precision, so TF32 is the float32 peak
+PEAK_FLOPS = {
+    "H200": {"bfloat16": 989e12, "float32": 494e12},
+    "H100": {"bfloat16": 989e12, "float32": 494e12},
+    "A100": {"bfloat16": 312e12, "float32": 156e12},
+    "L4": {"bfloat16": 121e12, "float32": 60e12},
+}
+
+
+def device_peak(dtype: str) -> float | None:
+    """The datasheet peak of the first device for ``dtype``, when known (GPUs only)."""
+    import jax
+
+    d = jax.devices()[0]
+    if d.platform != "gpu":
+        return None
+    for name, peaks in PEAK_FLOPS.items():
+        if name in d.device_kind:
+            return peaks.get(dtype)
+    return None
+
+
+def matmul_rate(dtype: str = "float32", n: int | None = None, steps: int = 3) -> float:
+    """Measured FLOP/s of one large square matrix product on the default device."""
+    import jax
+    import jax.numpy as jnp
+
+    gpu = jax.devices()[0].platform == "gpu"
+    n = n or (8192 if gpu else 1536)
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda x, y: x @ y)
+    jax.block_until_ready(f(a, a))
+    t = _timeit(lambda: jax.block_until_ready(f(a, a)), steps, 1)
+    return 2 * n ** 3 / t
+
+
+def program_flops(fn, *args) -> float | None:
+    """FLOPs of one call of a jitted ``fn``, from XLA's cost analysis of its compiled program."""
+    try:
+        cost = fn.lower(*args).compile().cost_analysis()
+    except Exception:  # noqa: BLE001 - a backend without cost analysis: no figure
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops else None
 
 
 def _inputs(config, batch, seq_len, rng):
@@ -130,7 +186,7 @@ def _torch_bench(model, config, inputs, mask, steps, warmup):
 
 
 # -------------------------------------------------------------------------------------- JAX
-def _jax_bench(config, params, inputs, mask, steps, warmup):
+def _jax_bench(config, params, inputs, mask, steps, warmup, dtype="float32"):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -138,6 +194,7 @@ def _jax_bench(config, params, inputs, mask, steps, warmup):
 
     from levi_core.backbones import build_module, masked_mean, pool_layers
     from levi_core.backbones.outputs import default_pooling
+    from levi_core.engines.transformer import compute_cast
 
     module = build_module(config)
     kind = default_pooling(config.family)
@@ -147,7 +204,8 @@ def _jax_bench(config, params, inputs, mask, steps, warmup):
 
     @jax.jit
     def features(p, *x):
-        return pool_layers(module.apply({"params": p}, *x), kind)
+        out = module.apply({"params": compute_cast(p, dtype)}, *compute_cast(x, dtype))
+        return pool_layers(out, kind).astype(jnp.float32)
 
     tree = {"backbone": jax.tree_util.tree_map(jnp.copy, params),  # donated by train_step
             "head": {"kernel": jnp.zeros((config.hidden_size, 1)), "bias": jnp.zeros((1,))}}
@@ -155,8 +213,8 @@ def _jax_bench(config, params, inputs, mask, steps, warmup):
     opt_state = tx.init(tree)
 
     def loss_fn(t, x, m, y):
-        h = module.apply({"params": t["backbone"]}, *x).last
-        pred = masked_mean(h, m) @ t["head"]["kernel"] + t["head"]["bias"]
+        h = module.apply({"params": compute_cast(t["backbone"], dtype)}, *compute_cast(x, dtype)).last
+        pred = masked_mean(h.astype(jnp.float32), m) @ t["head"]["kernel"] + t["head"]["bias"]
         return jnp.mean((pred[:, 0] - y) ** 2)
 
     @partial(jax.jit, donate_argnums=(0, 1))
@@ -180,10 +238,14 @@ def _jax_bench(config, params, inputs, mask, steps, warmup):
     compile_s = time.perf_counter() - t0
     fwd = _timeit(forward, steps, max(warmup - 1, 0))
     trn = _timeit(step, steps, max(warmup - 1, 0))
-    return fwd, trn, compile_s, _timeit.cpu
+    cpu = _timeit.cpu
+    flops = (program_flops(features, params, *x),
+             program_flops(train_step, state["t"], state["s"], x, m, y))
+    return fwd, trn, compile_s, cpu, flops
 
 
-def run(name, batch, seq_len, steps, warmup, use_torch, tmpdir):
+def run(name, batch, seq_len, steps, warmup, use_torch, tmpdir, dtype="float32", rate=None):
+    """One backbone's row. ``rate``: the measured matmul FLOP/s the passes are compared with."""
     import numpy as np
 
     from levi_core.backbones import get_config, init_backbone, load_params
@@ -201,14 +263,43 @@ def run(name, batch, seq_len, steps, warmup, use_torch, tmpdir):
     else:
         _, params, _ = init_backbone(config, 0)
         row["weights"] = "random"
-    fwd, trn, compile_s, cpu = _jax_bench(config, params, inputs, mask, steps, warmup)
-    row.update(jax_forward_ex_s=batch / fwd, jax_train_ex_s=batch / trn, jax_compile_s=compile_s,
-               jax_train_cpu_s_per_step=cpu)
-    if torch_model is not None:
+    fwd, trn, compile_s, cpu, (f_flops, t_flops) = _jax_bench(config, params, inputs, mask, steps,
+                                                             warmup, dtype)
+    row.update(dtype=dtype, jax_forward_ex_s=batch / fwd, jax_train_ex_s=batch / trn,
+               jax_compile_s=compile_s, jax_train_cpu_s_per_step=cpu)
+    peak = device_peak(dtype)
+    for kind, flops, secs in (("forward", f_flops, fwd), ("train", t_flops, trn)):
+        if flops:
+            row[f"{kind}_flops"] = flops
+            row[f"{kind}_flop_s"] = flops / secs
+            if rate:
+                row[f"{kind}_of_matmul_rate"] = flops / secs / rate
+            if peak:
+                row[f"{kind}_mfu"] = flops / secs / peak
+    if torch_model is not None and dtype == "float32":
         tf, tt, tcpu = _torch_bench(torch_model, config, inputs, mask, steps, warmup)
         row.update(torch_forward_ex_s=batch / tf, torch_train_ex_s=batch / tt,
                    torch_train_cpu_s_per_step=tcpu, ratio_forward=tf / fwd, ratio_train=tt / trn)
     return row
+
+
+def format_row(row) -> str:
+    """One printed line: throughput, the PyTorch ratio, and closeness to the machine."""
+    line = (f"{row['backbone']:18s} {row['dtype']:8s} batch {row['batch']:3d} {row['input']:>10s}"
+            f"  JAX fwd {row['jax_forward_ex_s']:8.1f} ex/s  train {row['jax_train_ex_s']:7.1f} ex/s")
+    if "torch_train_ex_s" in row:
+        line += (f"  | PyTorch fwd {row['torch_forward_ex_s']:8.1f}  train {row['torch_train_ex_s']:7.1f}"
+                 f"  | JAX/PyTorch fwd {row['ratio_forward']:.2f} train {row['ratio_train']:.2f}"
+                 f"  | CPU s/step JAX {row['jax_train_cpu_s_per_step']:.2f} PyTorch "
+                 f"{row['torch_train_cpu_s_per_step']:.2f}")
+    for kind in ("forward", "train"):
+        if f"{kind}_flop_s" in row:
+            line += f"  | {kind} {row[f'{kind}_flop_s'] / 1e9:.1f} GFLOP/s"
+            if f"{kind}_of_matmul_rate" in row:
+                line += f" = {row[f'{kind}_of_matmul_rate']:.0%} of f32 matmul"
+            if f"{kind}_mfu" in row:
+                line += f", MFU {row[f'{kind}_mfu']:.1%}"
+    return line
 
 
 def _have_torch():
@@ -230,11 +321,18 @@ def main(argv=None) -> int:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    p.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                   help="JAX compute dtype(s); each is a row per backbone")
+    p.add_argument("--platform", default=None,
+                   help="JAX platform (default: cpu unless JAX_PLATFORMS is set or a GPU is visible)")
     p.add_argument("--omp-active", action="store_true",
                    help="leave OpenMP's default spin-waiting (by default OMP_WAIT_POLICY=PASSIVE "
                         "is set before torch loads, when unset)")
     args = p.parse_args(argv)
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if args.platform:
+        os.environ["JAX_PLATFORMS"] = args.platform
+    elif not Path("/dev/nvidia0").exists():
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
     # PyTorch's OpenMP threads spin while waiting; on a machine shared with other jobs that
     # burns the cores they wait for and makes PyTorch look several times slower than it is.
     # Passive waiting is the fair setting for a comparison there (it must precede torch's import).
@@ -248,20 +346,23 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    import jax
+
+    rates = {dt: matmul_rate(dt) for dt in sorted(set(["float32"] + args.dtype))}
+    dev = jax.devices()[0]
+    print(f"device: {dev.platform} {dev.device_kind}; measured matmul rate "
+          + ", ".join(f"{dt} {r / 1e9:.1f} GFLOP/s" for dt, r in rates.items())
+          + "".join(f"; datasheet peak {dt} {device_peak(dt) / 1e12:.0f} TFLOP/s"
+                    for dt in args.dtype if device_peak(dt)), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.backbones:
-            batch = args.batch or DEFAULT_BATCH.get(name, 8)
-            row = run(name, batch, args.seq_len, args.steps, args.warmup, use_torch, tmp)
-            rows.append(row)
-            line = (f"{name:20s} batch {batch:3d} {row['input']:>10s}  JAX fwd {row['jax_forward_ex_s']:8.1f} ex/s"
-                    f"  train {row['jax_train_ex_s']:7.1f} ex/s")
-            if "torch_train_ex_s" in row:
-                line += (f"  | PyTorch fwd {row['torch_forward_ex_s']:8.1f}  train {row['torch_train_ex_s']:7.1f}"
-                         f"  | JAX/PyTorch fwd {row['ratio_forward']:.2f} train {row['ratio_train']:.2f}"
-                         f"  | CPU s/step JAX {row['jax_train_cpu_s_per_step']:.2f} PyTorch "
-                         f"{row['torch_train_cpu_s_per_step']:.2f}")
-            print(line, flush=True)
+            for dtype in args.dtype:
+                batch = args.batch or DEFAULT_BATCH.get(name, 8)
+                row = run(name, batch, args.seq_len, args.steps, args.warmup, use_torch, tmp, dtype,
+                          rates["float32"])
+                rows.append(row)
+                print(format_row(row), flush=True)
     if not use_torch:
         print("(PyTorch comparison skipped: --no-torch, or torch/transformers not installed)")
     if args.json:

@@ -34,29 +34,38 @@ class BertBlock(nn.Module):
 
 
 class Bert(nn.Module):
-    """``__call__(ids [B, T], mask [B, T] or None, token_types [B, T] or None) -> BackboneOutput``."""
+    """``__call__(ids [B, T], mask [B, T] or None, token_types [B, T] or None) -> BackboneOutput``.
+
+    ``start``/``stop``/``hidden`` run a slice of the blocks (see ``levi_core.backbones.outputs``):
+    half-tuning computes the frozen lower blocks once and trains on their output."""
 
     config: BertConfig
 
     @nn.compact
-    def __call__(self, ids: jnp.ndarray, mask: jnp.ndarray | None = None,
-                 token_types: jnp.ndarray | None = None) -> BackboneOutput:
+    def __call__(self, ids: jnp.ndarray | None, mask: jnp.ndarray | None = None,
+                 token_types: jnp.ndarray | None = None, *, start: int = 0, stop: int | None = None,
+                 hidden: jnp.ndarray | None = None) -> BackboneOutput:
         c = self.config
-        b, t = ids.shape
-        if t > c.max_positions:
-            raise ValueError(f"sequence length {t} exceeds max_positions {c.max_positions}")
-        if mask is None:
-            mask = jnp.ones(ids.shape, jnp.int32)
-        if token_types is None:
-            token_types = jnp.zeros(ids.shape, jnp.int32)
-        x = nn.Embed(c.vocab_size, c.hidden, embedding_init=dense_init(), name="embed_word")(ids)
-        pos = self.param("embed_pos", dense_init(), (c.max_positions, c.hidden))
-        typ = self.param("embed_type", dense_init(), (c.type_vocab_size, c.hidden))
-        x = x + pos[None, :t] + jnp.take(typ, token_types, axis=0)
-        x = layer_norm(c.eps, "embed_ln")(x)
+        if start:
+            x = hidden  # the output of block start - 1
+            if mask is None:
+                mask = jnp.ones(x.shape[:2], jnp.int32)
+        else:
+            b, t = ids.shape
+            if t > c.max_positions:
+                raise ValueError(f"sequence length {t} exceeds max_positions {c.max_positions}")
+            if mask is None:
+                mask = jnp.ones(ids.shape, jnp.int32)
+            if token_types is None:
+                token_types = jnp.zeros(ids.shape, jnp.int32)
+            x = nn.Embed(c.vocab_size, c.hidden, embedding_init=dense_init(), name="embed_word")(ids)
+            pos = self.param("embed_pos", dense_init(), (c.max_positions, c.hidden))
+            typ = self.param("embed_type", dense_init(), (c.type_vocab_size, c.hidden))
+            x = x + pos[None, :t] + jnp.take(typ, token_types, axis=0)
+            x = layer_norm(c.eps, "embed_ln")(x)
         bias = mask_bias(mask)
         states = [x]
-        for i in range(c.num_layers):
+        for i in range(start, c.num_layers if stop is None else stop):
             x = BertBlock(c, name=f"block_{i}")(x, bias)
             states.append(x)
         return BackboneOutput(hidden_states=tuple(states), mask=mask.astype(jnp.int32))

@@ -118,6 +118,9 @@ class SelfAttention(nn.Module):
             q = q * (1.0 / jnp.sqrt(jnp.float32(hd))).astype(q.dtype)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
         if bias is not None:
+            if bias.dtype != scores.dtype:  # bfloat16 compute: keep the scores bfloat16, and
+                # the float32 mask finite there (an all-padding row must not become NaN)
+                bias = jnp.maximum(bias, jnp.finfo(scores.dtype).min).astype(scores.dtype)
             scores = scores + bias
         probs = jax.nn.softmax(scores, axis=-1)
         ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, t, inner)

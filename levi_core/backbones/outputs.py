@@ -14,6 +14,13 @@ import jax.numpy as jnp
 from flax import struct
 
 
+# Every backbone's ``__call__`` also takes ``start``, ``stop`` and ``hidden`` (keywords): it then
+# runs blocks ``start .. stop - 1`` only, from ``hidden`` (the output of block ``start - 1``)
+# when ``start > 0``, and returns ``hidden_states`` = that input, then each block run, then the
+# final norm (pre-LN families) when the last block ran. Half-tuning computes the frozen blocks
+# once (``stop``) and trains the others on their output (``start``); the defaults run it all.
+
+
 @struct.dataclass
 class BackboneOutput:
     """Every layer's hidden state.

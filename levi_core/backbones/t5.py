@@ -83,25 +83,32 @@ class T5Block(nn.Module):
 
 
 class T5Encoder(nn.Module):
-    """``__call__(ids [B, T] int, mask [B, T] or None) -> BackboneOutput``."""
+    """``__call__(ids [B, T] int, mask [B, T] or None) -> BackboneOutput``; ``start``/``stop``/
+    ``hidden`` run a slice of the blocks (see ``levi_core.backbones.outputs``)."""
 
     config: T5Config
 
     @nn.compact
-    def __call__(self, ids: jnp.ndarray, mask: jnp.ndarray | None = None) -> BackboneOutput:
+    def __call__(self, ids: jnp.ndarray | None, mask: jnp.ndarray | None = None, *, start: int = 0,
+                 stop: int | None = None, hidden: jnp.ndarray | None = None) -> BackboneOutput:
         c = self.config
+        shape = hidden.shape[:2] if start else ids.shape
         if mask is None:
-            mask = jnp.ones(ids.shape, jnp.int32)
-        t = ids.shape[1]
-        x = nn.Embed(c.vocab_size, c.d_model, embedding_init=dense_init(1.0), name="embed")(ids)
+            mask = jnp.ones(shape, jnp.int32)
+        t = shape[1]
+        if start:
+            x = hidden  # the output of block start - 1
+        else:
+            x = nn.Embed(c.vocab_size, c.d_model, embedding_init=dense_init(1.0), name="embed")(ids)
         rel = nn.Embed(c.rel_buckets, c.num_heads, embedding_init=dense_init(c.d_model ** -0.5),
                        name="rel_bias")
         buckets = relative_position_buckets(t, t, c.rel_buckets, c.rel_max_distance)
         bias = jnp.transpose(rel(jnp.asarray(buckets)), (2, 0, 1))[None]  # [1, H, T, T]
         bias = bias + mask_bias(mask)
         states = [x]
-        for i in range(c.num_layers):
+        for i in range(start, c.num_layers if stop is None else stop):
             x = T5Block(c, name=f"block_{i}")(x, bias)
             states.append(x)
-        states.append(RMSNorm(c.eps, name="final_ln")(x))
+        if stop is None or stop == c.num_layers:
+            states.append(RMSNorm(c.eps, name="final_ln")(x))
         return BackboneOutput(hidden_states=tuple(states), mask=mask.astype(jnp.int32))

@@ -46,12 +46,28 @@ class ViTBlock(nn.Module):
 
 
 class ViT(nn.Module):
-    """``__call__(images [B, H, W, C], mask=None) -> BackboneOutput`` (mask: all ones)."""
+    """``__call__(images [B, H, W, C], mask=None) -> BackboneOutput`` (mask: all ones);
+    ``start``/``stop``/``hidden`` run a slice of the blocks (see ``levi_core.backbones.outputs``)."""
 
     config: ViTConfig
 
     @nn.compact
-    def __call__(self, images: jnp.ndarray, mask: jnp.ndarray | None = None) -> BackboneOutput:
+    def __call__(self, images: jnp.ndarray | None, mask: jnp.ndarray | None = None, *, start: int = 0,
+                 stop: int | None = None, hidden: jnp.ndarray | None = None) -> BackboneOutput:
+        c = self.config
+        if start:
+            x = hidden  # the output of block start - 1
+        else:
+            x = self._embed(images)
+        states = [x]
+        for i in range(start, c.num_layers if stop is None else stop):
+            x = ViTBlock(c, name=f"block_{i}")(x)
+            states.append(x)
+        if stop is None or stop == c.num_layers:
+            states.append(layer_norm(c.eps, "final_ln")(x))
+        return BackboneOutput(hidden_states=tuple(states), mask=jnp.ones(x.shape[:2], jnp.int32))
+
+    def _embed(self, images):
         c = self.config
         if images.shape[1:] != (c.image_size, c.image_size, c.channels):
             raise ValueError(
@@ -64,10 +80,4 @@ class ViT(nn.Module):
         cls = self.param("cls", dense_init(), (1, 1, c.hidden))
         pos = self.param("pos_embed", dense_init(), (1, c.seq_len, c.hidden))
         x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.hidden)).astype(x.dtype), x], axis=1)
-        x = x + pos
-        states = [x]
-        for i in range(c.num_layers):
-            x = ViTBlock(c, name=f"block_{i}")(x)
-            states.append(x)
-        states.append(layer_norm(c.eps, "final_ln")(x))
-        return BackboneOutput(hidden_states=tuple(states), mask=jnp.ones((b, c.seq_len), jnp.int32))
+        return x + pos

@@ -111,6 +111,17 @@ class Engine:
     def small_inputs(self, role: str) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def frozen_lower(self, mode: str):
+        """A shortcut for a tuning mode whose lower layers are frozen (``ht``): an object with
+        ``data()``, ``apply``, ``cache_key`` and ``predict(params, roles, keep_states_in)``
+        used in place of the engine's, or None (no shortcut: the full model runs)."""
+        return None
+
+    def trim_batch(self, batch: dict) -> dict:
+        """A batch (or a chunk of stacked batches) with padding the model does not read cut
+        off; the identity unless an engine pads its inputs (text)."""
+        return batch
+
     def unknown_keys(self) -> list[str]:
         """Small-model inputs that are categorical ids (row 0 = unknown)."""
         return []

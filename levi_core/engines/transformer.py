@@ -50,27 +50,107 @@ def select_states(hidden_states: tuple, config) -> list:
     return hs[: L + 1]  # BERT: [emb, block_1..block_L]
 
 
-def _backbone_call(module, config, bparams, batch):
+def compute_cast(tree, dtype: str):
+    """Floating leaves of ``tree`` in the compute dtype: the bfloat16 option runs the backbone
+    on bfloat16 copies of float32 parameters (gradients reach the float32 originals through the
+    cast, so the optimizer state stays float32)."""
+    if dtype == "float32":
+        return tree
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def _backbone_call(module, config, bparams, batch, dtype: str = "float32", **blocks):
+    bparams = compute_cast(bparams, dtype)
+    if "h" in batch:  # the tuned blocks of ht, from the stored boundary (engines.half)
+        return module.apply({"params": bparams}, None, batch.get("mask"),
+                            hidden=compute_cast(batch["h"], dtype), **blocks)
     if "image" in batch:
         x = batch["image"].astype(jnp.float32) / 255.0
         x = (x - 0.5) / 0.5
         size = config.image_size
         if x.shape[1] != size or x.shape[2] != size:
             x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "bilinear")
-        return module.apply({"params": bparams}, x)
-    return module.apply({"params": bparams}, batch["ids"], batch["mask"])
+        return module.apply({"params": bparams}, compute_cast(x, dtype), **blocks)
+    return module.apply({"params": bparams}, batch["ids"], batch["mask"], **blocks)
 
 
-def _pooled(module, config, bparams, batch):
-    """[S, B, D] pooled layer states."""
-    out = _backbone_call(module, config, bparams, batch)
+def _pooled(module, config, bparams, batch, dtype: str = "float32"):
+    """[S, B, D] pooled layer states (float32 whatever the compute dtype)."""
+    out = _backbone_call(module, config, bparams, batch, dtype)
     kind = default_pooling(config.family)
-    return jnp.stack([pool(h, out.mask, kind) for h in select_states(out.hidden_states, config)])
+    return jnp.stack([pool(h.astype(jnp.float32), out.mask, kind)
+                      for h in select_states(out.hidden_states, config)])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _forward(module, config, head: nn.Module, params, batch):
-    states = _pooled(module, config, params["body"], batch)
+# Text batches are cut to their longest row rounded up to this: few distinct shapes (one
+# compiled program each), little padding.
+SEQ_MULTIPLE = 16
+
+
+def trim_padding(batch: dict, multiple: int = SEQ_MULTIPLE) -> dict:
+    """A text batch (``ids``, ``mask`` [..., T]; hidden states ``h`` [..., T, D]) without its
+    all-padding positions beyond the longest row, rounded up to ``multiple``. Padding keys are
+    masked out of attention and pooling, so the numbers do not change (up to float rounding);
+    images pass unchanged."""
+    if "mask" not in batch:
+        return batch
+    mask = np.asarray(batch["mask"])
+    T = mask.shape[-1]
+    used = np.flatnonzero(mask.reshape(-1, T).any(axis=0))
+    keep = min(T, max(multiple, -(-(int(used[-1]) + 1 if used.size else 1) // multiple) * multiple))
+    if keep == T:
+        return batch
+    return {k: (v[..., :keep] if k in ("ids", "mask") else v[..., :keep, :] if k == "h" else v)
+            for k, v in batch.items()}
+
+
+def distinct_rows(example_ids, xs):
+    """Each distinct example once across splits.
+
+    ``example_ids``: per split, [N_i] ids; ``xs``: per split, the input arrays. Returns
+    ``(src_split [U], src_row [U], inverse)``: the U distinct examples (first occurrence) and,
+    per split, [N_i] indices into them. An id names one example in a dataset; should two
+    splits hold different inputs under one id, every row counts as distinct instead."""
+    ids = np.concatenate([np.asarray(i) for i in example_ids])
+    split_of = np.concatenate([np.full(len(i), k, np.int32) for k, i in enumerate(example_ids)])
+    row_of = np.concatenate([np.arange(len(i), dtype=np.int64) for i in example_ids])
+    sizes = np.cumsum([0] + [len(i) for i in example_ids])
+    _, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+    if len(first) < len(ids):
+        rep = first[inv]  # the representative of every row
+        dup = np.flatnonzero(rep != np.arange(len(ids)))
+        for key in xs[0]:
+            a = np.stack([np.asarray(xs[split_of[j]][key][row_of[j]]) for j in rep[dup]])
+            b = np.stack([np.asarray(xs[split_of[j]][key][row_of[j]]) for j in dup])
+            if not np.array_equal(a, b):
+                first, inv = np.arange(len(ids)), np.arange(len(ids))
+                break
+    # distinct examples in order of first appearance (deterministic batches)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    first, inv = first[order], rank[inv.reshape(-1)]
+    return (split_of[first], row_of[first],
+            [inv[sizes[k]: sizes[k + 1]] for k in range(len(example_ids))])
+
+
+def gather_rows(xs, split_idx: np.ndarray, row_idx: np.ndarray) -> dict:
+    """Rows ``row_idx[i]`` of split ``split_idx[i]``, stacked in that order."""
+    out = {}
+    for key in xs[0]:
+        first = np.asarray(xs[0][key])
+        arr = np.empty((len(row_idx),) + first.shape[1:], first.dtype)
+        for k in np.unique(split_idx):
+            m = split_idx == k
+            arr[m] = np.asarray(xs[k][key])[row_idx[m]]
+        out[key] = arr
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2), static_argnames=("dtype",))
+def _forward(module, config, head: nn.Module, params, batch, dtype: str = "float32"):
+    states = _pooled(module, config, params["body"], batch, dtype)
     return head.apply({"params": params["head"]}, states[-1]), states
 
 
@@ -97,7 +177,8 @@ class TransformerEngine(Engine):
         self.unknown_id_frac = getattr(s, "unknown_id_frac", 0.0)
         self.module = build_module(self.config)
         self.head = nn.Dense(self.n_out)
-        self.cache_key = ("transformer", self.config, self.n_out)
+        self.compute_dtype = getattr(s, "compute_dtype", "float32")
+        self.cache_key = ("transformer", self.config, self.n_out, self.compute_dtype)
 
     # ------------------------------------------------------------ parameters
     def pretrained_body(self):
@@ -130,7 +211,7 @@ class TransformerEngine(Engine):
             raise ConfigError(f"lora needs settings {self.modality}.lora_rank > 0")
         self.config = get_config(self.s.backbone, lora_rank=self.s.lora_rank)
         self.module = build_module(self.config)
-        self.cache_key = ("transformer", self.config, self.n_out)
+        self.cache_key = ("transformer", self.config, self.n_out, self.compute_dtype)
         return {**params, "body": tuning.add_lora(params["body"], self.config, seed)}
 
     def labels(self, params, mode: str):
@@ -161,36 +242,75 @@ class TransformerEngine(Engine):
             _TOKENIZED[key] = {"ids": ids, "mask": mask}
         return _TOKENIZED[key]
 
+    def trim_batch(self, batch: dict) -> dict:
+        """Text: cut to the longest row, rounded up (``trim_padding``): training chunks run
+        at their own length instead of ``max_len``."""
+        return trim_padding(batch)
+
+    def frozen_lower(self, mode: str):
+        """Half-tuning from the frozen lower blocks' output, computed once per dataset and
+        shared by every ``ht`` run (``levi_core.engines.half``); None where it does not apply."""
+        from levi_core.engines.half import FrozenLower
+
+        return FrozenLower.for_engine(self, mode)
+
     def train_data(self) -> dict[str, np.ndarray]:
         return {**self.inputs("train"), "y": self.ds.splits["train"].labels}
 
     def apply(self, params, extra, batch):
-        states = _pooled(self.module, self.config, params["body"], batch)
+        states = _pooled(self.module, self.config, params["body"], batch, self.compute_dtype)
         return self.head.apply({"params": params["head"]}, states[-1])[:, None, :], extra
 
     # ------------------------------------------------------------ computation
     def predict(self, params, roles, keep_states_in: Path | None = None):
-        preds, states = {}, {}
-        for role in roles:
-            out, st = self.forward_role(params, role, keep_states_in is not None)
-            preds[role] = training.to_prediction(out[:, None, :], self.task)
-            if st is not None:
-                states[role] = st
+        res = self.forward_roles(params, roles, keep_states_in is not None)
+        preds = {r: training.to_prediction(out[:, None, :], self.task) for r, (out, _) in res.items()}
         if keep_states_in is not None:
-            feature_cache.write_workdir_states(keep_states_in, states, self._feature_meta())
+            feature_cache.write_workdir_states(keep_states_in, {r: st for r, (_, st) in res.items()},
+                                               self._feature_meta())
         return preds
 
     def forward_role(self, params, role: str, want_states: bool):
-        n = len(self.ds.splits[role])
-        fn = functools.partial(_forward, self.module, self.config, self.head, params)
-        outs, sts = [], []
-        x = self.inputs(role)
-        for lo, hi in batches(n, self.eval_batch_size):
-            o, st = fn(take(x, lo, hi, self.eval_batch_size))
-            outs.append(np.asarray(o)[: hi - lo])
+        """(outputs [N, O], states [S, N, D] float16 or None) of one role."""
+        return self.forward_roles(params, [role], want_states)[role]
+
+    def forward_roles(self, params, roles, want_states: bool) -> dict[str, tuple]:
+        """role -> (outputs [N, O], states [S, N, D] float16 or None), every distinct example
+        run once: MovieLens' OOD sets share thousands of ratings, and an example id names one
+        example whichever split holds it (``distinct_rows``). Text rows go through in order of
+        length, each batch cut to its longest row (``trim_padding``), so that evaluation batches
+        carry little padding; states are float16, the precision they are stored in."""
+        roles = list(roles)
+        xs = [self.inputs(r) for r in roles]
+        src_role, src_row, inverse = distinct_rows(
+            [self.ds.splits[r].example_ids for r in roles], xs)
+        n = len(src_role)
+        order = np.arange(n)
+        if "mask" in xs[0]:  # length buckets: similar lengths share a batch
+            lengths = np.concatenate([x["mask"].sum(axis=1) for x in xs])
+            starts = np.cumsum([0] + [len(x["mask"]) for x in xs])[:-1]
+            order = np.argsort(lengths[starts[src_role] + src_row], kind="stable")
+        bs = self.eval_batch_size
+        fn = functools.partial(_forward, self.module, self.config, self.head, params,
+                               dtype=self.compute_dtype)
+        out_u, st_u = None, None
+        for lo, hi in batches(n, bs):
+            sel = order[lo:hi]
+            batch = trim_padding(take(gather_rows(xs, src_role[sel], src_row[sel]), 0, hi - lo, bs))
+            o, st = fn(batch)
+            o = np.asarray(o)[: hi - lo]
+            if out_u is None:
+                out_u = np.zeros((n,) + o.shape[1:], o.dtype)
+            out_u[sel] = o
             if want_states:
-                sts.append(np.asarray(st, np.float32)[:, : hi - lo])
-        return np.concatenate(outs), (np.concatenate(sts, axis=1) if want_states else None)
+                st = np.asarray(st)[:, : hi - lo]
+                if st_u is None:
+                    st_u = np.zeros((st.shape[0], n, st.shape[2]), feature_cache.STORE_DTYPE)
+                st_u[:, sel] = st
+        if out_u is None:  # no rows at all
+            out_u = np.zeros((0, self.n_out), np.float32)
+        return {r: (out_u[inverse[i]], st_u[:, inverse[i]] if want_states else None)
+                for i, r in enumerate(roles)}
 
     def _feature_meta(self) -> dict[str, Any]:
         return {"fingerprint": self.ds.fingerprint, "pooling": default_pooling(self.config.family),
@@ -202,10 +322,12 @@ class TransformerEngine(Engine):
         checkpoint = f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
         key = {"checkpoint": checkpoint, "fingerprint": self.ds.fingerprint,
                "pooling": default_pooling(self.config.family), "max_len": getattr(s, "max_len", None)}
+        if self.compute_dtype != "float32":  # float32 entries keep the key they always had
+            key["compute_dtype"] = self.compute_dtype
 
         def compute(missing):
             params = {"body": self.pretrained_body(), "head": self.new_head(0)}
-            return {r: self.forward_role(params, r, True)[1] for r in missing}
+            return {r: st for r, (_, st) in self.forward_roles(params, missing, True).items()}
 
         return feature_cache.cached_states(self.cache_dir, key, roles, compute)
 

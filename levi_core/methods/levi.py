@@ -28,6 +28,7 @@ from levi_core import training
 from levi_core.engines import engine_for
 from levi_core.engines.base import apply_heads, batches, replace_unknown, take
 from levi_core.errors import ConfigError
+from levi_core.methods import grids
 from levi_core.methods.registry import RunContext, RunOutput, implements
 from levi_core.models.small import TaskHeads
 
@@ -73,25 +74,35 @@ def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...], us
     frac = e.unknown_id_frac
     transform = (lambda b, t: replace_unknown(b, unk, frac, ctx.seed, t)) if unk and frac > 0 else None
     data = {**arrays("train"), "y": ds.splits["train"].labels}
-    params, extra, losses, bad = training.fit(
-        apply_fn, params, extra, data, e.batch_order(ctx.seed, e.head_epochs), ctx.lr, e.task,
-        e.optimizer, cache_key=("heads", model, n_states, tuple(small_keys)), transform=transform)
+    start, start_extra = params, extra
 
-    preds = {}
-    bs = e.eval_batch_size
-    for r in roles:
-        x = arrays(r)
-        outs = []
-        for lo, hi in batches(len(ds.splits[r]), bs):
-            sm, sts = unpack(take(x, lo, hi, bs))
-            outs.append(np.asarray(apply_heads(model, {"params": params, **extra}, sm, sts))[: hi - lo])
-        preds[r] = training.to_prediction(np.concatenate(outs), e.task)
-    training.save_params(ctx.workdir, {"params": params, **extra},
-                         {"method": tag, "lr": ctx.lr, "seed": ctx.seed})
-    extras = training.loss_extras(losses, bad)
-    extras.update(heads=n_states or n_heads, layers=list(layers),
-                  trainable_params=int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params))))
-    return RunOutput(predictions=preds, diverged=bad, extras=extras)
+    def evaluate(params, extra):
+        preds = {}
+        bs = e.eval_batch_size
+        for r in roles:
+            x = arrays(r)
+            outs = []
+            for lo, hi in batches(len(ds.splits[r]), bs):
+                sm, sts = unpack(take(x, lo, hi, bs))
+                outs.append(np.asarray(apply_heads(model, {"params": params, **extra}, sm, sts))[: hi - lo])
+            preds[r] = training.to_prediction(np.concatenate(outs), e.task)
+        return preds
+
+    def train(lrs):
+        runs = training.fit_grid(
+            apply_fn, start, start_extra, data, e.batch_order(ctx.seed, e.head_epochs), lrs, e.task,
+            e.optimizer, cache_key=("heads", model, n_states, tuple(small_keys)), transform=transform)
+        members = []
+        for lr, (params, extra, losses, bad) in zip(lrs, runs):
+            extras = training.loss_extras(losses, bad)
+            extras.update(heads=n_states or n_heads, layers=list(layers),
+                          trainable_params=int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params))))
+            members.append(grids.Member(
+                RunOutput(predictions=evaluate(params, extra), diverged=bad, extras=extras),
+                {"params": params, **extra}, {"method": tag, "lr": lr, "seed": ctx.seed}))
+        return members
+
+    return grids.run(ctx, tag, train)
 
 
 def _all_layers(ctx: RunContext) -> tuple[int, ...]:

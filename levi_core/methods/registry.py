@@ -57,6 +57,9 @@ class RunContext:
       workdir: folder to write artifacts into (checkpoints, predictions); readable by later jobs.
       deps: dependency method name -> artifact folder of its selected run.
       cache_dir: the feature cache shared by the jobs of a results root (None: no cache).
+      grid: the hyperparameters of every job of this method, dataset and seed (this one's
+        included), when the harness says: methods training small models on cached states
+        train them in one batched program (``levi_core.methods.grids``).
     """
 
     dataset: Dataset
@@ -66,6 +69,7 @@ class RunContext:
     workdir: Path
     deps: Mapping[str, Path] = field(default_factory=dict)
     cache_dir: str | None = None
+    grid: tuple = ()
 
     @property
     def lr(self) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 
 from levi_core import training
 from levi_core.engines import engine_for
-from levi_core.methods import ensembles
+from levi_core.methods import ensembles, grids
 from levi_core.methods.catalog import WISE_ALPHAS
 from levi_core.methods.registry import RunContext, RunOutput, implements
 from levi_core.metrics import better, compute
@@ -44,11 +44,14 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
     if method == "lora":
         params = e.add_lora(params, seed)
     labels = e.labels(params, MODES[method])
-    params, _, losses, bad = training.fit(e.apply, params, {}, e.train_data(),
+    # ht: the frozen lower half's output computed once per dataset, only the tuned blocks run
+    run = e.frozen_lower(MODES[method]) or e
+    data = run.data() if run is not e else e.train_data()
+    params, _, losses, bad = training.fit(run.apply, params, {}, data,
                                           e.batch_order(seed, e.epochs), lr, e.task, e.optimizer,
-                                          labels, cache_key=e.cache_key)
+                                          labels, cache_key=run.cache_key, prepare=e.trim_batch)
     keep = ctx.workdir if write and method in KEEPS_STATES else None
-    preds = e.predict(params, ctx.dataset.eval_roles, keep_states_in=keep)
+    preds = run.predict(params, ctx.dataset.eval_roles, keep_states_in=keep)
     if write:
         training.save_params(ctx.workdir, training.trained_leaves(params, labels), {
             "method": method, "lr": lr, "seed": seed, "mode": MODES[method],
@@ -74,14 +77,22 @@ def lp(ctx: RunContext) -> RunOutput:
         return dense.apply({"params": p["head"]}, batch["f"])[:, None, :], extra
 
     data = {"f": feats["train"], "y": ctx.dataset.splits["train"].labels}
-    params, _, losses, bad = training.fit(
-        apply_fn, {"head": head}, {}, data, e.batch_order(ctx.seed, e.head_epochs), ctx.lr, e.task,
-        e.optimizer, cache_key=("lp", dense))
-    preds = {r: training.to_prediction(
-        np.asarray(dense.apply({"params": params["head"]}, jnp.asarray(f)))[:, None, :], e.task)
-        for r, f in feats.items()}
-    training.save_params(ctx.workdir, params, {"method": "lp", "lr": ctx.lr, "seed": ctx.seed})
-    return RunOutput(predictions=preds, diverged=bad, extras=training.loss_extras(losses, bad))
+
+    def train(lrs):
+        runs = training.fit_grid(apply_fn, {"head": head}, {}, data,
+                                 e.batch_order(ctx.seed, e.head_epochs), lrs, e.task, e.optimizer,
+                                 cache_key=("lp", dense))
+        members = []
+        for lr, (params, _, losses, bad) in zip(lrs, runs):
+            preds = {r: training.to_prediction(np.asarray(
+                dense.apply({"params": params["head"]}, jnp.asarray(f)))[:, None, :], e.task)
+                for r, f in feats.items()}
+            members.append(grids.Member(
+                RunOutput(predictions=preds, diverged=bad, extras=training.loss_extras(losses, bad)),
+                params, {"method": "lp", "lr": lr, "seed": ctx.seed}))
+        return members
+
+    return grids.run(ctx, "lp", train)
 
 
 @implements("ft_zeroshot")

@@ -1,0 +1,104 @@
+"""What computing HT's frozen lower half once saves: an HT epoch, and the predictions plus layer
+states (what LEVI, A3 and Table 14 read) of an HT model, full model vs. tuned blocks only.
+
+    python -m bench.benchmarks.ht_speed [--backbone minilm-l6 --weights pretrained]
+        [--dataset movielens:max_train=2000,max_eval=300 --data-dir ...] [--max-len 128]
+
+Both paths run the engine's own code (``training.fit`` with the half-tuning mask;
+``predict(..., keep_states_in=...)``), each compiled and warmed up first (its compile time
+is excluded; the shared compilation cache pays it once per shape anyway). The one-off cost of
+building the boundary (one frozen-half pass over every distinct example) is printed apart:
+every ``ht`` run of the dataset (seeds x learning rates) reuses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench.benchmarks.ht_speed",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backbone", default="bert-tiny")
+    ap.add_argument("--weights", default="random", choices=("random", "pretrained"))
+    ap.add_argument("--dataset", default="movielens:fixture=1")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--max-len", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=None)
+    args = ap.parse_args(argv)
+
+    import numpy as np
+
+    from levi_core import training
+    from levi_core.data.base import load_dataset
+    from levi_core.engines import engine_for
+    from levi_core.methods.registry import RunContext
+    from levi_core.settings import Settings
+
+    ds = load_dataset(args.dataset, args.data_dir)
+    text = {"backbone": args.backbone, "weights": args.weights, "max_len": args.max_len}
+    if args.batch_size:
+        text["batch_size"] = args.batch_size
+    with tempfile.TemporaryDirectory() as cache:
+        e = engine_for(RunContext(ds, 0, {}, Settings.from_mapping({"text": text}), None,
+                                  cache_dir=cache))
+        params0 = e.start("pretrained", 0)
+        labels = e.labels(params0, "half")
+        idx = e.batch_order(0, 1)
+        t = time.perf_counter()
+        top = e.frozen_lower("half")
+        build_s = time.perf_counter() - t
+
+        def epoch(run, data):
+            fit = lambda: training.fit(run.apply, params0, {}, data, idx, 1e-4, e.task, e.optimizer,  # noqa: E731
+                                       labels, cache_key=run.cache_key, prepare=e.trim_batch)
+            fit()  # compile and warm up
+            t0 = time.perf_counter()
+            params = fit()[0]
+            return time.perf_counter() - t0, params
+
+        full_s, params = epoch(e, e.train_data())
+        top_s, params_top = epoch(top, top.data())
+
+        def states(run, folder):
+            run.predict(params, ds.eval_roles, keep_states_in=folder)  # compile
+            t0 = time.perf_counter()
+            run.predict(params, ds.eval_roles, keep_states_in=folder)
+            return time.perf_counter() - t0
+
+        os.makedirs(f"{cache}/a", exist_ok=True)
+        os.makedirs(f"{cache}/b", exist_ok=True)
+        pred_full = states(e, f"{cache}/a")
+        pred_top = states(top, f"{cache}/b")
+        diff = max(float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
+                   for a, b in zip(jax_leaves(params), jax_leaves(params_top)))
+    rows = sum(len(ds.splits[r]) for r in ds.eval_roles)
+    res = {"backbone": args.backbone, "dataset": args.dataset, "layers": e.num_layers,
+           "frozen_blocks": top.k, "train_rows": len(ds.splits["train"]), "steps": len(idx),
+           "ht_epoch_full_s": full_s, "ht_epoch_cached_s": top_s,
+           "states_full_s": pred_full, "states_cached_s": pred_top, "boundary_build_s": build_s,
+           "max_param_diff": diff}
+    print(f"{args.backbone} ({e.num_layers} blocks, {top.k} frozen) on {args.dataset}: "
+          f"{len(ds.splits['train'])} train rows, {len(idx)} steps of {e.batch_size}")
+    print(f"  HT epoch, full model:            {full_s:8.2f} s")
+    print(f"  HT epoch, tuned blocks only:     {top_s:8.2f} s   speed-up {full_s / top_s:.2f}x "
+          f"(trained parameters differ by at most {diff:.1e})")
+    print(f"  predictions + layer states of an HT model over {rows} rows: full {pred_full:.2f} s,"
+          f" tuned blocks only {pred_top:.2f} s, speed-up {pred_full / pred_top:.2f}x")
+    print(f"  one-off boundary build (every distinct example, shared by all HT runs): {build_s:.2f} s")
+    return res
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree_util.tree_leaves(tree)
+
+
+if __name__ == "__main__":
+    main()

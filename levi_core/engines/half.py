@@ -1,0 +1,236 @@
+"""Half-tuning (``ht``) without re-running the frozen lower half.
+
+``ht`` trains blocks ``k = L // 2 .. L - 1``, the final norm and the head; blocks ``0 .. k - 1``
+and the embeddings keep their pre-trained weights. Their output (the full-sequence hidden state
+entering block ``k``, the *boundary*) is therefore the same in every ``ht`` run of a dataset,
+whatever the seed or learning rate, and so are the pooled states ``0 .. k`` that LEVI, A3 and
+Table 14 read from an ``ht`` model. ``FrozenLower`` computes both once per (checkpoint,
+dataset, max_len) for every distinct example of the evaluated splits, keeps them under
+``<cache_dir>/boundary/<key>/`` (float32 ``.npy`` files read memory-mapped: the training split
+of MovieLens is gigabytes), and then
+
+* trains on ``{"h": boundary rows, "mask", "y"}`` with only the tuned blocks in the program
+  (``apply``): per step the frozen blocks cost nothing, forward or backward;
+* predicts, and writes the layer states dependants read, by running only the tuned blocks on
+  the boundary and prepending the stored lower states.
+
+The numbers equal the full path's up to float rounding (the boundary is computed in other
+batch shapes than the training batches; ``tests/test_engine_perf.py``). Entries are built under
+the feature cache's claim (one builder, the others wait) and published by renaming a finished
+folder. Without a ``cache_dir`` (tests, one-off calls) there is no shortcut.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from levi_core import features as feature_cache
+from levi_core import training
+from levi_core.backbones.outputs import default_pooling, pool
+from levi_core.engines.base import batches, take
+
+_LOADED: dict[str, "Boundary"] = {}
+
+
+def upper_states(hidden_states: tuple, config, k: int) -> list:
+    """States ``k + 1 .. L`` from a run of blocks ``k .. L - 1`` (``hidden_states`` = its input,
+    each block, then the final norm for pre-LN families), as ``select_states`` picks them."""
+    L = config.num_layers
+    hs = list(hidden_states)
+    if len(hs) == L - k + 2:  # T5, ViT: the last state is the final-normed one
+        return hs[1: L - k] + [hs[-1]]
+    return hs[1:]
+
+
+def _call(module, config, bparams, batch, dtype, **blocks):
+    from levi_core.engines.transformer import _backbone_call
+
+    return _backbone_call(module, config, bparams, batch, dtype, **blocks)
+
+
+def _pool_all(hidden_states, mask, config):
+    kind = default_pooling(config.family)
+    return jnp.stack([pool(h.astype(jnp.float32), mask, kind) for h in hidden_states])
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _lower(module, config, k: int, dtype: str, bparams, batch):
+    """The boundary [B, T, D] (float32) and pooled states ``0 .. k`` [k + 1, B, D]."""
+    out = _call(module, config, bparams, batch, dtype, stop=k)
+    return out.hidden_states[-1].astype(jnp.float32), _pool_all(out.hidden_states, out.mask, config)
+
+
+def _top(module, config, k: int, dtype: str, bparams, batch):
+    return _call(module, config, bparams, batch, dtype, start=k)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _forward_top(module, config, head, k: int, dtype: str, params, batch):
+    out = _top(module, config, k, dtype, params["body"], batch)
+    states = _pool_all(upper_states(out.hidden_states, config, k), out.mask, config)
+    return head.apply({"params": params["head"]}, states[-1]), states
+
+
+class Boundary:
+    """The stored boundary of one dataset: ``h`` [U, T, D] float32, ``mask`` [U, T] (text),
+    ``pooled`` [k + 1, U, D] float16 and, per role, its rows' indices into the U examples
+    (training rows first, in order, so that ``h[:n_train]`` is the training split)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.h = np.load(folder / "h.npy", mmap_mode="r")
+        self.mask = np.load(folder / "mask.npy") if (folder / "mask.npy").exists() else None
+        self.pooled = np.load(folder / "pooled.npy", mmap_mode="r")
+        with np.load(folder / "index.npz", allow_pickle=False) as z:
+            self.index = {k.replace("__", "/"): z[k] for k in z.files}
+
+
+class FrozenLower:
+    def __init__(self, engine, k: int, boundary: Boundary):
+        self.e, self.k, self.b = engine, k, boundary
+        self.n_train = len(engine.ds.splits["train"])
+        self.cache_key = ("transformer-top", engine.config, engine.n_out, k, engine.compute_dtype)
+
+    @staticmethod
+    def for_engine(engine, mode: str) -> "FrozenLower | None":
+        k = engine.config.num_layers // 2
+        roles = list(engine.ds.eval_roles)
+        if mode != "half" or engine.cache_dir is None or k < 1 or "train" not in roles:
+            return None
+        if engine.config.lora_rank:
+            return None
+        boundary = _boundary(engine, k, ["train"] + [r for r in roles if r != "train"])
+        return None if boundary is None else FrozenLower(engine, k, boundary)
+
+    # ------------------------------------------------------------ training
+    def data(self) -> dict[str, np.ndarray]:
+        d = {"h": self.b.h[: self.n_train], "y": self.e.ds.splits["train"].labels}
+        if self.b.mask is not None:
+            d["mask"] = self.b.mask[: self.n_train]
+        return d
+
+    def apply(self, params, extra, batch):
+        e = self.e
+        out = _top(e.module, e.config, self.k, e.compute_dtype, params["body"], batch)
+        last = pool(out.hidden_states[-1].astype(jnp.float32), out.mask,
+                    default_pooling(e.config.family))
+        return e.head.apply({"params": params["head"]}, last)[:, None, :], extra
+
+    # ------------------------------------------------------------ evaluation
+    def predict(self, params, roles, keep_states_in: Path | None = None):
+        e, b = self.e, self.b
+        n = len(b.h)
+        order = np.arange(n)
+        if b.mask is not None:
+            order = np.argsort(b.mask.sum(axis=1), kind="stable")
+        bs = e.eval_batch_size
+        fn = functools.partial(_forward_top, e.module, e.config, e.head, self.k, e.compute_dtype,
+                               params)
+        out_u = np.zeros((n, e.n_out), np.float32)
+        st_u = None
+        if keep_states_in is not None:
+            st_u = np.zeros((e.num_layers + 1, n, b.h.shape[-1]), feature_cache.STORE_DTYPE)
+            st_u[: self.k + 1] = b.pooled
+        for lo, hi in batches(n, bs):
+            sel = np.sort(order[lo:hi])  # ascending rows: a cheaper read of the memory map
+            x = {"h": np.asarray(b.h[sel])}
+            if b.mask is not None:
+                x["mask"] = b.mask[sel]
+            o, st = fn(e.trim_batch(take(x, 0, hi - lo, bs)))
+            out_u[sel] = np.asarray(o)[: hi - lo]
+            if st_u is not None:
+                st_u[self.k + 1:, sel] = np.asarray(st)[:, : hi - lo]
+        preds = {r: training.to_prediction(out_u[b.index[r]][:, None, :], e.task) for r in roles}
+        if keep_states_in is not None:
+            feature_cache.write_workdir_states(
+                keep_states_in, {r: st_u[:, b.index[r]] for r in roles}, e._feature_meta())
+        return preds
+
+
+def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
+    s = engine.s
+    checkpoint = f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
+    key = feature_cache.cache_key({"checkpoint": checkpoint, "fingerprint": engine.ds.fingerprint,
+                                   "max_len": getattr(s, "max_len", None), "boundary": k,
+                                   "compute_dtype": engine.compute_dtype,
+                                   "roles": roles})
+    root = Path(engine.cache_dir) / "boundary"
+    folder = root / key
+    if str(folder) in _LOADED:
+        return _LOADED[str(folder)]
+    while not (folder / "index.npz").exists():
+        claim = feature_cache.Claim.take(root / f"{key}.lock")
+        if claim is None:
+            feature_cache.Claim.wait(root / f"{key}.lock")
+            continue
+        try:
+            if not (folder / "index.npz").exists():
+                if not _build(engine, k, roles, folder):
+                    return None
+        finally:
+            claim.release()
+    _LOADED[str(folder)] = Boundary(folder)
+    return _LOADED[str(folder)]
+
+
+def _build(engine, k: int, roles: list[str], folder: Path) -> bool:
+    """Compute and publish the boundary; False when the training split's examples are not
+    distinct (then the full path runs)."""
+    from levi_core.engines.transformer import SEQ_MULTIPLE, distinct_rows, gather_rows
+
+    ds = engine.ds
+    xs = [engine.inputs(r) for r in roles]
+    src, row, inverse = distinct_rows([ds.splits[r].example_ids for r in roles], xs)
+    n_train = len(ds.splits["train"])
+    if not np.array_equal(inverse[0], np.arange(n_train)):
+        return False
+    n = len(src)
+    text = "mask" in xs[0]
+    if text:
+        starts = np.cumsum([0] + [len(x["mask"]) for x in xs])[:-1]
+        lengths = np.concatenate([x["mask"].sum(axis=1) for x in xs])[starts[src] + row]
+        # the longest row, rounded up as batches are
+        T = min(xs[0]["mask"].shape[1], -(-max(1, int(lengths.max())) // SEQ_MULTIPLE) * SEQ_MULTIPLE)
+        order = np.argsort(lengths, kind="stable")
+    else:
+        order = np.arange(n)
+    bparams = engine.pretrained_body()
+    bs = engine.eval_batch_size
+    root = folder.parent
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=root))
+    try:
+        h = pooled = None
+        mask = np.zeros((n, T), np.int32) if text else None
+        for lo, hi in batches(n, bs):
+            sel = order[lo:hi]
+            batch = engine.trim_batch(take(gather_rows(xs, src[sel], row[sel]), 0, hi - lo, bs))
+            hb, pb = _lower(engine.module, engine.config, k, engine.compute_dtype, bparams, batch)
+            hb, pb = np.asarray(hb)[: hi - lo], np.asarray(pb)[:, : hi - lo]
+            if h is None:
+                T_all = T if text else hb.shape[1]
+                h = np.lib.format.open_memmap(tmp / "h.npy", "w+", np.float32, (n, T_all, hb.shape[2]))
+                pooled = np.zeros((pb.shape[0], n, pb.shape[2]), feature_cache.STORE_DTYPE)
+            h[np.sort(sel), : hb.shape[1]] = hb[np.argsort(sel)]
+            pooled[:, sel] = pb
+            if text:
+                mask[sel, : batch["mask"].shape[1]] = batch["mask"][: hi - lo]
+        h.flush()
+        del h
+        np.save(tmp / "pooled.npy", pooled)
+        if text:
+            np.save(tmp / "mask.npy", mask)
+        np.savez(tmp / "index.npz", **{r.replace("/", "__"): inv for r, inv in zip(roles, inverse)})
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return True
