@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write LaTeX/Markdown/CSV tables and figures")
     rep.add_argument("tables", nargs="*", help="tables to report (default: every table with records)")
     _add_common(rep)
+    _add_subset(rep)
     rep.add_argument("--tables-dir", default="tables", type=Path,
                      help="where to write tables/<preset>/ (default: ./tables)")
     rep.add_argument("--latex", action="store_true", help="print LaTeX instead of Markdown")
@@ -233,10 +234,12 @@ def _preflight(spec, jobs, args) -> None:
 def cmd_report(args) -> int:
     from bench.collect import collect
     from bench.ledger import Ledger
+    from bench.jobs import Subset
     from bench.render import latex, markdown, write_all
-    from bench.specs import TABLES, get_table
+    from bench.specs import TABLES, get_table, subset_spec
 
     ledger = Ledger(args.results_dir / args.preset)
+    subset = Subset.parse(args.datasets, args.methods, args.seeds)
     if args.tables:
         specs = [get_table(name) for name in args.tables]
     else:
@@ -245,6 +248,12 @@ def cmd_report(args) -> int:
             raise UserError(f"no records under {ledger.root}: run `bench run TABLE --preset "
                             f"{args.preset}` first (tables: {', '.join(TABLES)})")
     for spec in specs:
+        if not subset.empty:  # a part of a table is printed; tables/ keep whole tables only
+            result = collect(subset_spec(spec, subset), args.preset, ledger)
+            print(latex(result) if args.latex else markdown(result))
+            print(f"({spec.name}: {subset.flags()} printed only; without filters `bench report` "
+                  f"writes the whole table to {args.tables_dir / args.preset})", file=sys.stderr)
+            continue
         result = collect(spec, args.preset, ledger)
         paths = write_all(result, args.tables_dir)
         print(latex(result) if args.latex else markdown(result))

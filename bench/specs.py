@@ -275,3 +275,44 @@ def get_table(name: str) -> TableSpec:
     if name not in TABLES:
         raise ConfigError(f"unknown table {name!r}; known tables: {', '.join(TABLES)}")
     return TABLES[name]
+
+
+def subset_spec(spec: TableSpec, subset) -> TableSpec:
+    """The part of a table that ``bench report --datasets/--methods/--seeds`` shows: rows
+    limited to the asked methods (in the table's order), shifts and breakdowns to the asked
+    datasets (logical names), seeds to the asked seeds. Sections left empty are dropped."""
+    import dataclasses
+
+    if subset is None or subset.empty:
+        return spec
+
+    def keep_ds(name: str) -> bool:
+        return subset.datasets is None or name in subset.datasets or name.partition(":")[0] in subset.datasets
+
+    def keep_rows(rows):
+        return tuple(r for r in rows if subset.methods is None or r in subset.methods)
+
+    grids: dict[int, Any] = {}
+    out = []
+    for s in spec.sections:
+        if isinstance(s, MetricGrid):
+            new = dataclasses.replace(s, rows=keep_rows(s.rows),
+                                      shifts=tuple(sh for sh in s.shifts if keep_ds(sh.dataset)),
+                                      columns=tuple(c for c in s.columns if keep_ds(c.dataset)),
+                                      references=keep_rows(s.references))
+            grids[id(s)] = new
+            if (new.rows or isinstance(s, LayerCurve)) and (new.shifts or new.columns):
+                out.append(new)
+        elif isinstance(s, OodBreakdown):
+            if keep_ds(s.dataset) and id(s.of) in grids:
+                out.append(dataclasses.replace(s, of=grids[id(s.of)]))
+        elif isinstance(s, CostTable):
+            rows = keep_rows(s.rows)
+            if rows:
+                out.append(dataclasses.replace(s, rows=rows))
+        else:
+            out.append(s)
+    seeds = tuple(x for x in spec.seeds if subset.seeds is None or x in subset.seeds)
+    if not out or not seeds:
+        raise ConfigError(f"{spec.name}: nothing of the table matches {subset.flags()}")
+    return dataclasses.replace(spec, sections=tuple(out), seeds=seeds)

@@ -32,3 +32,17 @@ def test_a_plugin_registers_a_table(tmp_path, monkeypatch):
             specs.register_table(specs.TableSpec(name="table1", title="x", caption="x"))
     finally:
         sys.modules.pop("my_tables", None)
+
+
+def test_report_subset_keeps_the_asked_rows_datasets_and_seeds():
+    from bench.jobs import Subset
+    from bench.sections import MetricGrid, OodBreakdown
+
+    part = specs.subset_spec(specs.TABLE1, Subset.parse("movielens", "lp,levi", "0"))
+    grid = part.grid
+    assert grid.rows == ("lp", "levi") and [s.dataset for s in grid.shifts] == ["movielens"]
+    assert grid.references == ()
+    assert [s.dataset for s in part.sections_of(OodBreakdown)] == ["movielens"]
+    assert part.seeds == (0,) and isinstance(grid, MetricGrid)
+    with pytest.raises(Exception, match="nothing of the table matches"):
+        specs.subset_spec(specs.TABLE1, Subset.parse("imagenet", None, None))
