@@ -10,6 +10,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from levi_core import features
 from levi_core.data.base import load_dataset
@@ -109,17 +110,21 @@ def test_abandoned_claim_is_taken_over(tmp_path):
     assert out["id_val"].shape == (1, 2, 2) and not lock.exists()
 
 
-def test_ht_on_the_cached_lower_half_equals_the_full_model(tmp_path):
+@pytest.mark.parametrize("dataset,modality,backbone", [
+    (ML, "text", "t5-tiny"), (ML, "text", "bert-tiny"),  # pre-LN and post-LN
+    ("retinopathy:fixture=1,image_size=32", "vision", "vit-tiny")])
+def test_ht_on_the_cached_lower_half_equals_the_full_model(tmp_path, dataset, modality, backbone):
     """ht with a cache folder trains only the tuned blocks on the stored boundary; without one
     the whole model runs: same predictions and layer states up to float rounding."""
     from levi_core.api import load_predictions, train_and_evaluate
 
-    sett = {"text": {"backbone": "t5-tiny", "weights": "random", "max_len": 64, "epochs": 1,
-                     "batch_size": 64, "eval_batch_size": 40}}
+    sett = {modality: {"backbone": backbone, "weights": "random", "epochs": 1,
+                       "batch_size": 64 if modality == "text" else 8, "eval_batch_size": 40,
+                       **({"max_len": 64} if modality == "text" else {})}}
     got = {}
     for name, cache in (("full", None), ("cached", str(tmp_path / "cache"))):
         wd = tmp_path / name
-        train_and_evaluate({"dataset": ML, "method": "ht", "seed": 0, "hparams": {"lr": 1e-3},
+        train_and_evaluate({"dataset": dataset, "method": "ht", "seed": 0, "hparams": {"lr": 1e-3},
                             "settings": sett, "cache_dir": cache}, wd)
         got[name] = (load_predictions(wd), np.load(wd / features.FEATURES_FILE))
     assert list((tmp_path / "cache" / "boundary").glob("*/h.npy")), "the boundary was not stored"

@@ -14,6 +14,8 @@ With none of these, a ``WeightsError`` says which files to put in which folder.
 
 from __future__ import annotations
 
+import functools
+
 import importlib.util
 import os
 import socket
@@ -76,8 +78,16 @@ def init_backbone(config: BackboneConfig | str, seed: int = 0) -> tuple[nn.Modul
     if isinstance(config, str):
         config = get_config(config)
     module = build_module(config)
-    params = jax.jit(lambda k: module.init(k, *dummy_inputs(config))["params"])(jax.random.PRNGKey(seed))
+    params = _init_program(config)(jax.random.PRNGKey(seed))
     return module, params, config
+
+
+@functools.lru_cache(maxsize=None)
+def _init_program(config: BackboneConfig):
+    """The compiled initialiser of a config, one per process: a fresh ``jax.jit`` per call
+    would trace and lower it again for every job that draws random weights (fs, smoke runs)."""
+    module = build_module(config)
+    return jax.jit(lambda k: module.init(k, *dummy_inputs(config))["params"])
 
 
 def _package_dir(package: tuple[str, str] | None) -> Path | None:

@@ -38,6 +38,10 @@ from levi_core.backbones.outputs import default_pooling, pool
 from levi_core.engines.base import batches, take
 
 _LOADED: dict[str, "Boundary"] = {}
+# Above this the boundary is not stored and ht runs the whole model: MovieLens with MiniLM is
+# about 12 GB (100k examples x 80 tokens x 384 float32), ImageNet-scale image sets would be
+# several times that on disk.
+MAX_BYTES = 24 << 30
 
 
 def upper_states(hidden_states: tuple, config, k: int) -> list:
@@ -183,7 +187,7 @@ def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
 
 def _build(engine, k: int, roles: list[str], folder: Path) -> bool:
     """Compute and publish the boundary; False when the training split's examples are not
-    distinct (then the full path runs)."""
+    distinct or the boundary would pass ``MAX_BYTES`` (then the full path runs)."""
     from levi_core.engines.transformer import SEQ_MULTIPLE, distinct_rows, gather_rows
 
     ds = engine.ds
@@ -202,6 +206,8 @@ def _build(engine, k: int, roles: list[str], folder: Path) -> bool:
         order = np.argsort(lengths, kind="stable")
     else:
         order = np.arange(n)
+    if n * (T if text else engine.config.seq_len) * engine.config.hidden_size * 4 > MAX_BYTES:
+        return False
     bparams = engine.pretrained_body()
     bs = engine.eval_batch_size
     root = folder.parent

@@ -13,7 +13,12 @@
   pre-trained model go through the feature cache (``levi_core.features``); a fine-tuned model's
   are written by the job that trained it into its own folder.
 * Tuning modes are ``levi_core.backbones.tuning`` masks: ``all``, ``half`` (ht), ``head``,
-  ``lora``.
+  ``lora``. ``ht`` with a cache folder trains and predicts on the stored output of its frozen
+  lower half (``levi_core.engines.half``).
+* No repeated work: predictions and layer states run each distinct example once across
+  splits (``forward_roles``); text batches are cut to their longest row (``trim_padding``),
+  evaluation in length order; ``compute_dtype`` bfloat16 runs the backbone on bfloat16 copies
+  of its float32 parameters.
 """
 
 from __future__ import annotations
