@@ -144,6 +144,25 @@ def cached_states(
     return out
 
 
+def build_once(lock: Path, done, build):
+    """Run ``build()`` in exactly one process of those that need the same artifact.
+
+    Until ``done()`` holds: claim ``lock`` and build (returning ``build()``'s result), or wait
+    for the live holder and look again (a dead or silent holder's claim is taken over). Returns
+    None when another process built it."""
+    while not done():
+        claim = Claim.take(lock)
+        if claim is None:
+            Claim.wait(lock)
+            continue
+        try:
+            if not done():
+                return build()
+        finally:
+            claim.release()
+    return None
+
+
 class Claim:
     """An exclusive claim on building a set of cache entries: a lock file holding the
     holder's host, pid and a token, whose modification time a thread refreshes."""

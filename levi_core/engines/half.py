@@ -170,17 +170,10 @@ def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
     folder = root / key
     if str(folder) in _LOADED:
         return _LOADED[str(folder)]
-    while not (folder / "index.npz").exists():
-        claim = feature_cache.Claim.take(root / f"{key}.lock")
-        if claim is None:
-            feature_cache.Claim.wait(root / f"{key}.lock")
-            continue
-        try:
-            if not (folder / "index.npz").exists():
-                if not _build(engine, k, roles, folder):
-                    return None
-        finally:
-            claim.release()
+    built = feature_cache.build_once(root / f"{key}.lock", (folder / "index.npz").exists,
+                                     lambda: _build(engine, k, roles, folder))
+    if built is False:  # not worth a boundary here: the full path runs
+        return None
     _LOADED[str(folder)] = Boundary(folder)
     return _LOADED[str(folder)]
 

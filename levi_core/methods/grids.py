@@ -74,21 +74,15 @@ def run(ctx: RunContext, tag: str, train: Callable[[list[float]], list[Member]])
     root = Path(ctx.cache_dir) / "grids"
     folder = root / key
     i = lrs.index(ctx.lr)
-    while not (folder / "done").exists():
-        claim = feature_cache.Claim.take(root / f"{key}.lock")
-        if claim is None:
-            feature_cache.Claim.wait(root / f"{key}.lock")
-            continue
-        try:
-            if not (folder / "done").exists():
-                members = train(lrs)
-                for j, m in enumerate(members):
-                    _store(folder / str(j), m)
-                (folder / "done").write_text(json.dumps({"lrs": lrs}))
-                return _finish(ctx, members[i])
-        finally:
-            claim.release()
-    return _load(ctx, folder / str(i))
+    def build():
+        members = train(lrs)
+        for j, m in enumerate(members):
+            _store(folder / str(j), m)
+        (folder / "done").write_text(json.dumps({"lrs": lrs}))
+        return _finish(ctx, members[i])
+
+    mine = feature_cache.build_once(root / f"{key}.lock", (folder / "done").exists, build)
+    return mine if mine is not None else _load(ctx, folder / str(i))
 
 
 def _finish(ctx: RunContext, m: Member) -> RunOutput:
