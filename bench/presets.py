@@ -90,7 +90,7 @@ PRESETS: dict[str, Preset] = {
                                  "lora_rank": 2}},
             datasets={"movielens": "movielens:fixture=1",
                       "movielens_time": "movielens:shift=time,fixture=1",
-                      "amazon": "amazon:fixture=1",
+                      "amazon": "amazon:fixture=2023",
                       "retinopathy": "retinopathy:fixture=1,image_size=32",
                       "imagenet": "imagenet:fixture=1,image_size=32"},
         ),
