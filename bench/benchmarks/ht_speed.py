@@ -20,33 +20,21 @@ import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from bench.benchmarks.text_engine import add_text_args, text_engine  # noqa: E402
+
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench.benchmarks.ht_speed",
                                  description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backbone", default="bert-tiny")
-    ap.add_argument("--weights", default="random", choices=("random", "pretrained"))
-    ap.add_argument("--dataset", default="movielens:fixture=1")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--max-len", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=None)
+    add_text_args(ap, "movielens:fixture=1", "bert-tiny", "random")
     args = ap.parse_args(argv)
 
     import numpy as np
 
     from levi_core import training
-    from levi_core.data.base import load_dataset
-    from levi_core.engines import engine_for
-    from levi_core.methods.registry import RunContext
-    from levi_core.settings import Settings
 
-    ds = load_dataset(args.dataset, args.data_dir)
-    text = {"backbone": args.backbone, "weights": args.weights, "max_len": args.max_len}
-    if args.batch_size:
-        text["batch_size"] = args.batch_size
     with tempfile.TemporaryDirectory() as cache:
-        e = engine_for(RunContext(ds, 0, {}, Settings.from_mapping({"text": text}), None,
-                                  cache_dir=cache))
+        ds, e = text_engine(args, cache_dir=cache)
         params0 = e.start("pretrained", 0)
         labels = e.labels(params0, "half")
         idx = e.batch_order(0, 1)

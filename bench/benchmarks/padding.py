@@ -21,36 +21,24 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+from bench.benchmarks.text_engine import add_text_args, text_engine  # noqa: E402
+
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench.benchmarks.padding",
                                  description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", default="movielens")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--backbone", default="minilm-l6")
-    ap.add_argument("--weights", default="pretrained")
-    ap.add_argument("--max-len", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=None)
+    add_text_args(ap, "movielens", "minilm-l6", "pretrained")
     ap.add_argument("--eval-batch-size", type=int, default=None)
     args = ap.parse_args(argv)
 
     import numpy as np
 
     from levi_core import training
-    from levi_core.data.base import load_dataset
-    from levi_core.engines import engine_for
     from levi_core.engines.base import batches
     from levi_core.engines.transformer import SEQ_MULTIPLE, distinct_rows
-    from levi_core.methods.registry import RunContext
-    from levi_core.settings import Settings
 
-    ds = load_dataset(args.dataset, args.data_dir)
-    text = {"backbone": args.backbone, "weights": args.weights, "max_len": args.max_len}
-    if args.batch_size:
-        text["batch_size"] = args.batch_size
-    if args.eval_batch_size:
-        text["eval_batch_size"] = args.eval_batch_size
-    e = engine_for(RunContext(ds, 0, {}, Settings.from_mapping({"text": text}), None))
+    extra = {"eval_batch_size": args.eval_batch_size} if args.eval_batch_size else {}
+    ds, e = text_engine(args, **extra)
 
     def width(lengths):
         top = int(lengths.max()) if len(lengths) else 1

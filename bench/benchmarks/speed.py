@@ -195,7 +195,6 @@ def _torch_bench(model, config, inputs, mask, steps, warmup):
 def _jax_bench(config, params, inputs, mask, steps, warmup, dtype="float32"):
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
 
     from levi_core.backbones import build_module, masked_mean, pool_layers
