@@ -161,15 +161,6 @@ def take(arrays: Mapping[str, np.ndarray], lo: int, hi: int, bs: int) -> dict[st
     return out
 
 
-def batched(fn, arrays: Mapping[str, np.ndarray], n: int, bs: int) -> list:
-    """``fn(batch)`` over padded batches of ``arrays``; each result cut back to its rows."""
-    outs = []
-    for lo, hi in batches(n, bs):
-        res = fn(take(arrays, lo, hi, bs))
-        outs.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: hi - lo], res))
-    return outs
-
-
 def replace_unknown(batch: dict, keys, frac: float, seed: int, step: int) -> dict:
     """Each categorical id in ``keys`` becomes 0 (unknown) with probability ``frac``; the draw
     is a pure function of (seed, step), so row 0 of every embedding table is trained and
