@@ -220,7 +220,7 @@ def _preflight(spec, jobs, args) -> None:
         if not found:
             ready.append(dataset.partition(":")[0])
     if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
+        lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))  # a weights problem once
         rest = ""
         if ready:
             flags = args.subset.flags(without_datasets=True)
