@@ -36,7 +36,8 @@ def train_and_evaluate(
     Returns:
       ``{"state": "done" | "diverged", "metric": the dataset's metric name,
       "metrics": {role: {metric: value}}, "extras": {...},
-      "dataset_fingerprint": str, "timings": {"load_s", "run_s", "compile_s",
+      "dataset_fingerprint": str, "settings": the resolved settings of the dataset's
+      modality (what decides whether the record can be reused), "timings": {"load_s", "run_s", "compile_s",
       "compile_saved_s", "compile_cache_hits"}}`` (compile seconds spent, and saved by the
       persistent compilation cache, in this job).
     """

@@ -33,11 +33,17 @@ from levi_core.methods.registry import RunContext, RunOutput, implements
 from levi_core.models.small import TaskHeads
 
 
-def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...], use_small: bool,
-                n_heads: int, tag: str) -> RunOutput:
+ALL = None  # ``layers`` / ``n_heads``: as many as LEVI adapts (settings ``levi_layers``)
+
+
+def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...] | None,
+                use_small: bool, n_heads: int | None, tag: str) -> RunOutput:
     """Train ``TaskHeads`` on the states ``layers`` of the large model ``source`` (none when
-    ``layers`` is empty), with or without the small model."""
+    ``layers`` is empty; ``ALL``: LEVI's), with or without the small model; ``n_heads`` only
+    counts without states (``ALL``: as many heads as LEVI has)."""
     e = engine_for(ctx)
+    layers = e.levi_layers if layers is ALL else layers
+    n_heads = len(e.levi_layers) if n_heads is ALL else n_heads
     ds = ctx.dataset
     roles = ds.eval_roles
     for k in layers:
@@ -105,20 +111,15 @@ def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...], us
     return grids.run(ctx, tag, train)
 
 
-def _all_layers(ctx: RunContext) -> tuple[int, ...]:
-    """The states LEVI and A3 adapt (settings ``levi_layers``; default every block)."""
-    return engine_for(ctx).levi_layers
-
-
 LEVI_SOURCES = {"levi": "ht", "levi/pretrained": "pretrained", "levi/ft": "ft", "levi/lora": "lora"}
 
 for _name, _source in LEVI_SOURCES.items():
-    implements(_name)(lambda ctx, n=_name, src=_source: train_heads(ctx, src, _all_layers(ctx), True, 1, n))
+    implements(_name)(lambda ctx, n=_name, src=_source: train_heads(ctx, src, ALL, True, 1, n))
 
 
 @implements("a3")
 def a3(ctx: RunContext) -> RunOutput:
-    return train_heads(ctx, "ht", _all_layers(ctx), False, 1, "a3")
+    return train_heads(ctx, "ht", ALL, False, 1, "a3")
 
 
 @implements("a4")
@@ -128,7 +129,7 @@ def a4(ctx: RunContext) -> RunOutput:
 
 @implements("a5")
 def a5(ctx: RunContext) -> RunOutput:
-    return train_heads(ctx, None, (), True, len(engine_for(ctx).levi_layers), "a5")
+    return train_heads(ctx, None, (), True, ALL, "a5")
 
 
 @implements("layer/<k>")
