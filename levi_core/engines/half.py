@@ -161,8 +161,7 @@ class FrozenLower:
 
 def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
     s = engine.s
-    checkpoint = f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
-    key = feature_cache.cache_key({"checkpoint": checkpoint, "fingerprint": engine.ds.fingerprint,
+    key = feature_cache.cache_key({"checkpoint": engine.checkpoint, "fingerprint": engine.ds.fingerprint,
                                    "max_len": getattr(s, "max_len", None), "boundary": k,
                                    "compute_dtype": engine.compute_dtype,
                                    "roles": roles})

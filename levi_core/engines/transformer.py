@@ -322,10 +322,15 @@ class TransformerEngine(Engine):
                 "max_len": getattr(self.s, "max_len", None), "backbone": self.s.backbone,
                 "weights": self.s.weights}
 
+    @property
+    def checkpoint(self) -> str:
+        """Names the fixed pre-trained weights in cache keys (random ones: the seed-0 draw)."""
+        s = self.s
+        return f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
+
     def _pretrained_states(self, roles) -> dict[str, np.ndarray]:
         s = self.s
-        checkpoint = f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
-        key = {"checkpoint": checkpoint, "fingerprint": self.ds.fingerprint,
+        key = {"checkpoint": self.checkpoint, "fingerprint": self.ds.fingerprint,
                "pooling": default_pooling(self.config.family), "max_len": getattr(s, "max_len", None)}
         if self.compute_dtype != "float32":  # float32 entries keep the key they always had
             key["compute_dtype"] = self.compute_dtype
