@@ -128,14 +128,7 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
 
     Returns ``(params, extra, losses [steps] (NaN from a divergence on), diverged)``.
     """
-    label_key = None if labels is None else tuple(sorted(traverse_util.flatten_dict(labels).items()))
-    key = None if cache_key is None else (cache_key, task, optimizer, label_key)
-    run = _PROGRAMS.get(key) if key is not None else None
-    if run is None:
-        run = jax.jit(_make_run(apply_fn, task, make_optimizer(optimizer, labels)),
-                      compiler_options=COMPILER_OPTIONS)
-        if key is not None:
-            _PROGRAMS[key] = run
+    run = _program(apply_fn, task, optimizer, labels, cache_key, grid=False)
     tx_state = make_optimizer(optimizer, labels).init(params)
     bad = jnp.array(False)
     losses = []
@@ -160,15 +153,7 @@ def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], 
     if g == 1:  # one point: the plain program (a one-member vmap would be another program)
         return [fit(apply_fn, params, extra, data, idx, lrs[0], task, optimizer, labels,
                     cache_key, transform, prepare)]
-    label_key = None if labels is None else tuple(sorted(traverse_util.flatten_dict(labels).items()))
-    key = None if cache_key is None else ("grid", cache_key, task, optimizer, label_key)
-    run = _PROGRAMS.get(key) if key is not None else None
-    if run is None:
-        run = jax.jit(jax.vmap(_make_run(apply_fn, task, make_optimizer(optimizer, labels)),
-                               in_axes=(0, 0, 0, 0, None, None, 0)),
-                      compiler_options=COMPILER_OPTIONS)
-        if key is not None:
-            _PROGRAMS[key] = run
+    run = _program(apply_fn, task, optimizer, labels, cache_key, grid=True)
     stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.stack([jnp.asarray(a)] * g), tree)  # noqa: E731
     tx_state = stack(make_optimizer(optimizer, labels).init(params))
     params, extra = stack(params), stack(extra)
@@ -182,6 +167,22 @@ def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], 
     member = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
     return [(member(params, i), member(extra, i), losses[i].astype(np.float64), bool(bad[i]))
             for i in range(g)]
+
+
+def _program(apply_fn, task: str, optimizer: str, labels, cache_key, grid: bool):
+    """The compiled training loop (``vmap``ped over learning rates for a grid), reused across
+    calls with the same ``cache_key``, task, optimizer and mask."""
+    label_key = None if labels is None else tuple(sorted(traverse_util.flatten_dict(labels).items()))
+    key = None if cache_key is None else (grid, cache_key, task, optimizer, label_key)
+    run = _PROGRAMS.get(key) if key is not None else None
+    if run is None:
+        loop = _make_run(apply_fn, task, make_optimizer(optimizer, labels))
+        if grid:
+            loop = jax.vmap(loop, in_axes=(0, 0, 0, 0, None, None, 0))
+        run = jax.jit(loop, compiler_options=COMPILER_OPTIONS)
+        if key is not None:
+            _PROGRAMS[key] = run
+    return run
 
 
 def _chunks(data, idx: np.ndarray, transform, prepare):
