@@ -166,8 +166,10 @@ def cmd_run(args) -> int:
         raise UserError(f"{spec.name} [{args.preset}]: no job matches {args.subset.flags()} "
                         f"(see `bench ls` for datasets and methods)")
     ledger = Ledger(args.results_dir / args.preset)
+    from bench.preflight import check_grid, parse_data_dirs
+
     args.data_dirs = parse_data_dirs(args.data_dir)
-    _preflight(spec, jobs, args)
+    check_grid(spec, jobs, args.preset, args.data_dirs, args.subset)
     ledger.check_usable()  # a file, read-only or full disk: say so before any job starts
     if args.address and args.executor != "ray":
         raise UserError("--address joins a Ray cluster: use it with --executor ray (the default)")
@@ -185,50 +187,6 @@ def cmd_run(args) -> int:
         print(f"  blocked: {line}", file=sys.stderr)
     print(f"next: bench report {spec.name} --preset {args.preset}", file=sys.stderr)
     return 1 if summary.states.get("failed") or summary.blocked else 0
-
-
-def parse_data_dirs(values: list[str]) -> dict[str, str]:
-    """``["DIR"]`` -> {"*": DIR}; ``["movielens=DIR", ...]`` -> {"movielens": DIR, ...}."""
-    from levi_core.data import dataset_names
-
-    out: dict[str, str] = {}
-    for v in values:
-        name, eq, folder = v.partition("=")
-        if eq and name in dataset_names():
-            out[name] = folder
-        elif eq and not Path(v).exists():
-            raise UserError(f"--data-dir {v!r}: {name!r} is not a dataset "
-                            f"({', '.join(dataset_names())})")
-        else:
-            if "*" in out:
-                raise UserError("--data-dir DIR given twice; use DATASET=DIR for several datasets")
-            out["*"] = v
-    return out
-
-
-def _preflight(spec, jobs, args) -> None:
-    """Fail in seconds, before any job, when data or weights are missing (never mid-grid)."""
-    from levi_core.api import preflight
-
-    from bench.runner import data_dir_for, job_settings
-
-    settings = job_settings(spec, args.preset)
-    problems, ready = [], []
-    for dataset in sorted({j.dataset for j in jobs}):
-        found = preflight([dataset], settings, data_dir_for(dataset, args.data_dirs))
-        problems += found
-        if not found:
-            ready.append(dataset.partition(":")[0])
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))  # a weights problem once
-        rest = ""
-        if ready:
-            flags = args.subset.flags(without_datasets=True)
-            rest = (f" To run what can run now: `bench run {spec.name} --preset {args.preset} "
-                    f"--datasets {','.join(sorted(set(ready)))}{(' ' + flags) if flags else ''}`.")
-        raise UserError(f"{spec.name} [{args.preset}] cannot start:\n{lines}\n"
-                        f"Nothing was run. Provide the files above (or try `--preset cpu` / "
-                        f"`--preset smoke`, which run offline).{rest}")
 
 
 def cmd_report(args) -> int:

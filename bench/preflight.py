@@ -1,0 +1,55 @@
+"""Before a grid starts: where each dataset's files are, and what would make every job fail.
+
+``bench run`` stops here in seconds (missing data, missing or malformed weights) instead of
+failing job by job, and names the ``--datasets`` filter that runs what can run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from levi_core.errors import UserError
+
+
+def parse_data_dirs(values: list[str]) -> dict[str, str]:
+    """``["DIR"]`` -> {"*": DIR}; ``["movielens=DIR", ...]`` -> {"movielens": DIR, ...}."""
+    from levi_core.data import dataset_names
+
+    out: dict[str, str] = {}
+    for v in values:
+        name, eq, folder = v.partition("=")
+        if eq and name in dataset_names():
+            out[name] = folder
+        elif eq and not Path(v).exists():
+            raise UserError(f"--data-dir {v!r}: {name!r} is not a dataset "
+                            f"({', '.join(dataset_names())})")
+        else:
+            if "*" in out:
+                raise UserError("--data-dir DIR given twice; use DATASET=DIR for several datasets")
+            out["*"] = v
+    return out
+
+
+def check_grid(spec, jobs, preset: str, data_dirs, subset) -> None:
+    """Fail in seconds, before any job, when data or weights are missing (never mid-grid)."""
+    from levi_core.api import preflight
+
+    from bench.runner import data_dir_for, job_settings
+
+    settings = job_settings(spec, preset)
+    problems, ready = [], []
+    for dataset in sorted({j.dataset for j in jobs}):
+        found = preflight([dataset], settings, data_dir_for(dataset, data_dirs))
+        problems += found
+        if not found:
+            ready.append(dataset.partition(":")[0])
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))  # a weights problem once
+        rest = ""
+        if ready:
+            flags = subset.flags(without_datasets=True)
+            rest = (f" To run what can run now: `bench run {spec.name} --preset {preset} "
+                    f"--datasets {','.join(sorted(set(ready)))}{(' ' + flags) if flags else ''}`.")
+        raise UserError(f"{spec.name} [{preset}] cannot start:\n{lines}\n"
+                        f"Nothing was run. Provide the files above (or try `--preset cpu` / "
+                        f"`--preset smoke`, which run offline).{rest}")
