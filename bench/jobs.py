@@ -97,12 +97,32 @@ def with_dependencies(methods: Iterable[str]) -> list[str]:
     return order
 
 
+# The value of every hyperparameter of a job that reuses seed 0's selection (``Preset.
+# select_on_seed0``): the harness resolves it when seed 0's grid has finished.
+FROM_SEED0 = "selected on seed 0"
+REFERENCE_SEED = 0
+
+
+def reuses_seed0(job: "Job") -> bool:
+    """Whether ``job`` takes its hyperparameters from the selected run of seed 0."""
+    return bool(job.hparams) and all(v == FROM_SEED0 for _, v in job.hparams)
+
+
+def _points(spec: TableSpec, method: str, preset: str, logical: str, seed: int) -> list[dict]:
+    points = grid_points(method_grid(spec, method, preset, logical))
+    if (seed != REFERENCE_SEED and REFERENCE_SEED in spec.seeds and len(points) > 1
+            and method in get_preset(preset).select_on_seed0):
+        return [{k: FROM_SEED0 for k in points[0]}]
+    return points
+
+
 def plan(spec: TableSpec, preset: str) -> list[Job]:
     """Every job a table needs under a preset: what its sections need (``spec.needs``).
 
     A table names logical datasets (``movielens``); the preset says which id each runs as
     (``movielens:fixture=1`` under ``smoke``). Grid needs run every seed and grid point, with
-    their dependencies first; ``once`` needs run one job (seed 0, no grid).
+    their dependencies first (but a method the preset selects on seed 0: one job per other
+    seed, ``FROM_SEED0``); ``once`` needs run one job (seed 0, no grid).
     """
     wanted, once = spec.needs(preset)
     jobs: list[Job] = []
@@ -110,7 +130,7 @@ def plan(spec: TableSpec, preset: str) -> list[Job]:
     for dataset, (logical, methods) in wanted.items():
         for method in with_dependencies(methods):
             for seed in spec.seeds:
-                for point in grid_points(method_grid(spec, method, preset, logical)):
+                for point in _points(spec, method, preset, logical, seed):
                     job = Job.make(dataset, method, seed, point, preset)
                     if job.id not in seen:
                         seen.add(job.id)

@@ -20,7 +20,7 @@ from levi_core.methods import get_method
 from levi_core.settings import Settings, settings_dict
 
 from bench import provenance
-from bench.jobs import Job
+from bench.jobs import REFERENCE_SEED, Job, reuses_seed0
 from bench.ledger import DONE, FAILED, FINISHED, SCHEMA_VERSION, Ledger
 from bench.presets import get_preset
 from bench.selection import select_record
@@ -38,7 +38,8 @@ class RunSummary:
     elsewhere: int = 0  # jobs another `bench run` on the same results folder ran meanwhile
 
 
-POLL_S = 0.5  # how often a driver looks at jobs that another driver is running
+POLL_S = 0.5
+SEED0_DEP = "@seed0"  # the dependency name of seed 0's selected run (``reuses_seed0`` jobs)  # how often a driver looks at jobs that another driver is running
 
 
 def job_settings(spec: TableSpec, preset: str) -> Settings:
@@ -62,8 +63,20 @@ def reusable(rec: Mapping[str, Any], dep_ids: Mapping[str, str], settings: Mappi
 
 def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, list[Job]],
                           records: Mapping[str, dict]) -> tuple[str, dict[str, Job] | str]:
-    """('wait', reason) | ('blocked', reason) | ('ready', {dep method: selected job})."""
+    """('wait', reason) | ('blocked', reason) | ('ready', {dep method: selected job}); a job
+    that reuses seed 0's hyperparameters also gets seed 0's selected run as ``SEED0_DEP``."""
     chosen: dict[str, Job] = {}
+    if reuses_seed0(job):
+        members = jobs_by_group.get((job.dataset, job.method, REFERENCE_SEED, job.preset), [])
+        if not members:
+            return "blocked", (f"its hyperparameters are selected on seed {REFERENCE_SEED}, "
+                               f"which is not in the plan: add --seeds {REFERENCE_SEED}")
+        if any(m.id not in records for m in members):
+            return "wait", f"{job.method} seed {REFERENCE_SEED}"
+        best = select_record([records[m.id] for m in members])
+        if best is None:
+            return "blocked", f"no run of {job.method} seed {REFERENCE_SEED} finished"
+        chosen[SEED0_DEP] = next(m for m in members if m.id == best["job_id"])
     for dep in get_method(job.method).depends_on:
         members = jobs_by_group.get((job.dataset, dep, job.seed, job.preset), [])
         if not members:
@@ -115,7 +128,7 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
     wanted_settings = {j.dataset: expected_settings(settings, j.dataset) for j in jobs}
     commit = provenance.code_version()
     waiting = list(jobs)
-    in_flight: dict[str, tuple[Job, dict[str, str]]] = {}
+    in_flight: dict[str, tuple[Job, dict[str, str], dict]] = {}  # job, dep ids, hparams run
     ready: deque[tuple[Job, dict[str, Job], dict[str, str]]] = deque()  # to start when a slot frees
     elsewhere: dict[str, Job] = {}  # claimed by another live driver: wait for its record
     to_run = 0
@@ -171,15 +184,19 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
                 took_over(j, latest)
                 recheck = True
                 continue
+            fields = j.fields()
+            if SEED0_DEP in info:  # seed 0's selected hyperparameters, resolved now
+                fields["hparams"] = info[SEED0_DEP].hparams_dict
             payload = {
                 "job_id": j.id,
-                "config": {**j.fields(), "settings": settings_map, "cache_dir": cache_dir,
+                "config": {**fields, "settings": settings_map, "cache_dir": cache_dir,
                            "data_dir": data_dir_for(j.dataset, data_dir)},
                 "workdir": str(ledger.fresh_workdir(j.id)),
-                "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in info.items()},
+                "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in info.items()
+                         if name != SEED0_DEP},
                 "dep_ids": dep_ids,
             }
-            in_flight[j.id] = (j, dep_ids)
+            in_flight[j.id] = (j, dep_ids, fields["hparams"])
             executor.submit(payload)
             to_run += 1
         return recheck
@@ -219,8 +236,10 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
             else:
                 result = executor.wait(timeout=POLL_S if elsewhere else None)
             if result is not None:
-                job, dep_ids = in_flight.pop(result["job_id"])
+                job, dep_ids, hparams = in_flight.pop(result["job_id"])
                 record = make_record(job, result, dep_ids=dep_ids, commit=commit)
+                if hparams != job.hparams_dict:
+                    record["extras"]["hparams_from_seed0"] = hparams
                 ledger.write(record)
                 ledger.release(job.id)
                 settled[job.id] = record

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from levi_core import compile_cache
+from levi_core import compile_cache, progress
 from levi_core import metrics as metrics_lib
 from levi_core.data.base import declaration, load_dataset, parse_dataset_id
 from levi_core.methods.registry import RunContext, get_impl
@@ -38,8 +38,8 @@ def train_and_evaluate(
       "metrics": {role: {metric: value}}, "extras": {...},
       "dataset_fingerprint": str, "settings": the resolved settings of the dataset's
       modality (what decides whether the record can be reused), "timings": {"load_s", "run_s", "compile_s",
-      "compile_saved_s", "compile_cache_hits"}}`` (compile seconds spent, and saved by the
-      persistent compilation cache, in this job).
+      "compile_saved_s", "compile_cache_hits", "phases"}}`` (compile seconds spent, and saved by the
+      persistent compilation cache, in this job; seconds per phase, ``levi_core.progress``).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +61,7 @@ def train_and_evaluate(
         cache_dir=config.get("cache_dir"),
         grid=tuple(config.get("grid") or ()),
     )
+    progress.reset()
     with meter:
         out = impl(ctx)
     t2 = time.perf_counter()
@@ -84,7 +85,8 @@ def train_and_evaluate(
         "extras": dict(out.extras),
         "dataset_fingerprint": dataset.fingerprint,
         "settings": settings_dict(settings.for_modality(dataset.modality)),
-        "timings": {"load_s": round(t1 - t0, 3), "run_s": round(t2 - t1, 3), **meter.as_dict()},
+        "timings": {"load_s": round(t1 - t0, 3), "run_s": round(t2 - t1, 3), **meter.as_dict(),
+                    "phases": progress.timings()},
     }
 
 

@@ -52,7 +52,13 @@ class TextSettings:
     max_len: int = 128
     optimizer: str = "adam"
     epochs: int = 3  # large-model training (ft, ht, fs, lp_ft, lora)
+    # large-model training on a seeded draw of this many training rows (the same draw for every
+    # method of a seed); None: the whole training split (a CPU budget, see bench.presets)
+    train_examples: int | None = None
     head_epochs: int | None = None  # training on cached states (lp, levi*, a3-a5, layer/k); None: epochs
+    # heads: None trains head_epochs and keeps the last weights; N scores id_val after each
+    # epoch, keeps the best weights and stops after N epochs without improvement
+    head_patience: int | None = None
     batch_size: int | None = None  # None: the dataset's own
     eval_batch_size: int | None = None  # None: max(batch_size, 256)
     lora_rank: int = 8
@@ -67,6 +73,7 @@ class TextSettings:
     compute_dtype: str = "float32"
 
     _COERCE = {"max_len": int, "epochs": int, "head_epochs": _opt_int, "batch_size": _opt_int,
+               "train_examples": _opt_int, "head_patience": _opt_int,
                "eval_batch_size": _opt_int, "lora_rank": int, "small_hidden": _ints,
                "embed_dim": int, "adapter_hidden": int, "unknown_id_frac": float, "ref_reg": float,
                "levi_layers": _ints}
@@ -75,6 +82,9 @@ class TextSettings:
         _check_common(self, "text")
         if not 0.0 <= self.unknown_id_frac < 1.0:
             raise ConfigError(f"text.unknown_id_frac must be in [0, 1), got {self.unknown_id_frac}")
+        for k in ("train_examples", "head_patience"):
+            if getattr(self, k) is not None and getattr(self, k) < 1:
+                raise ConfigError(f"text.{k} must be a positive integer or None, got {getattr(self, k)}")
 
 
 @dataclass(frozen=True)
@@ -198,7 +208,7 @@ class Settings:
 
 # Settings added after records existed, left out of a record while at their default: a record
 # written before the setting existed stays valid (settings decide job identity).
-OMITTED_AT_DEFAULT = {"compute_dtype": "float32"}
+OMITTED_AT_DEFAULT = {"compute_dtype": "float32", "train_examples": None, "head_patience": None}
 
 
 def settings_dict(s) -> dict[str, Any] | None:

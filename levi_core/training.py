@@ -13,6 +13,10 @@
   (the whole run when the data is small, a few steps at a time for images), so the same inputs
   give bit-identical parameters in any process. ``transform(batch, step)`` may edit a batch on
   the host first (the unknown-id replacement of LEVI's small model).
+* **Epoch selection** (optional, ``EpochSelect``): after every epoch the model is scored on
+  held-out data (``id_val``); the best epoch's parameters are returned and training stops after
+  ``patience`` epochs without improvement (early stopping with the best weights kept). Without
+  it every epoch runs and the last parameters are returned (the paper's fixed epoch count).
 * **Divergence** (one policy): the first step whose loss or new parameters are not finite is
   not applied, training stops there (later steps are no-ops), the last finite parameters are
   returned and ``diverged`` is True; the harness records the job as ``diverged``.
@@ -21,6 +25,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -117,42 +122,101 @@ def batch_indices(n: int, batch_size: int, epochs: int, seed_seq: list[int]) -> 
 _PROGRAMS: dict[Any, Callable] = {}
 
 
+@dataclass
+class EpochSelect:
+    """Early stopping on held-out data: ``score(params, extra)`` (lower is better) after each
+    epoch of ``steps_per_epoch`` steps; ``fit`` returns the best epoch's parameters and stops
+    after ``patience`` epochs without a better score. ``fit`` fills ``scores`` (one per epoch
+    run) and ``best_epoch`` (1-based)."""
+
+    steps_per_epoch: int
+    score: Callable[[Any, Any], float]
+    patience: int
+    scores: list = field(default_factory=list)
+    best_epoch: int = 0
+
+    def extras(self) -> dict[str, Any]:
+        """What a record keeps: the chosen epoch, the epochs run and the held-out curve."""
+        return {"best_epoch": self.best_epoch, "epochs_run": len(self.scores),
+                "val_curve": [round(float(v), 6) for v in self.scores]}
+
+
 def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
         lr: float, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
-        transform: Callable | None = None, prepare: Callable | None = None):
+        transform: Callable | None = None, prepare: Callable | None = None,
+        select: EpochSelect | None = None, progress: str | None = None):
     """Train ``params`` on ``data`` (``{"y": labels, ...inputs}``) with minibatches ``idx``.
 
     ``apply_fn(params, extra, batch) -> (out [B, H, O], new_extra)`` (``extra``: mutable model
     state such as batch-norm statistics; ``{}`` when none). ``cache_key`` (hashable, identifying
     ``apply_fn``) lets repeated calls reuse the compiled program.
 
-    Returns ``(params, extra, losses [steps] (NaN from a divergence on), diverged)``.
+    ``select``: choose the epoch on held-out data (see ``EpochSelect``). ``progress``: a
+    label for a progress bar over the steps (``levi_core.progress``).
+
+    Returns ``(params, extra, losses [steps run] (NaN from a divergence on), diverged)``.
     """
+    from levi_core.progress import bar
+
     run = _program(apply_fn, task, optimizer, labels, cache_key, grid=False)
     tx_state = make_optimizer(optimizer, labels).init(params)
     bad = jnp.array(False)
     losses = []
     lr_arr = jnp.float32(lr)
-    for n_rows, stacked, valid in _chunks(data, idx, transform, prepare):
-        params, extra, tx_state, bad, part = run(params, extra, tx_state, bad, stacked, valid, lr_arr)
-        losses.append(np.asarray(part)[:n_rows])
+    per_epoch = select.steps_per_epoch if select is not None else max(1, len(idx))
+    best = None
+    with bar(progress, total=len(idx), unit="step") as pbar:
+        for lo in range(0, len(idx), per_epoch):
+            for n_rows, stacked, valid in _chunks(data, idx[lo: lo + per_epoch], transform,
+                                                  prepare, offset=lo):
+                params, extra, tx_state, bad, part = run(params, extra, tx_state, bad, stacked,
+                                                         valid, lr_arr)
+                losses.append(np.asarray(part)[:n_rows])
+                pbar.update(n_rows)
+            if select is None:
+                continue
+            if bool(bad):
+                break
+            score = float(select.score(params, extra))
+            select.scores.append(score)
+            if best is None or (np.isfinite(score) and not score >= best[0]):
+                best = (score, params, extra)
+                select.best_epoch = len(select.scores)
+            pbar.set_postfix_str(f"epoch {len(select.scores)} val {score:.4g} best {best[0]:.4g}")
+            if len(select.scores) - select.best_epoch >= select.patience:
+                break
+    if best is not None:
+        params, extra = best[1], best[2]
     losses = np.concatenate(losses) if losses else np.zeros(0)
     return params, extra, losses.astype(np.float64), bool(bad)
 
 
 def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
              lrs, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
-             transform: Callable | None = None, prepare: Callable | None = None) -> list[tuple]:
+             transform: Callable | None = None, prepare: Callable | None = None,
+             select: Callable[[], EpochSelect] | None = None, progress: str | None = None
+             ) -> list[tuple]:
     """``fit`` for several learning rates at once: one compiled program that ``vmap``s the
     training loop over the learning rates (same start, same batches), so a grid of small
     models costs about one run's dispatch and compile instead of one per point. Returns one
     ``(params, extra, losses, diverged)`` per learning rate, equal to separate ``fit`` calls up
-    to float rounding (``tests/test_engine_perf.py``); divergence is tracked per member."""
+    to float rounding (``tests/test_engine_perf.py``); divergence is tracked per member.
+
+    ``select`` (a factory, one ``EpochSelect`` per member) trains the members one at a time,
+    each with its own early stopping; the selectors are returned as each tuple's fifth item.
+    """
     lrs = [float(lr) for lr in lrs]
     g = len(lrs)
+    if select is not None:
+        out = []
+        for lr in lrs:
+            sel = select()
+            out.append(fit(apply_fn, params, extra, data, idx, lr, task, optimizer, labels,
+                           cache_key, transform, prepare, sel, progress) + (sel,))
+        return out
     if g == 1:  # one point: the plain program (a one-member vmap would be another program)
         return [fit(apply_fn, params, extra, data, idx, lrs[0], task, optimizer, labels,
-                    cache_key, transform, prepare)]
+                    cache_key, transform, prepare, progress=progress)]
     run = _program(apply_fn, task, optimizer, labels, cache_key, grid=True)
     stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.stack([jnp.asarray(a)] * g), tree)  # noqa: E731
     tx_state = stack(make_optimizer(optimizer, labels).init(params))
@@ -185,15 +249,16 @@ def _program(apply_fn, task: str, optimizer: str, labels, cache_key, grid: bool)
     return run
 
 
-def _chunks(data, idx: np.ndarray, transform, prepare):
+def _chunks(data, idx: np.ndarray, transform, prepare, offset: int = 0):
     """``(rows, stacked batches, valid)`` per chunk of steps, gathered on the host; the last
-    chunk is padded with no-op steps (``valid`` False) so that every chunk has one shape."""
+    chunk is padded with no-op steps (``valid`` False) so that every chunk has one shape.
+    ``offset``: the step number of ``idx[0]`` (what ``transform`` is told)."""
     chunk = _chunk_steps(data, idx)
     for lo in range(0, len(idx), chunk):
         rows = idx[lo: lo + chunk]
         batches = [{k: v[r] for k, v in data.items()} for r in rows]
         if transform is not None:
-            batches = [transform(b, lo + i) for i, b in enumerate(batches)]
+            batches = [transform(b, offset + lo + i) for i, b in enumerate(batches)]
         valid = np.ones(chunk, bool)
         if len(rows) < chunk:
             valid[len(rows):] = False

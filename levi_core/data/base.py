@@ -171,14 +171,14 @@ def parse_dataset_id(dataset_id: str) -> tuple[str, dict[str, str]]:
 
 
 # Options every dataset accepts; handled here, after the loader, so each loader stays simple.
-GENERIC_OPTIONS = ("max_train", "max_eval")
+GENERIC_OPTIONS = ("max_train", "max_eval", "max_ood")
 
 
 def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
     """Load a registered dataset by id (name plus optional ``:key=value,...`` options).
 
-    Besides each loader's own options, every dataset accepts ``max_train=N`` and ``max_eval=N``
-    (see `subsample`), which the ``cpu`` preset uses to fit a 2-core machine.
+    Besides each loader's own options, every dataset accepts ``max_train=N``, ``max_eval=N``
+    and ``max_ood=N`` (see `subsample`), which the ``cpu`` preset uses to fit a 2-core machine.
     """
     decl = declaration(dataset_id)
     name, options = parse_dataset_id(dataset_id)
@@ -188,10 +188,12 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
         try:
             limits = {k: int(v) for k, v in generic.items()}
         except ValueError:
-            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval take an integer") from None
+            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval / max_ood take an "
+                              "integer, e.g. max_eval=2000") from None
         if any(v <= 0 for v in limits.values()):
-            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval must be positive")
-        dataset = subsample(dataset, limits.get("max_train"), limits.get("max_eval"))
+            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval / max_ood must be positive")
+        dataset = subsample(dataset, limits.get("max_train"), limits.get("max_eval"),
+                            limits.get("max_ood"))
     return dataclasses.replace(dataset, modality=decl.modality, entities=dict(decl.entities),
                                batch_size=decl.batch_size)
 
@@ -202,8 +204,11 @@ def _keep_first(ids: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.argsort(keys, kind="stable")[:k])
 
 
-def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None) -> Dataset:
-    """At most ``max_train`` training and ``max_eval`` examples per other split.
+def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None,
+              max_ood: int | None = None) -> Dataset:
+    """At most ``max_train`` training examples, ``max_eval`` per other split and, when given,
+    ``max_ood`` per OOD split (``ood/...``; else ``max_eval``): a sample stratified by split, so
+    that every OOD genre keeps its own share (all of a split that is smaller).
 
     The kept examples are those with the smallest hash of their example id, so the choice does
     not depend on file order. Categorical ids of the small model that no kept training example
@@ -213,6 +218,8 @@ def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None) -> 
     splits: dict[str, Split] = {}
     for role, s in dataset.splits.items():
         limit = max_train if role == "train" else max_eval
+        if role.startswith(OOD_PREFIX) and max_ood is not None:
+            limit = max_ood
         if limit is None or len(s) <= limit:
             splits[role] = s
             continue
@@ -233,7 +240,7 @@ def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None) -> 
                 remapped = np.where(np.isin(arr, seen), arr, 0).astype(arr.dtype)
                 splits[role] = Split(s.example_ids, s.labels, {**s.small, key: remapped}, s.large)
     info = dict(dataset.info)
-    info["subsample"] = {"max_train": max_train, "max_eval": max_eval}
+    info["subsample"] = {"max_train": max_train, "max_eval": max_eval, "max_ood": max_ood}
     return Dataset(
         name=dataset.name, task=dataset.task, metric=dataset.metric, splits=splits,
         num_classes=dataset.num_classes, vocab_sizes=dataset.vocab_sizes, shift=dataset.shift,

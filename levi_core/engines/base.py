@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -29,7 +29,7 @@ from levi_core.data.base import Dataset
 from levi_core.errors import ConfigError
 
 # numpy SeedSequence / PRNG streams: fixed ints, never Python's hash()
-S_PRETRAIN, S_INIT, S_ORDER, S_HEAD, S_UNK = 1, 2, 3, 4, 5
+S_PRETRAIN, S_INIT, S_ORDER, S_HEAD, S_UNK, S_SUBSET = 1, 2, 3, 4, 5, 6
 FS_SEED_OFFSET = 10_000
 MODES = ("all", "half", "head", "lora")
 
@@ -56,6 +56,8 @@ class Engine:
     adapter_hidden: int
     levi_layers: tuple[int, ...]
     unknown_id_frac: float = 0.0
+    train_examples: int | None = None  # large-model training on a seeded draw of the train split
+    head_patience: int | None = None  # heads: early stopping on id_val (None: fixed epochs)
     cache_key: Any
 
     # ------------------------------------------------------------ parameters
@@ -138,6 +140,52 @@ class Engine:
         from levi_core.training import batch_indices
 
         return batch_indices(len(self.ds.splits["train"]), self.batch_size, epochs, [seed, S_ORDER])
+
+    def train_rows(self, seed: int) -> np.ndarray | None:
+        """The training rows a large-model run of ``seed`` sees: a seeded draw of
+        ``train_examples`` rows (the same for every method of a seed), or None for all."""
+        n = len(self.ds.splits["train"])
+        if self.train_examples is None or self.train_examples >= n:
+            return None
+        rng = np.random.default_rng(np.random.SeedSequence([seed, S_SUBSET]))
+        return np.sort(rng.choice(n, size=self.train_examples, replace=False))
+
+    def large_order(self, seed: int) -> np.ndarray:
+        """Minibatches of a large-model run: ``epochs`` passes over ``train_rows(seed)``, as
+        row indices into the whole training split."""
+        rows = self.train_rows(seed)
+        if rows is None:
+            return self.batch_order(seed, self.epochs)
+        from levi_core.training import batch_indices
+
+        return rows[batch_indices(len(rows), self.batch_size, self.epochs, [seed, S_ORDER])]
+
+    @property
+    def prediction_roles(self) -> list[str]:
+        """The roles a large-model run predicts: every evaluated role, but the training split
+        when the run trained on a draw of it (scoring 72,914 mostly unseen training rows per
+        run would cost more than the training; dependants that need the training rows' states
+        compute them once per selected model, ``layer_states``)."""
+        roles = list(self.ds.eval_roles)
+        return [r for r in roles if r != "train"] if self.train_examples is not None else roles
+
+    def selector(self, predict) -> Callable[[], Any] | None:
+        """A factory of ``training.EpochSelect`` for a heads run (None without
+        ``head_patience``): ``predict(params, extra, role)`` gives predictions, scored on
+        ``id_val`` in the metric's direction after every epoch."""
+        if self.head_patience is None or "id_val" not in self.ds.splits:
+            return None
+        from levi_core import metrics, training
+
+        labels = self.ds.splits["id_val"].labels
+        sign = 1.0 if metrics.lower_is_better(self.ds.metric) else -1.0
+        n = len(self.ds.splits["train"])
+        per_epoch = max(1, n // max(1, min(self.batch_size, n)))
+
+        def score(params, extra):
+            return sign * metrics.compute(self.ds.metric, predict(params, extra, "id_val"), labels)
+
+        return lambda: training.EpochSelect(per_epoch, score, self.head_patience)
 
     def check_layer(self, k: int) -> None:
         if not 0 <= k <= self.num_layers:

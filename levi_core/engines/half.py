@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from levi_core import features as feature_cache
-from levi_core import training
+from levi_core import progress, training
 from levi_core.backbones.outputs import default_pooling, pool
 from levi_core.engines.base import batches, take
 
@@ -130,28 +130,35 @@ class FrozenLower:
 
     # ------------------------------------------------------------ evaluation
     def predict(self, params, roles, keep_states_in: Path | None = None):
+        """Predictions of ``roles`` (and their layer states, with ``keep_states_in``), running
+        the tuned blocks only on the boundary rows those roles hold."""
         e, b = self.e, self.b
-        n = len(b.h)
-        order = np.arange(n)
-        if b.mask is not None:
-            order = np.argsort(b.mask.sum(axis=1), kind="stable")
+        roles = list(roles)
+        needed = np.unique(np.concatenate([b.index[r] for r in roles]))
+        order = needed
+        if b.mask is not None:  # length buckets, as the boundary was built
+            order = needed[np.argsort(b.mask[needed].sum(axis=1), kind="stable")]
         bs = e.eval_batch_size
         fn = functools.partial(_forward_top, e.module, e.config, e.head, self.k, e.compute_dtype,
                                params)
+        n = len(b.h)
         out_u = np.zeros((n, e.n_out), np.float32)
         st_u = None
         if keep_states_in is not None:
             st_u = np.zeros((e.num_layers + 1, n, b.h.shape[-1]), feature_cache.STORE_DTYPE)
             st_u[: self.k + 1] = b.pooled
-        for lo, hi in batches(n, bs):
-            sel = np.sort(order[lo:hi])  # ascending rows: a cheaper read of the memory map
-            x = {"h": np.asarray(b.h[sel])}
-            if b.mask is not None:
-                x["mask"] = b.mask[sel]
-            o, st = fn(e.trim_batch(take(x, 0, hi - lo, bs)))
-            out_u[sel] = np.asarray(o)[: hi - lo]
-            if st_u is not None:
-                st_u[self.k + 1:, sel] = np.asarray(st)[:, : hi - lo]
+        label = "ht top blocks" if len(order) > 20 * bs else None
+        with progress.bar(label, total=len(order), unit="example") as pbar:
+            for lo, hi in batches(len(order), bs):
+                sel = np.sort(order[lo:hi])  # ascending rows: a cheaper read of the memory map
+                x = {"h": np.asarray(b.h[sel])}
+                if b.mask is not None:
+                    x["mask"] = b.mask[sel]
+                o, st = fn(e.trim_batch(take(x, 0, hi - lo, bs)))
+                out_u[sel] = np.asarray(o)[: hi - lo]
+                if st_u is not None:
+                    st_u[self.k + 1:, sel] = np.asarray(st)[:, : hi - lo]
+                pbar.update(hi - lo)
         preds = {r: training.to_prediction(out_u[b.index[r]][:, None, :], e.task) for r in roles}
         if keep_states_in is not None:
             feature_cache.write_workdir_states(
@@ -208,19 +215,22 @@ def _build(engine, k: int, roles: list[str], folder: Path) -> bool:
     try:
         h = pooled = None
         mask = np.zeros((n, T), np.int32) if text else None
-        for lo, hi in batches(n, bs):
-            sel = order[lo:hi]
-            batch = engine.trim_batch(take(gather_rows(xs, src[sel], row[sel]), 0, hi - lo, bs))
-            hb, pb = _lower(engine.module, engine.config, k, engine.compute_dtype, bparams, batch)
-            hb, pb = np.asarray(hb)[: hi - lo], np.asarray(pb)[:, : hi - lo]
-            if h is None:
-                T_all = T if text else hb.shape[1]
-                h = np.lib.format.open_memmap(tmp / "h.npy", "w+", np.float32, (n, T_all, hb.shape[2]))
-                pooled = np.zeros((pb.shape[0], n, pb.shape[2]), feature_cache.STORE_DTYPE)
-            h[np.sort(sel), : hb.shape[1]] = hb[np.argsort(sel)]
-            pooled[:, sel] = pb
-            if text:
-                mask[sel, : batch["mask"].shape[1]] = batch["mask"][: hi - lo]
+        with progress.bar("ht boundary (frozen lower blocks)" if n > 20 * bs else None,
+                          total=n, unit="example") as pbar:
+            for lo, hi in batches(n, bs):
+                sel = order[lo:hi]
+                batch = engine.trim_batch(take(gather_rows(xs, src[sel], row[sel]), 0, hi - lo, bs))
+                hb, pb = _lower(engine.module, engine.config, k, engine.compute_dtype, bparams, batch)
+                hb, pb = np.asarray(hb)[: hi - lo], np.asarray(pb)[:, : hi - lo]
+                if h is None:
+                    T_all = T if text else hb.shape[1]
+                    h = np.lib.format.open_memmap(tmp / "h.npy", "w+", np.float32, (n, T_all, hb.shape[2]))
+                    pooled = np.zeros((pb.shape[0], n, pb.shape[2]), feature_cache.STORE_DTYPE)
+                h[np.sort(sel), : hb.shape[1]] = hb[np.argsort(sel)]
+                pooled[:, sel] = pb
+                if text:
+                    mask[sel, : batch["mask"].shape[1]] = batch["mask"][: hi - lo]
+                pbar.update(hi - lo)
         h.flush()
         del h
         np.save(tmp / "pooled.npy", pooled)

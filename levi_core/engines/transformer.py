@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from levi_core import features as feature_cache
-from levi_core import training
+from levi_core import progress, training
 from levi_core.backbones import build_module, get_config, init_backbone, load_backbone, tuning
 from levi_core.backbones.outputs import default_pooling, pool
 from levi_core.backbones.tokenization import tokenizer_for
@@ -180,6 +180,8 @@ class TransformerEngine(Engine):
         self.adapter_hidden = s.adapter_hidden
         self.levi_layers = tuple(s.levi_layers) or tuple(range(1, self.num_layers + 1))
         self.unknown_id_frac = getattr(s, "unknown_id_frac", 0.0)
+        self.train_examples = getattr(s, "train_examples", None)
+        self.head_patience = getattr(s, "head_patience", None)
         self.module = build_module(self.config)
         self.head = nn.Dense(self.n_out)
         self.compute_dtype = getattr(s, "compute_dtype", "float32")
@@ -279,7 +281,8 @@ class TransformerEngine(Engine):
         """(outputs [N, O], states [S, N, D] float16 or None) of one role."""
         return self.forward_roles(params, [role], want_states)[role]
 
-    def forward_roles(self, params, roles, want_states: bool) -> dict[str, tuple]:
+    def forward_roles(self, params, roles, want_states: bool, label: str | None = None
+                      ) -> dict[str, tuple]:
         """role -> (outputs [N, O], states [S, N, D] float16 or None), every distinct example
         run once: MovieLens' OOD sets share thousands of ratings, and an example id names one
         example whichever split holds it (``distinct_rows``). Text rows go through in order of
@@ -299,19 +302,22 @@ class TransformerEngine(Engine):
         fn = functools.partial(_forward, self.module, self.config, self.head, params,
                                dtype=self.compute_dtype)
         out_u, st_u = None, None
-        for lo, hi in batches(n, bs):
-            sel = order[lo:hi]
-            batch = trim_padding(take(gather_rows(xs, src_role[sel], src_row[sel]), 0, hi - lo, bs))
-            o, st = fn(batch)
-            o = np.asarray(o)[: hi - lo]
-            if out_u is None:
-                out_u = np.zeros((n,) + o.shape[1:], o.dtype)
-            out_u[sel] = o
-            if want_states:
-                st = np.asarray(st)[:, : hi - lo]
-                if st_u is None:
-                    st_u = np.zeros((st.shape[0], n, st.shape[2]), feature_cache.STORE_DTYPE)
-                st_u[:, sel] = st
+        label = label or ("forward" if n > 20 * bs else None)  # a bar only for long passes
+        with progress.bar(label, total=n, unit="example") as pbar:
+            for lo, hi in batches(n, bs):
+                sel = order[lo:hi]
+                batch = trim_padding(take(gather_rows(xs, src_role[sel], src_row[sel]), 0, hi - lo, bs))
+                o, st = fn(batch)
+                pbar.update(hi - lo)
+                o = np.asarray(o)[: hi - lo]
+                if out_u is None:
+                    out_u = np.zeros((n,) + o.shape[1:], o.dtype)
+                out_u[sel] = o
+                if want_states:
+                    st = np.asarray(st)[:, : hi - lo]
+                    if st_u is None:
+                        st_u = np.zeros((st.shape[0], n, st.shape[2]), feature_cache.STORE_DTYPE)
+                    st_u[:, sel] = st
         if out_u is None:  # no rows at all
             out_u = np.zeros((0, self.n_out), np.float32)
         return {r: (out_u[inverse[i]], st_u[:, inverse[i]] if want_states else None)
@@ -348,8 +354,45 @@ class TransformerEngine(Engine):
         else:
             if source not in deps:
                 raise ConfigError(f"this method needs the selected {source!r} run (deps)")
-            st = feature_cache.read_workdir_states(deps[source], self._feature_meta())
+            folder = Path(deps[source])
+            if not (folder / feature_cache.FEATURES_META).is_file():
+                folder = self._trained_states(folder, roles)
+            st = feature_cache.read_workdir_states(folder, self._feature_meta())
         return {r: [np.asarray(a, np.float32) for a in st[r]] for r in roles}
+
+    def _trained_states(self, dep: Path, roles) -> Path:
+        """The layer states of a trained model whose job did not keep them (a run on a draw of
+        the training split predicts no training rows, ``prediction_roles``): computed once per
+        trained model (keyed by its parameters' bytes) into the feature cache, by one job while
+        the others wait, and read from there by every dependant (each LEVI learning rate)."""
+        import hashlib
+        import os
+        import shutil
+        import tempfile
+
+        digest = hashlib.sha256((dep / training.PARAMS_FILE).read_bytes()).hexdigest()[:24]
+        key = feature_cache.cache_key({"params": digest, **self._feature_meta(),
+                                       "compute_dtype": self.compute_dtype, "roles": list(roles)})
+        root = Path(self.cache_dir) / "trained_states" if self.cache_dir else dep / "states"
+        folder = root / key
+
+        def build():
+            info = training.load_run_info(dep)
+            params = self.load_trained(dep)
+            run = self.frozen_lower(info.get("mode", "all")) or self
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=key + ".", dir=root))
+            try:
+                with progress.phase("features"):
+                    run.predict(params, list(roles), keep_states_in=tmp)
+                os.replace(tmp, folder)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
+        done = lambda: (folder / feature_cache.FEATURES_META).is_file()  # noqa: E731
+        feature_cache.build_once(root / f"{key}.lock", done, build)
+        return folder
 
     def small_model(self) -> nn.Module:
         if self.modality == "vision":

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from levi_core import training
+from levi_core import progress, training
 from levi_core.engines import engine_for
 from levi_core.engines.base import apply_heads, batches, replace_unknown, take
 from levi_core.errors import ConfigError
@@ -48,7 +48,8 @@ def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...] | N
     roles = ds.eval_roles
     for k in layers:
         e.check_layer(k)
-    states = e.layer_states(source, ctx.deps) if layers else None
+    with progress.phase("features"):
+        states = e.layer_states(source, ctx.deps) if layers else None
     st = {r: tuple(states[r][k] for k in layers) if layers else () for r in roles}
     model = TaskHeads(small=e.small_model() if use_small else None, adapter_hidden=e.adapter_hidden,
                       n_out=e.n_out, n_heads=n_heads, out_bias=e.out_bias())
@@ -82,25 +83,29 @@ def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...] | N
     data = {**arrays("train"), "y": ds.splits["train"].labels}
     start, start_extra = params, extra
 
-    def evaluate(params, extra):
-        preds = {}
+    def predict(params, extra, role):
         bs = e.eval_batch_size
-        for r in roles:
-            x = arrays(r)
-            outs = []
-            for lo, hi in batches(len(ds.splits[r]), bs):
-                sm, sts = unpack(take(x, lo, hi, bs))
-                outs.append(np.asarray(apply_heads(model, {"params": params, **extra}, sm, sts))[: hi - lo])
-            preds[r] = training.to_prediction(np.concatenate(outs), e.task)
-        return preds
+        x = arrays(role)
+        outs = []
+        for lo, hi in batches(len(ds.splits[role]), bs):
+            sm, sts = unpack(take(x, lo, hi, bs))
+            outs.append(np.asarray(apply_heads(model, {"params": params, **extra}, sm, sts))[: hi - lo])
+        return training.to_prediction(np.concatenate(outs), e.task)
+
+    def evaluate(params, extra):
+        return {r: predict(params, extra, r) for r in roles}
 
     def train(lrs):
-        runs = training.fit_grid(
-            apply_fn, start, start_extra, data, e.batch_order(ctx.seed, e.head_epochs), lrs, e.task,
-            e.optimizer, cache_key=("heads", model, n_states, tuple(small_keys)), transform=transform)
+        with progress.phase("train_heads"):
+            runs = training.fit_grid(
+                apply_fn, start, start_extra, data, e.batch_order(ctx.seed, e.head_epochs), lrs,
+                e.task, e.optimizer, cache_key=("heads", model, n_states, tuple(small_keys)),
+                transform=transform, select=e.selector(predict), progress=f"{tag} train")
         members = []
-        for lr, (params, extra, losses, bad) in zip(lrs, runs):
+        for lr, (params, extra, losses, bad, *sel) in zip(lrs, runs):
             extras = training.loss_extras(losses, bad)
+            if sel:
+                extras.update(sel[0].extras())
             extras.update(heads=n_states or n_heads, layers=list(layers),
                           trainable_params=int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params))))
             members.append(grids.Member(

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from levi_core import training
+from levi_core import progress, training
 from levi_core.engines import engine_for
 from levi_core.methods import ensembles, grids
 from levi_core.methods.catalog import WISE_ALPHAS
@@ -45,19 +45,27 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
         params = e.add_lora(params, seed)
     labels = e.labels(params, MODES[method])
     # ht: the frozen lower half's output computed once per dataset, only the tuned blocks run
-    run = e.frozen_lower(MODES[method]) or e
+    with progress.phase("features"):  # ht: builds the boundary the first time
+        run = e.frozen_lower(MODES[method]) or e
     data = run.data() if run is not e else e.train_data()
-    params, _, losses, bad = training.fit(run.apply, params, {}, data,
-                                          e.batch_order(seed, e.epochs), lr, e.task, e.optimizer,
-                                          labels, cache_key=run.cache_key, prepare=e.trim_batch)
-    keep = ctx.workdir if write and method in KEEPS_STATES else None
-    preds = run.predict(params, ctx.dataset.eval_roles, keep_states_in=keep)
+    order = e.large_order(seed)
+    with progress.phase("train_large"):
+        params, _, losses, bad = training.fit(
+            run.apply, params, {}, data, order, lr, e.task, e.optimizer, labels,
+            cache_key=run.cache_key, prepare=e.trim_batch, progress=f"{method} lr={lr:g} train")
+    # a run on the whole split keeps its layer states for the LEVI variants built on it; a
+    # run on a draw of it does not (the dependants compute the selected run's, layer_states)
+    keep = (ctx.workdir if write and method in KEEPS_STATES and e.train_examples is None
+            else None)
+    with progress.phase("evaluate"):
+        preds = run.predict(params, e.prediction_roles, keep_states_in=keep)
     if write:
         training.save_params(ctx.workdir, training.trained_leaves(params, labels), {
             "method": method, "lr": lr, "seed": seed, "mode": MODES[method],
             "lora_rank": int(method == "lora") and getattr(e.s, "lora_rank", 0)})
     extras = training.loss_extras(losses, bad)
     extras["trainable_params"] = training.count_params(params, labels)
+    extras["train_examples"] = len(np.unique(order)) if len(order) else 0
     return RunOutput(predictions=preds, diverged=bad, extras=extras)
 
 
@@ -68,7 +76,8 @@ for _m in MODES:
 @implements("lp")
 def lp(ctx: RunContext) -> RunOutput:
     e = engine_for(ctx)
-    states = e.layer_states("pretrained", ctx.deps)
+    with progress.phase("features"):
+        states = e.layer_states("pretrained", ctx.deps)
     feats = {r: np.asarray(st[e.head_state], np.float32) for r, st in states.items()}
     head = e.new_head(ctx.seed)
     dense = nn.Dense(e.n_out)
@@ -78,17 +87,24 @@ def lp(ctx: RunContext) -> RunOutput:
 
     data = {"f": feats["train"], "y": ctx.dataset.splits["train"].labels}
 
+    def predict(params, _extra, role):
+        return training.to_prediction(np.asarray(
+            dense.apply({"params": params["head"]}, jnp.asarray(feats[role])))[:, None, :], e.task)
+
     def train(lrs):
-        runs = training.fit_grid(apply_fn, {"head": head}, {}, data,
-                                 e.batch_order(ctx.seed, e.head_epochs), lrs, e.task, e.optimizer,
-                                 cache_key=("lp", dense))
+        with progress.phase("train_heads"):
+            runs = training.fit_grid(apply_fn, {"head": head}, {}, data,
+                                     e.batch_order(ctx.seed, e.head_epochs), lrs, e.task,
+                                     e.optimizer, cache_key=("lp", dense),
+                                     select=e.selector(predict), progress="lp train")
         members = []
-        for lr, (params, _, losses, bad) in zip(lrs, runs):
-            preds = {r: training.to_prediction(np.asarray(
-                dense.apply({"params": params["head"]}, jnp.asarray(f)))[:, None, :], e.task)
-                for r, f in feats.items()}
+        for lr, (params, _, losses, bad, *sel) in zip(lrs, runs):
+            preds = {r: predict(params, None, r) for r in feats}
+            extras = training.loss_extras(losses, bad)
+            if sel:
+                extras.update(sel[0].extras())
             members.append(grids.Member(
-                RunOutput(predictions=preds, diverged=bad, extras=training.loss_extras(losses, bad)),
+                RunOutput(predictions=preds, diverged=bad, extras=extras),
                 params, {"method": "lp", "lr": lr, "seed": ctx.seed}))
         return members
 
@@ -110,7 +126,8 @@ def ft_zeroshot(ctx: RunContext) -> RunOutput:
         if np.isfinite(scores[str(a)]) and (best is None or better(ds.metric, scores[str(a)], scores[str(best)])):
             best = a  # first best, a ascending
     best = 1.0 if best is None else best
-    preds = e.predict(interpolate(zero, fine, best), ds.eval_roles)
+    with progress.phase("evaluate"):
+        preds = e.predict(interpolate(zero, fine, best), e.prediction_roles)
     return RunOutput(predictions=preds, extras={"alpha": best, "id_val_by_alpha": scores})
 
 
