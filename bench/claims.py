@@ -12,6 +12,7 @@ per-shift rule are in ``bench.verdicts``; method names are the catalog's labels.
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from typing import Callable
 
@@ -375,7 +376,51 @@ CHECKERS: dict[str, Checker] = {
 
 def verdicts(result: TableResult) -> list[Verdict]:
     noise = Noise(result)  # predictions and labels are read once for all of the table's claims
-    return [CHECKERS[c](result, noise) for c in result.spec.claims if c in CHECKERS]
+    out = [CHECKERS[c](result, noise) for c in result.spec.claims if c in CHECKERS]
+    note = budget_note(result)
+    return [with_budget(v, note) for v in out] if note else out
+
+
+# The methods that train the large model, and the rows built on one of them.
+LARGE_TRAINED = frozenset({"ft", "ht", "fs", "lp_ft", "lora"})
+
+
+def _built_on_large(method: str) -> bool:
+    from levi_core.methods import get_method
+
+    m = get_method(method)
+    return method in LARGE_TRAINED or any(_built_on_large(d) for d in m.depends_on)
+
+
+def budget_note(result: TableResult) -> str:
+    """What the preset's budget limits, from the records' settings: the large-model trainings
+    saw a draw of the training split while the heads saw all of it (empty when every method
+    trained on the whole split)."""
+    seen = {}
+    for rec in result.records.frame["record"]:
+        s = rec.get("settings") or {}
+        if s.get("train_examples"):
+            n = (rec.get("extras") or {}).get("train_examples") or s["train_examples"]
+            seen[rec["job"]["dataset"]] = (int(n), s.get("epochs"))
+    if not seen:
+        return ""
+    parts = [f"{n:,} training ratings x {ep} epoch(s) on {d}" for d, (n, ep) in sorted(seen.items())]
+    return ("Budget: the large-model trainings (FT, HT, FS, LP→FT and the rows built on them) saw "
+            "a seeded draw of " + "; ".join(parts) + ", while LP, LEVI's small model and "
+            "adapting layers, A3-A5 and the references read the whole training split.")
+
+
+def with_budget(v: Verdict, note: str) -> Verdict:
+    """The verdict with the budget stated beside it when a method it compares trained (or
+    was built on) the large model."""
+    methods = {m for t in v.evidence for m in (t.a, t.b)}
+    try:
+        hit = any(_built_on_large(m) for m in methods)
+    except Exception:  # noqa: BLE001 - a label that is not a catalog method (costs, exact)
+        hit = False
+    if not hit:
+        return v
+    return dataclasses.replace(v, detail=f"{v.detail} {note}")
 
 
 __all__ = ["Verdict", "verdicts", "CHECKERS", "SUPPORTED", "CONTRADICTED", "PARTLY", "C15_TOLERANCE", "C9_ID_POINTS", "C6_MARGIN",

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="done / failed / diverged / pending counts")
     st.add_argument("table", nargs="?", help="one table (default: all)")
+    st.add_argument("--timings", action="store_true",
+                    help="also minutes per phase and method from the finished records")
     _add_common(st)
     _add_subset(st)
 
@@ -242,6 +244,11 @@ def cmd_status(args) -> int:
             counts[r["state"] if r and r["state"] in counts else "pending"] += 1
         print(f"{spec.name:<12} {len(jobs):>5} {counts['done']:>5} {counts['failed']:>6} "
               f"{counts['diverged']:>8} {counts['pending']:>7}")
+        if args.timings:
+            from bench.timings import report
+
+            recs = [r for j in jobs if (r := ledger.read(j.id)) is not None]
+            print(report(recs) + "\n")
     for path, why in ledger.corrupt:
         print(f"corrupt record (counted as pending): {path} ({why})")
     _warn_outdated(ledger, file=sys.stdout)

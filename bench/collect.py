@@ -192,12 +192,48 @@ class TableResult:
         """The spec's caption, the sections' notes (e.g. the chosen WiSE-FT alpha) and, for
         tables with a metric grid, how cells are aggregated."""
         notes = [n for s in self.spec.sections if hasattr(s, "notes") for n in s.notes(self)]
-        text = " ".join([self.spec.caption, *notes])
+        text = " ".join([self.spec.caption, *notes, *self.scale_notes()])
         if self.spec.grid is None:
             return text
         seeds = ", ".join(str(s) for s in self.spec.seeds)
         return (f"{text} Mean ± sample standard deviation (n−1) over seeds {seeds} "
                 f"(preset `{self.preset}`); best in bold, second best underlined.")
+
+    def scale_notes(self) -> list[str]:
+        """The budget the records ran under, where it departs from the paper's protocol: the
+        large models' training draw and learning-rate selection, the heads' epoch selection,
+        and the evaluation sample (from the dataset ids)."""
+        recs = [r for r in self.records.frame["record"] if r.get("state") in ("done", "diverged")]
+        if not recs:
+            return []
+        notes = []
+        datasets = sorted({r["job"]["dataset"] for r in recs})
+        by_settings = {}
+        for r in recs:
+            s = r.get("settings") or {}
+            by_settings[json.dumps({k: s.get(k) for k in ("train_examples", "epochs", "batch_size",
+                                                          "head_epochs", "head_patience")},
+                                   sort_keys=True)] = s
+        for s in by_settings.values():
+            if s.get("train_examples"):
+                notes.append(
+                    f"Scale: the large-model trainings (FT, HT, FS, LP→FT, LoRA) each see a seeded "
+                    f"draw of {s['train_examples']:,} training ratings (the same for every method "
+                    f"of a seed), {s.get('epochs')} epoch(s) in batches of {s.get('batch_size')}; "
+                    "every other method and the references read the whole training split.")
+            if s.get("head_patience"):
+                notes.append(
+                    f"Heads (LP, LEVI, A3-A5, per-layer) train up to {s.get('head_epochs')} epochs, "
+                    f"the epoch chosen on id_val (best weights kept, patience {s['head_patience']}).")
+        if any((r.get("extras") or {}).get("hparams_from_seed0") for r in recs):
+            notes.append("The learning rate of the large-model methods is selected on seed 0 "
+                         "(id_val) and reused for the other seeds, as the LP-FT protocol does.")
+        sampled = [d for d in datasets if "max_eval=" in d or "max_ood=" in d]
+        if sampled:
+            notes.append("Every method is scored on the same fixed, stratified evaluation sample "
+                         "(max_eval per ID evaluation split, max_ood per OOD set, all of a smaller "
+                         "set): " + ", ".join(f"`{d}`" for d in sampled) + ".")
+        return notes
 
     def frame(self, section) -> pd.DataFrame:
         return next(f for s, f in self.parts if s is section)

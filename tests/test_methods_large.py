@@ -42,14 +42,14 @@ def _engine(dataset, sett):
 
 
 COMPOSITE = {"ft_zeroshot", "ft_fs", "ft_robust", "a1", "a2", "ref/mean", "ref/user_bias",
-             "ref/user_movie_bias"}
+             "ref/user_movie_bias", "ref/mf"}
 # (method, deps) in dependency order
 PLAN = [
     ("ft", ()), ("ht", ()), ("lp", ()), ("fs", ()), ("lora", ()), ("lp_ft", ("lp",)),
     ("ft_zeroshot", ("lp", "lp_ft")), ("ft_fs", ("ft", "fs")), ("ft_robust", ("ft", "lp")),
     ("levi", ("ht",)), ("levi/pretrained", ()), ("levi/ft", ("ft",)), ("levi/lora", ("lora",)),
     ("a1", ("ft",)), ("a3", ("ht",)), ("a4", ()), ("a2", ("ft", "a4")), ("a5", ()), ("layer/1", ()),
-    ("ref/mean", ()), ("ref/user_bias", ()), ("ref/user_movie_bias", ()),
+    ("ref/mean", ()), ("ref/user_bias", ()), ("ref/user_movie_bias", ()), ("ref/mf", ()),
 ]
 
 
@@ -221,3 +221,25 @@ def test_imagenet_a_and_r_are_scored_on_their_200_class_subsets():
     assert compute("accuracy", scores, labels) == 0.0  # argmax over all classes: 1, 0
     assert compute("accuracy", scores, labels, classes=[0, 2]) == 50.0  # best of {0, 2}: 2, 0
     assert compute("accuracy", scores, labels, classes=[2]) == 100.0
+
+
+def test_dependants_compute_the_states_a_run_did_not_keep(movielens_runs, tmp_path):
+    """A run on a draw of the training split keeps no layer states; its dependants compute the
+    selected model's states once (feature cache) and get what the run would have kept."""
+    import shutil
+
+    _, wds, _, root, sett = movielens_runs
+    e, ds = _engine(ML, sett)
+    for m in ("ht", "ft"):
+        bare = tmp_path / m
+        bare.mkdir()
+        for f in (training.PARAMS_FILE, training.RUN_FILE):
+            shutil.copy(wds[m] / f, bare / f)
+        kept = e.layer_states(m, {m: wds[m]})
+        lazy = e.layer_states(m, {m: bare})
+        again = e.layer_states(m, {m: bare})  # read back from the cache
+        for r in ds.eval_roles:
+            for a, b, c in zip(kept[r], lazy[r], again[r]):
+                np.testing.assert_allclose(a, b, atol=2e-3)
+                np.testing.assert_array_equal(b, c)
+        assert not (bare / features.FEATURES_META).exists()  # the dependency folder is untouched

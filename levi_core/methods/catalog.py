@@ -72,6 +72,7 @@ METHODS = (
     Method("ref/mean", "reference: the ID-train mean rating", {}),
     Method("ref/user_bias", "reference: train mean + regularised user bias", {}),
     Method("ref/user_movie_bias", "reference: train mean + regularised user and item biases", {}),
+    Method("ref/mf", "reference: biased matrix factorisation (Funk-SVD), size and epochs on id_val", {}),
 )
 
 for _m in METHODS:
@@ -101,6 +102,7 @@ LABELS = {
     "levi/pretrained": "LEVI (pre-trained)", "levi/ft": "LEVI (fine-tuned)", "levi/lora": "LEVI (LoRA)",
     "a1": "A1", "a2": "A2", "a3": "A3", "a4": "A4", "a5": "A5",
     "ref/mean": "ref/mean", "ref/user_bias": "ref/user_bias", "ref/user_movie_bias": "ref/user_movie_bias",
+    "ref/mf": "ref/mf",
 }
 assert set(LABELS) <= {m.name for m in METHODS}, "LABELS names a method that METHODS lacks"
 
