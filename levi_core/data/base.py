@@ -178,11 +178,13 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
     """Load a registered dataset by id (name plus optional ``:key=value,...`` options).
 
     Besides each loader's own options, every dataset accepts ``max_train=N``, ``max_eval=N``
-    and ``max_ood=N`` (see `subsample`), which the ``cpu`` preset uses to fit a 2-core machine.
+    and ``max_ood=N`` (see `subsample`), which the ``cpu`` preset uses to fit a 2-core machine;
+    a loader with an option of the same name (Amazon's ``max_ood``) reads it itself.
     """
     decl = declaration(dataset_id)
     name, options = parse_dataset_id(dataset_id)
-    generic = {k: options.pop(k) for k in GENERIC_OPTIONS if k in options}
+    own = _loader_options(name)
+    generic = {k: options.pop(k) for k in GENERIC_OPTIONS if k in options and k not in own}
     dataset = _LOADERS[name](options, data_dir)
     if generic:
         try:
@@ -196,6 +198,16 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
                             limits.get("max_ood"))
     return dataclasses.replace(dataset, modality=decl.modality, entities=dict(decl.entities),
                                batch_size=decl.batch_size)
+
+
+def _loader_options(name: str) -> set[str]:
+    """The options a loader reads itself (its module's ``DEFAULTS``): a generic option of the
+    same name is left to it (Amazon's, ImageNet's and Retinopathy's own ``max_ood`` sample
+    while reading, before anything is built)."""
+    import sys
+
+    module = sys.modules.get(_LOADERS[name].__module__)
+    return set(getattr(module, "DEFAULTS", None) or {})
 
 
 def _keep_first(ids: np.ndarray, k: int) -> np.ndarray:
