@@ -149,7 +149,8 @@ class EpochSelect:
 def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
         lr: float, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
         transform: Callable | None = None, prepare: Callable | None = None,
-        select: EpochSelect | None = None, progress: str | None = None):
+        select: EpochSelect | None = None, progress: str | None = None,
+        optimize: bool | None = None):
     """Train ``params`` on ``data`` (``{"y": labels, ...inputs}``) with minibatches ``idx``.
 
     ``apply_fn(params, extra, batch) -> (out [B, H, O], new_extra)`` (``extra``: mutable model
@@ -157,14 +158,15 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     ``apply_fn``) lets repeated calls reuse the compiled program.
 
     ``select``: choose the epoch on held-out data (see ``EpochSelect``). ``progress``: a
-    label for a progress bar over the steps (``levi_core.progress``).
+    label for a progress bar over the steps (``levi_core.progress``). ``optimize``: compile
+    with XLA's backend optimisations (None: when the run has at least ``OPTIMIZE_STEPS`` steps).
 
     Returns ``(params, extra, losses [steps run] (NaN from a divergence on), diverged)``.
     """
     from levi_core.progress import bar
 
-    run = _program(apply_fn, task, optimizer, labels, cache_key, grid=False,
-                   optimize=len(idx) >= OPTIMIZE_STEPS)
+    optimize = len(idx) >= OPTIMIZE_STEPS if optimize is None else optimize
+    run = _program(apply_fn, task, optimizer, labels, cache_key, grid=False, optimize=optimize)
     tx_state = make_optimizer(optimizer, labels).init(params)
     bad = jnp.array(False)
     losses = []

@@ -38,7 +38,7 @@ from levi_core.backbones import build_module, get_config, init_backbone, load_ba
 from levi_core.backbones.outputs import default_pooling, pool
 from levi_core.backbones.tokenization import tokenizer_for
 from levi_core.data.base import Dataset
-from levi_core.engines.base import FS_SEED_OFFSET, S_HEAD, S_INIT, Engine, batches, take
+from levi_core.engines.base import FS_SEED_OFFSET, S_HEAD, S_INIT, Engine, batches, init_jit, take
 from levi_core.errors import ConfigError
 from levi_core.models.small import ConvSmall, RecSmall
 
@@ -199,8 +199,8 @@ class TransformerEngine(Engine):
         return _PRETRAINED[key]
 
     def new_head(self, seed: int):
-        p = self.head.init(jax.random.PRNGKey(seed * 1000 + S_HEAD),
-                           jnp.zeros((1, self.config.hidden_size), jnp.float32))["params"]
+        p = init_jit(self.head, jax.random.PRNGKey(seed * 1000 + S_HEAD),
+                     jnp.zeros((1, self.config.hidden_size), jnp.float32))["params"]
         return {"kernel": p["kernel"], "bias": jnp.full_like(p["bias"], self.out_bias())}
 
     def start(self, kind: str, seed: int):
@@ -227,7 +227,7 @@ class TransformerEngine(Engine):
         return tuning.mode_labels(params, mode, self.config.num_layers, backbone_key="body")
 
     def init_module(self, module: nn.Module, seed: int, *inputs) -> dict:
-        return dict(module.init(jax.random.PRNGKey(seed * 1000 + S_INIT), *inputs))
+        return dict(init_jit(module, jax.random.PRNGKey(seed * 1000 + S_INIT), *inputs))
 
     def load_trained(self, workdir: Path):
         info = training.load_run_info(workdir)

@@ -108,6 +108,29 @@ def _mf_predict(params, mu, u, i):
     return mu + params["bu"][u] * known_u + params["bi"][i] * known_i + dot
 
 
+_MF_PROGRAMS: dict = {}
+
+
+def _mf_programs():
+    """``(epoch, predict)``, compiled once per process (per shape): a fresh ``jax.jit`` per
+    grid point would trace and compile again, and an eager prediction compiles op by op."""
+    if not _MF_PROGRAMS:
+        import jax
+        import optax
+
+        _MF_PROGRAMS["epoch"] = _mf_epoch_fn(optax.adam(MF_LR))
+        program = jax.jit(_mf_predict)
+
+        def predict(params, mu, u, i):  # padded to a power of two: a few shapes, a few compiles
+            n = len(u)
+            size = 1 << max(10, (n - 1).bit_length())
+            pad = lambda a: np.pad(np.asarray(a), (0, size - n))  # noqa: E731 - id 0: unknown
+            return np.asarray(program(params, mu, pad(u), pad(i)))[:n]
+
+        _MF_PROGRAMS["predict"] = predict
+    return _MF_PROGRAMS["epoch"], _MF_PROGRAMS["predict"]
+
+
 def _mf_epoch_fn(tx):
     import jax
     import jax.numpy as jnp
@@ -143,19 +166,19 @@ def fit_mf(u, i, y, val, n_user: int, n_item: int, factors: int, lam: float, see
               "q": jnp.asarray(rng.normal(0, 0.1, (n_item, factors)), jnp.float32),
               "bu": jnp.zeros(n_user, jnp.float32), "bi": jnp.zeros(n_item, jnp.float32)}
     mu = jnp.float32(np.mean(y))
-    tx = optax.adam(MF_LR)
-    st = tx.init(params)
-    epoch = _mf_epoch_fn(tx)
+    st = optax.adam(MF_LR).init(params)
+    epoch, predict = _mf_programs()
     n = len(y)
     per = n // MF_BATCH
     best = (np.inf, params, 0)
     run = 0
+    val_u, val_i = val[0], val[1]
     for e in range(MF_EPOCHS):
         order = rng.permutation(n)[: per * MF_BATCH].reshape(per, MF_BATCH)
         params, st, _ = epoch(params, st, mu, jnp.float32(lam), jnp.asarray(u[order]),
                               jnp.asarray(i[order]), jnp.asarray(y[order], jnp.float32))
         run = e + 1
-        pred = np.asarray(_mf_predict(params, mu, jnp.asarray(val[0]), jnp.asarray(val[1])))
+        pred = np.asarray(predict(params, mu, val_u, val_i))
         score = float(np.sqrt(np.mean((pred - val[2]) ** 2)))
         if score < best[0]:
             best = (score, params, run)
@@ -184,7 +207,8 @@ def ref_mf(ctx: RunContext) -> RunOutput:
             best = (score, params, factors, lam, best_epoch)
     _, params, factors, lam, best_epoch = best
     mu = jnp.float32(np.mean(y))
-    preds = {r: np.asarray(_mf_predict(params, mu, jnp.asarray(s.small[uk]), jnp.asarray(s.small[ik])),
-                           np.float64) for r, s in ds.splits.items()}
+    predict = _mf_programs()[1]
+    preds = {r: np.asarray(predict(params, mu, s.small[uk], s.small[ik]), np.float64)
+             for r, s in ds.splits.items()}
     return RunOutput(predictions=preds, extras={"factors": factors, "lambda": lam,
                                                 "best_epoch": best_epoch, "grid": tried})
