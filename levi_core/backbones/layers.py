@@ -67,6 +67,37 @@ class Dense(nn.Module):
         return y
 
 
+def _attention_autodiff(q, k, v, bias):
+    """softmax(q k^T + bias) v per head; q, k, v [B, T, H, d], bias broadcast to [B, H, T, T]."""
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+    if bias is not None:
+        scores = scores + bias
+    return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1), v)
+
+
+@jax.custom_vjp
+def attention_core(q, k, v, bias):
+    """``_attention_autodiff`` with a faster forward pass and the same gradient (float32).
+
+    Why: ``jax.nn.dot_product_attention`` computes the same values (equal to the last bit on
+    MiniLM's shapes) in half the time of the plain einsums on XLA:CPU (jaxlib 0.10: 5.5 vs
+    10.9 ms for a batch of 32 x 64 tokens x 12 heads), which is what feature extraction and
+    evaluation run; but its gradient is slower (15.1 vs 13.8 ms), so under differentiation
+    the plain einsums and their autodiff run instead."""
+    return jax.nn.dot_product_attention(q, k, v, bias=bias, scale=1.0)
+
+
+def _attention_fwd(q, k, v, bias):
+    return jax.vjp(_attention_autodiff, q, k, v, bias)  # (output, vjp: a pytree of residuals)
+
+
+def _attention_bwd(vjp, g):
+    return vjp(g)
+
+
+attention_core.defvjp(_attention_fwd, _attention_bwd)
+
+
 def gelu_exact(x: jnp.ndarray) -> jnp.ndarray:
     """GELU with the exact normal CDF, written with ``erf`` as PyTorch does. Same values as
     ``jax.nn.gelu(approximate=False)`` (which goes through ``erfc``), about 3% less CPU per
@@ -116,14 +147,14 @@ class SelfAttention(nn.Module):
             v = v + self._lora("v", x, inner).reshape(b, t, h, hd)
         if self.scale_scores:
             q = q * (1.0 / jnp.sqrt(jnp.float32(hd))).astype(q.dtype)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
-        if bias is not None:
-            if bias.dtype != scores.dtype:  # bfloat16 compute: keep the scores bfloat16, and
-                # the float32 mask finite there (an all-padding row must not become NaN)
-                bias = jnp.maximum(bias, jnp.finfo(scores.dtype).min).astype(scores.dtype)
-            scores = scores + bias
-        probs = jax.nn.softmax(scores, axis=-1)
-        ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, t, inner)
+        if bias is not None and bias.dtype != q.dtype:  # bfloat16 compute: keep the scores
+            # bfloat16, and the float32 mask finite there (an all-padding row must not be NaN)
+            bias = jnp.maximum(bias, jnp.finfo(q.dtype).min).astype(q.dtype)
+        if q.dtype == jnp.float32:
+            ctx = attention_core(q, k, v, bias)
+        else:
+            ctx = _attention_autodiff(q, k, v, bias)
+        ctx = ctx.reshape(b, t, inner)
         return Dense(d, use_bias=self.use_bias, kernel_init=dense_init(self.init_std),
                         name="out")(ctx)
 
