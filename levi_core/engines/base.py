@@ -58,6 +58,9 @@ class Engine:
     unknown_id_frac: float = 0.0
     train_examples: int | None = None  # large-model training on a seeded draw of the train split
     head_patience: int | None = None  # heads: early stopping on id_val (None: fixed epochs)
+    # large-model training compiled with XLA's optimisations: True, or None to decide by the
+    # run's length (``training.OPTIMIZE_STEPS``)
+    optimize_large: bool | None = None
     cache_key: Any
 
     # ------------------------------------------------------------ parameters

@@ -49,14 +49,11 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
         run = e.frozen_lower(MODES[method]) or e
     data = run.data() if run is not e else e.train_data()
     order = e.large_order(seed)
-    # always compiled with XLA's optimisations: a large model's step costs milliseconds, and
-    # its program is shared by every learning rate and seed of the grid (and cached on disk),
-    # so the extra compile seconds are paid once (smoke Table 1: 98 -> 84 CPU seconds)
     with progress.phase("train_large"):
         params, _, losses, bad = training.fit(
             run.apply, params, {}, data, order, lr, e.task, e.optimizer, labels,
             cache_key=run.cache_key, prepare=e.trim_batch, progress=f"{method} lr={lr:g} train",
-            optimize=True)
+            optimize=e.optimize_large)
     # a run on the whole split keeps its layer states for the LEVI variants built on it; a
     # run on a draw of it does not (the dependants compute the selected run's, layer_states)
     keep = (ctx.workdir if write and method in KEEPS_STATES and e.train_examples is None
