@@ -299,6 +299,28 @@ def test_matmul_gradient_equals_plain_dot():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("masked", [True, False])
+def test_attention_core_equals_the_plain_einsums(masked):
+    """The fused forward (``jax.nn.dot_product_attention``) gives the plain einsums' values, and
+    its custom gradient is theirs (it runs them under differentiation)."""
+    from levi_core.backbones.layers import NEG_INF, _attention_autodiff, attention_core
+
+    rng = np.random.default_rng(1)
+    q, k, v = (jnp.asarray(rng.normal(size=(3, 7, 4, 8)), jnp.float32) for _ in range(3))
+    bias = None
+    if masked:  # padding keys, as mask_bias makes them (one row keeps a single real key)
+        keep = rng.random((3, 7)) > 0.3
+        keep[:, 0] = True
+        bias = jnp.asarray(np.where(keep, 0.0, NEG_INF)[:, None, None, :], jnp.float32)
+    np.testing.assert_allclose(jax.jit(attention_core)(q, k, v, bias),
+                               jax.jit(_attention_autodiff)(q, k, v, bias), rtol=1e-6, atol=1e-6)
+    t = jnp.asarray(rng.normal(size=(3, 7, 4, 8)), jnp.float32)
+    grad = lambda f: jax.jit(jax.grad(  # noqa: E731
+        lambda q, k, v: jnp.sum(jnp.tanh(f(q, k, v, bias)) * t), argnums=(0, 1, 2)))(q, k, v)
+    for a, b in zip(grad(attention_core), grad(_attention_autodiff)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_load_backbone_with_lora_starts_unchanged():
     _need_minilm()
     module, params, cfg = load_backbone("minilm-l6")
