@@ -27,6 +27,7 @@ import numpy as np
 
 from levi_core.data.base import Dataset
 from levi_core.errors import ConfigError
+from levi_core.training import COMPILER_OPTIONS
 
 # numpy SeedSequence / PRNG streams: fixed ints, never Python's hash()
 S_PRETRAIN, S_INIT, S_ORDER, S_HEAD, S_UNK, S_SUBSET = 1, 2, 3, 4, 5, 6
@@ -239,9 +240,8 @@ def init_jit(module, key, *inputs) -> dict:
     return _init_program(module, key, tuple(arrays), tuple(flags))
 
 
-# run once per job: compiled without XLA's backend optimisations (``training.COMPILER_OPTIONS``)
-@functools.partial(jax.jit, static_argnums=(0, 3),
-                   compiler_options={"xla_backend_optimization_level": 0})
+# run once per job: compiled without XLA's backend optimisations, as short training runs are
+@functools.partial(jax.jit, static_argnums=(0, 3), compiler_options=COMPILER_OPTIONS)
 def _init_program(module, key, arrays, flags):
     return module.init(key, *arrays, *flags)
 

@@ -157,7 +157,6 @@ def _mf_epoch_fn(tx):
 def fit_mf(u, i, y, val, n_user: int, n_item: int, factors: int, lam: float, seed: int):
     """One (factors, lam) point: ``(params, best id_val RMSE, best epoch, epochs run)``; ``val``
     = (users, items, ratings) of id_val."""
-    import jax
     import jax.numpy as jnp
     import optax
 
@@ -172,13 +171,12 @@ def fit_mf(u, i, y, val, n_user: int, n_item: int, factors: int, lam: float, see
     per = n // MF_BATCH
     best = (np.inf, params, 0)
     run = 0
-    val_u, val_i = val[0], val[1]
     for e in range(MF_EPOCHS):
         order = rng.permutation(n)[: per * MF_BATCH].reshape(per, MF_BATCH)
         params, st, _ = epoch(params, st, mu, jnp.float32(lam), jnp.asarray(u[order]),
                               jnp.asarray(i[order]), jnp.asarray(y[order], jnp.float32))
         run = e + 1
-        pred = np.asarray(predict(params, mu, val_u, val_i))
+        pred = predict(params, mu, val[0], val[1])
         score = float(np.sqrt(np.mean((pred - val[2]) ** 2)))
         if score < best[0]:
             best = (score, params, run)
