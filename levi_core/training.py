@@ -42,7 +42,8 @@ RUN_FILE = "run.json"
 # 1,000 steps), so short runs skip them; a run of at least OPTIMIZE_STEPS steps is compiled with
 # them: on the whole MovieLens split an epoch of the small model alone (2,278 steps of 32) takes
 # 6.5 s optimised against 18 s. (Optimised code rounds differently: the threshold keeps every
-# smoke result as it was.)
+# smoke result as it was.) ``fit(optimize=...)`` overrides the rule: the transformer engine
+# compiles its large-model training optimised whatever its length (``Engine.optimize_large``).
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 OPTIMIZE_STEPS = 2000
 # Host memory for one chunk of gathered batches: text batches fit hundreds of steps, a batch of
