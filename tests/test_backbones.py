@@ -299,6 +299,24 @@ def test_matmul_gradient_equals_plain_dot():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_gradient_barrier_is_the_identity_with_the_same_gradient():
+    """Identity forward, the same gradient to the bit on finite values, and the compiled
+    backward keeps the conditional that stops XLA fusing across it (an optimisation barrier
+    would be dropped); a gradient whose first element is NaN comes back all NaN, as documented."""
+    from levi_core.backbones.layers import gradient_barrier
+
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(2, 5, 7)), jnp.float32)
+    t = jnp.asarray(rng.normal(size=(2, 5, 7)), jnp.float32)
+    np.testing.assert_array_equal(gradient_barrier(x), x)
+    f = lambda b: lambda x: jnp.sum(jnp.sin(b(x * 3.0)) * t)  # noqa: E731
+    ours = jax.jit(jax.grad(f(gradient_barrier)))
+    np.testing.assert_array_equal(ours(x), jax.jit(jax.grad(f(lambda a: a)))(x))
+    assert "conditional(" in ours.lower(x).compile().as_text()
+    nan_first = jax.grad(lambda x: jnp.sum(gradient_barrier(x) * t.at[0, 0, 0].set(jnp.nan)))(x)
+    assert np.isnan(np.asarray(nan_first)).all()
+
+
 @pytest.mark.parametrize("masked", [True, False])
 def test_attention_core_equals_the_plain_einsums(masked):
     """The fused forward (``jax.nn.dot_product_attention``) gives the plain einsums' values, and

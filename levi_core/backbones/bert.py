@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from levi_core.backbones.config import BertConfig
-from levi_core.backbones.layers import Dense, gelu_exact, SelfAttention, dense_init, layer_norm, mask_bias
+from levi_core.backbones.layers import Dense, gradient_barrier, gelu_exact, SelfAttention, dense_init, layer_norm, mask_bias
 from levi_core.backbones.outputs import BackboneOutput
 
 
@@ -66,6 +66,6 @@ class Bert(nn.Module):
         bias = mask_bias(mask)
         states = [x]
         for i in range(start, c.num_layers if stop is None else stop):
-            x = BertBlock(c, name=f"block_{i}")(x, bias)
+            x = BertBlock(c, name=f"block_{i}")(gradient_barrier(x), bias)
             states.append(x)
         return BackboneOutput(hidden_states=tuple(states), mask=mask.astype(jnp.int32))

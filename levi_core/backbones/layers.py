@@ -24,14 +24,15 @@ NEG_INF = float(jnp.finfo(jnp.float32).min)
 
 @jax.custom_vjp
 def matmul(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
-    """``x @ w`` ([..., K] x [K, N]) whose backward pass computes ``dx`` as a plain
-    (non-transposed) matrix product.
+    """``x @ w`` ([..., K] x [K, N]) with a backward pass written as two plain matrix products.
 
-    Why: autodiff writes ``dx = g @ w.T`` as a dot contracting both operands' last dimension,
-    and XLA:CPU (jaxlib 0.10) runs that form about twice as slowly as the plain one when the
-    contracted dimension is long (the backward of BERT's and ViT's feed-forward input layer).
-    Materialising ``w.T`` (an optimization barrier stops XLA from folding the transpose back
-    into the dot) costs a copy of the weight, which is small next to the product.
+    Why: autodiff writes the weight gradient as a dot contracting the batch and token
+    dimensions of ``x`` and ``g`` together, which XLA:CPU (jaxlib 0.10.2) runs far below its
+    matmul rate: the MiniLM-L6 fine-tuning step takes 898 ms with it against 701 ms with
+    ``x.reshape(-1, K).T @ g.reshape(-1, N)`` (``bench/benchmarks/step_breakdown.py``'s
+    setting, idle machine). The input gradient contracts ``g`` with ``w``'s last dimension
+    directly: materialising ``w.T`` first (what this function did before jaxlib's dots went
+    through YNNPACK) is no faster alone and costs up to 13 ms per copy inside a ViT-B/16 step.
     """
     return jnp.dot(x, w)
 
@@ -42,8 +43,7 @@ def _matmul_fwd(x, w):
 
 def _matmul_bwd(res, g):
     x, w = res
-    wt = jax.lax.optimization_barrier(jnp.transpose(w))
-    dx = jnp.dot(g, wt)
+    dx = jax.lax.dot_general(g, w, (((g.ndim - 1,), (1,)), ((), ())))
     dw = jnp.dot(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]))
     return dx, dw
 
@@ -98,11 +98,46 @@ def _attention_bwd(vjp, g):
 attention_core.defvjp(_attention_fwd, _attention_bwd)
 
 
+@jax.custom_vjp
+def gradient_barrier(x: jnp.ndarray) -> jnp.ndarray:
+    """The identity, whose gradient XLA must materialise instead of fusing it onward.
+
+    Why: with residual connections, the gradient entering block ``i`` is the gradient entering
+    block ``i + 1`` plus elementwise terms (a layer norm's backward, the residual add). XLA:CPU
+    (jaxlib 0.10.2) fuses that chain through every block above and copies the fused chain into
+    each block's consumers, so block 0 recomputes the elementwise backward of all the blocks
+    above it: on ViT-B/16 the layer norms' backward measured 482 ms of a 3.9 s step, 131 ms with
+    this barrier on each block's input (``bench/benchmarks/step_breakdown.py``).
+
+    How: XLA drops ``optimization_barrier`` before fusing, but never fuses into a conditional.
+    The predicate is data-dependent so that it is not folded away: a finite gradient passes
+    through unchanged (same values, to the bit); one whose first element is NaN comes back
+    all NaN, a run that has already diverged. The forward pass is the identity.
+    """
+    return x
+
+
+def _gradient_barrier_fwd(x):
+    return x, None
+
+
+def _gradient_barrier_bwd(_, g):
+    # XLA:CPU drops optimization barriers before fusing; a conditional is never fused into,
+    # and both branches are the identity, so the predicate (data-dependent, so that it is not
+    # folded away) does not matter
+    first = g.reshape(-1)[0]
+    return (jax.lax.cond(first == first, lambda a: a, lambda a: jnp.full_like(a, jnp.nan), g),)
+
+
+gradient_barrier.defvjp(_gradient_barrier_fwd, _gradient_barrier_bwd)
+
+
 def gelu_exact(x: jnp.ndarray) -> jnp.ndarray:
     """GELU with the exact normal CDF, written with ``erf`` as PyTorch does. Same values as
     ``jax.nn.gelu(approximate=False)`` (which goes through ``erfc``), about 3% less CPU per
     MiniLM fine-tuning step on XLA:CPU."""
-    return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))).astype(x.dtype))
+    with jax.named_scope("gelu"):  # names its ops for profiles (bench/benchmarks/step_breakdown.py)
+        return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))).astype(x.dtype))
 
 
 def dense_init(std: float = 0.02):
@@ -145,18 +180,21 @@ class SelfAttention(nn.Module):
         if self.lora_rank > 0:
             q = q + self._lora("q", x, inner).reshape(b, t, h, hd)
             v = v + self._lora("v", x, inner).reshape(b, t, h, hd)
+        with jax.named_scope("attention_core"):  # for profiles, as gelu_exact's
+            ctx = self._core(q, k, v, bias).reshape(b, t, inner)
+        return Dense(d, use_bias=self.use_bias, kernel_init=dense_init(self.init_std),
+                        name="out")(ctx)
+
+    def _core(self, q, k, v, bias):
+        """softmax(q k^T / sqrt(d) + bias) v; q, k, v [B, T, H, d] -> [B, T, H, d]."""
         if self.scale_scores:
-            q = q * (1.0 / jnp.sqrt(jnp.float32(hd))).astype(q.dtype)
+            q = q * (1.0 / jnp.sqrt(jnp.float32(self.head_dim))).astype(q.dtype)
         if bias is not None and bias.dtype != q.dtype:  # bfloat16 compute: keep the scores
             # bfloat16, and the float32 mask finite there (an all-padding row must not be NaN)
             bias = jnp.maximum(bias, jnp.finfo(q.dtype).min).astype(q.dtype)
         if q.dtype == jnp.float32:
-            ctx = attention_core(q, k, v, bias)
-        else:
-            ctx = _attention_autodiff(q, k, v, bias)
-        ctx = ctx.reshape(b, t, inner)
-        return Dense(d, use_bias=self.use_bias, kernel_init=dense_init(self.init_std),
-                        name="out")(ctx)
+            return attention_core(q, k, v, bias)
+        return _attention_autodiff(q, k, v, bias)
 
     def _lora(self, which: str, x: jnp.ndarray, inner: int) -> jnp.ndarray:
         d = x.shape[-1]

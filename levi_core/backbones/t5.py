@@ -21,7 +21,7 @@ import numpy as np
 import flax.linen as nn
 
 from levi_core.backbones.config import T5Config
-from levi_core.backbones.layers import Dense, RMSNorm, SelfAttention, dense_init, mask_bias
+from levi_core.backbones.layers import Dense, gradient_barrier, RMSNorm, SelfAttention, dense_init, mask_bias
 from levi_core.backbones.outputs import BackboneOutput
 
 
@@ -107,7 +107,7 @@ class T5Encoder(nn.Module):
         bias = bias + mask_bias(mask)
         states = [x]
         for i in range(start, c.num_layers if stop is None else stop):
-            x = T5Block(c, name=f"block_{i}")(x, bias)
+            x = T5Block(c, name=f"block_{i}")(gradient_barrier(x), bias)
             states.append(x)
         if stop is None or stop == c.num_layers:
             states.append(RMSNorm(c.eps, name="final_ln")(x))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from levi_core.backbones.config import ViTConfig
-from levi_core.backbones.layers import Dense, gelu_exact, SelfAttention, dense_init, layer_norm
+from levi_core.backbones.layers import Dense, gradient_barrier, gelu_exact, SelfAttention, dense_init, layer_norm
 from levi_core.backbones.outputs import BackboneOutput
 
 
@@ -61,7 +61,7 @@ class ViT(nn.Module):
             x = self._embed(images)
         states = [x]
         for i in range(start, c.num_layers if stop is None else stop):
-            x = ViTBlock(c, name=f"block_{i}")(x)
+            x = ViTBlock(c, name=f"block_{i}")(gradient_barrier(x))
             states.append(x)
         if stop is None or stop == c.num_layers:
             states.append(layer_norm(c.eps, "final_ln")(x))
