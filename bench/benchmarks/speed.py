@@ -154,12 +154,15 @@ def _torch_model(name, config, tmpdir):
     return model, path
 
 
-def _torch_bench(model, config, inputs, mask, steps, warmup):
+def torch_step_parts(model, config, inputs, mask):
+    """PyTorch's side of the fine-tuning step: ``(loss, params, opt, model_inputs)``, dropout off (as in our
+    deterministic modules), a linear head on the mean-pooled last layer, MSE to zeros, Adam.
+    Shared with ``step_breakdown``."""
     import numpy as np
     import torch
 
     model.train()
-    for m in model.modules():  # dropout off, as in our (deterministic) modules
+    for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     head = torch.nn.Linear(config.hidden_size, 1)
@@ -173,10 +176,18 @@ def _torch_bench(model, config, inputs, mask, steps, warmup):
         kwargs = {"input_ids": torch.tensor(inputs[0], dtype=torch.long),
                   "attention_mask": torch.tensor(inputs[1], dtype=torch.long)}
 
-    def loss_fn():
+    def loss():
         h = model(**kwargs).last_hidden_state
         pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
         return ((head(pooled)[:, 0] - y) ** 2).mean()
+
+    return loss, params, opt, kwargs
+
+
+def _torch_bench(model, config, inputs, mask, steps, warmup):
+    import torch
+
+    loss_fn, _, opt, kwargs = torch_step_parts(model, config, inputs, mask)
 
     def step():
         opt.zero_grad(set_to_none=True)

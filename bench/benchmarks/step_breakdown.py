@@ -129,28 +129,7 @@ def jax_split(config, params, inputs, mask, steps, warmup) -> dict:
 
 
 def torch_split(model, config, inputs, mask, steps, warmup) -> dict:
-    import numpy as np
-    import torch
-
-    model.train()
-    for mod in model.modules():  # dropout off, as in bench speed
-        if isinstance(mod, torch.nn.Dropout):
-            mod.p = 0.0
-    head = torch.nn.Linear(config.hidden_size, 1)
-    params = list(model.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=1e-4)
-    m = torch.tensor(mask, dtype=torch.float32)
-    y = torch.zeros(mask.shape[0])
-    if config.family == "vit":
-        kwargs = {"pixel_values": torch.tensor(np.ascontiguousarray(inputs[0].transpose(0, 3, 1, 2)))}
-    else:
-        kwargs = {"input_ids": torch.tensor(inputs[0], dtype=torch.long),
-                  "attention_mask": torch.tensor(inputs[1], dtype=torch.long)}
-
-    def loss():
-        h = model(**kwargs).last_hidden_state
-        pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
-        return ((head(pooled)[:, 0] - y) ** 2).mean()
+    loss, params, opt, _ = speed.torch_step_parts(model, config, inputs, mask)
 
     def fwd_bwd():
         for p in params:
