@@ -187,3 +187,37 @@ def test_head_grid_in_one_program_equals_separate_runs(tmp_path):
             assert rg["extras"]["steps"] == ra["extras"]["steps"]
             assert abs(rg["extras"]["final_loss"] - ra["extras"]["final_loss"]) < 1e-5
     assert len(list((tmp_path / "grid" / "cache" / "grids").glob("*/done"))) == 2
+
+
+def test_pretrained_states_through_a_stored_boundary_equal_the_full_model(tmp_path, monkeypatch):
+    """Once an ht job stored the frozen lower half, the pre-trained model's layer states run
+    the upper blocks only on it (the full forward is not called): same states up to the
+    float16 they are stored in. Without a boundary the full model runs."""
+    from levi_core.api import train_and_evaluate
+    from levi_core.engines import transformer
+
+    sett = {"text": {"backbone": "bert-tiny", "weights": "random", "epochs": 1, "batch_size": 64,
+                     "eval_batch_size": 40, "max_len": 64}}
+    cache = tmp_path / "cache"
+    ds = load_dataset(ML)
+    typed = Settings.from_mapping(sett)
+    plain = engine_for(RunContext(ds, 0, {}, typed, None)).layer_states("pretrained", {})
+    from levi_core.engines.half import FrozenLower
+
+    assert FrozenLower.if_stored(engine_for(RunContext(ds, 0, {}, typed, None, cache_dir=str(cache)))) is None
+    assert not (cache / "boundary").exists(), "a table without ht must not build a boundary"
+    train_and_evaluate({"dataset": ML, "method": "ht", "seed": 0, "hparams": {"lr": 1e-3},
+                        "settings": sett, "cache_dir": str(cache)}, tmp_path / "ht")
+    assert list((cache / "boundary").glob("*/h.npy")), "the ht job stored no boundary"
+
+    def full_forward(*a, **k):
+        raise AssertionError("the full model ran although the lower half is stored")
+
+    monkeypatch.setattr(transformer, "_forward", full_forward)
+    engine = engine_for(RunContext(ds, 0, {}, typed, None, cache_dir=str(cache)))
+    cached = engine.layer_states("pretrained", {})
+    assert set(cached) == set(plain)
+    for role in plain:
+        assert len(cached[role]) == len(plain[role]) == engine.num_layers + 1
+        for a, b in zip(cached[role], plain[role]):
+            np.testing.assert_allclose(a, b, atol=5e-3, rtol=0)

@@ -12,7 +12,11 @@ of MovieLens is gigabytes), and then
 * trains on ``{"h": boundary rows, "mask", "y"}`` with only the tuned blocks in the program
   (``apply``): per step the frozen blocks cost nothing, forward or backward;
 * predicts, and writes the layer states dependants read, by running only the tuned blocks on
-  the boundary and prepending the stored lower states.
+  the boundary and prepending the stored lower states;
+* gives the *pre-trained* model's layer states (the feature cache's entry for LP, LEVI on the
+  pre-trained model, Fig. 4) the same way, with the pre-trained upper blocks, when the boundary
+  is already stored or being built (``FrozenLower.if_stored``): in a table with ``ht`` the
+  lower half then runs once, not twice.
 
 The numbers equal the full path's up to float rounding (the boundary is computed in other
 batch shapes than the training batches; ``tests/test_engine_perf.py``). Entries are built under
@@ -105,13 +109,28 @@ class FrozenLower:
 
     @staticmethod
     def for_engine(engine, mode: str) -> "FrozenLower | None":
-        k = engine.config.num_layers // 2
-        roles = list(engine.ds.eval_roles)
-        if mode != "half" or engine.cache_dir is None or k < 1 or "train" not in roles:
+        where = _applies(engine)
+        if mode != "half" or where is None:
             return None
-        if engine.config.lora_rank:
+        k, roles = where
+        boundary = _boundary(engine, k, roles)
+        return None if boundary is None else FrozenLower(engine, k, boundary)
+
+    @staticmethod
+    def if_stored(engine) -> "FrozenLower | None":
+        """The boundary of ``engine``'s dataset when it is stored or being built (an ``ht`` job
+        holds its claim; then this waits for it), else None: the pre-trained model's layer
+        states then run only the upper blocks on it, instead of computing the lower half a
+        second time (MovieLens with MiniLM: about 10 of the 20 minutes of those states). A
+        table without ``ht`` never builds a boundary for this."""
+        where = _applies(engine)
+        if where is None:
             return None
-        boundary = _boundary(engine, k, ["train"] + [r for r in roles if r != "train"])
+        k, roles = where
+        folder, lock = _boundary_paths(engine, k, roles)
+        if str(folder) not in _LOADED and not (folder / "index.npz").exists() and not lock.exists():
+            return None
+        boundary = _boundary(engine, k, roles)
         return None if boundary is None else FrozenLower(engine, k, boundary)
 
     # ------------------------------------------------------------ training
@@ -132,6 +151,19 @@ class FrozenLower:
     def predict(self, params, roles, keep_states_in: Path | None = None):
         """Predictions of ``roles`` (and their layer states, with ``keep_states_in``), running
         the tuned blocks only on the boundary rows those roles hold."""
+        e = self.e
+        res = self.forward_roles(params, roles, keep_states_in is not None)
+        preds = {r: training.to_prediction(out[:, None, :], e.task) for r, (out, _) in res.items()}
+        if keep_states_in is not None:
+            feature_cache.write_workdir_states(
+                keep_states_in, {r: st for r, (_, st) in res.items()}, e._feature_meta())
+        return preds
+
+    def forward_roles(self, params, roles, want_states: bool) -> dict[str, tuple]:
+        """role -> (outputs [N, O], states [L + 1, N, D] float16 or None), as
+        ``TransformerEngine.forward_roles`` gives them, from the upper blocks on the boundary:
+        states ``0 .. k`` are the stored ones (the lower blocks are frozen), ``k + 1 .. L``
+        come from ``params``."""
         e, b = self.e, self.b
         roles = list(roles)
         needed = np.unique(np.concatenate([b.index[r] for r in roles]))
@@ -144,7 +176,7 @@ class FrozenLower:
         n = len(b.h)
         out_u = np.zeros((n, e.n_out), np.float32)
         st_u = None
-        if keep_states_in is not None:
+        if want_states:
             st_u = np.zeros((e.num_layers + 1, n, b.h.shape[-1]), feature_cache.STORE_DTYPE)
             st_u[: self.k + 1] = b.pooled
         label = "ht top blocks" if len(order) > 20 * bs else None
@@ -159,24 +191,35 @@ class FrozenLower:
                 if st_u is not None:
                     st_u[self.k + 1:, sel] = np.asarray(st)[:, : hi - lo]
                 pbar.update(hi - lo)
-        preds = {r: training.to_prediction(out_u[b.index[r]][:, None, :], e.task) for r in roles}
-        if keep_states_in is not None:
-            feature_cache.write_workdir_states(
-                keep_states_in, {r: st_u[:, b.index[r]] for r in roles}, e._feature_meta())
-        return preds
+        return {r: (out_u[b.index[r]], st_u[:, b.index[r]] if want_states else None) for r in roles}
 
 
-def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
+def _applies(engine) -> tuple[int, list[str]] | None:
+    """(k, boundary roles) when ``engine`` can have a boundary: a cache folder, at least two
+    blocks, the training split among the evaluated roles, no LoRA; else None."""
+    k = engine.config.num_layers // 2
+    roles = list(engine.ds.eval_roles)
+    if engine.cache_dir is None or k < 1 or "train" not in roles or engine.config.lora_rank:
+        return None
+    return k, ["train"] + [r for r in roles if r != "train"]
+
+
+def _boundary_paths(engine, k: int, roles: list[str]) -> tuple[Path, Path]:
+    """(folder, claim lock) of the boundary entry."""
     s = engine.s
     key = feature_cache.cache_key({"checkpoint": engine.checkpoint, "fingerprint": engine.ds.fingerprint,
                                    "max_len": getattr(s, "max_len", None), "boundary": k,
                                    "compute_dtype": engine.compute_dtype,
                                    "roles": roles})
     root = Path(engine.cache_dir) / "boundary"
-    folder = root / key
+    return root / key, root / f"{key}.lock"
+
+
+def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
+    folder, lock = _boundary_paths(engine, k, roles)
     if str(folder) in _LOADED:
         return _LOADED[str(folder)]
-    built = feature_cache.build_once(root / f"{key}.lock", (folder / "index.npz").exists,
+    built = feature_cache.build_once(lock, (folder / "index.npz").exists,
                                      lambda: _build(engine, k, roles, folder))
     if built is False:  # not worth a boundary here: the full path runs
         return None

@@ -348,8 +348,12 @@ class TransformerEngine(Engine):
             key["compute_dtype"] = self.compute_dtype
 
         def compute(missing):
+            from levi_core.engines.half import FrozenLower
+
             params = {"body": self.pretrained_body(), "head": self.new_head(0)}
-            return {r: st for r, (_, st) in self.forward_roles(params, missing, True).items()}
+            # an ht job's stored lower half holds states 0..k already: run the upper blocks only
+            run = (FrozenLower.if_stored(self) if "train" in missing else None) or self
+            return {r: st for r, (_, st) in run.forward_roles(params, missing, True).items()}
 
         return feature_cache.cached_states(self.cache_dir, key, roles, compute)
 
