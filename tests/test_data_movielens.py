@@ -248,3 +248,7 @@ def test_real_movielens_time_shift():
     assert [len(ds.splits[r]) for r in ("train", "id_val", "id_test")] == [63999, 8000, 8000]
     assert ds.info["date_ranges"]["ood/time"] == ["1998-03-07", "1998-04-22"]
     assert ds.fingerprint == "715cd1ec61541a82"
+    # what the table's caption says: the OOD users are cold-start, the OOD movies are not
+    ood = ds.splits["ood/time"].small
+    assert round(float((ood["user_id"] == 0).mean()), 2) == 0.85
+    assert round(float((ood["movie_id"] == 0).mean()), 2) == 0.01
