@@ -195,6 +195,7 @@ def test_pretrained_states_through_a_stored_boundary_equal_the_full_model(tmp_pa
     float16 they are stored in. Without a boundary the full model runs."""
     from levi_core.api import train_and_evaluate
     from levi_core.engines import transformer
+    from levi_core.engines.half import FrozenLower
 
     sett = {"text": {"backbone": "bert-tiny", "weights": "random", "epochs": 1, "batch_size": 64,
                      "eval_batch_size": 40, "max_len": 64}}
@@ -202,8 +203,6 @@ def test_pretrained_states_through_a_stored_boundary_equal_the_full_model(tmp_pa
     ds = load_dataset(ML)
     typed = Settings.from_mapping(sett)
     plain = engine_for(RunContext(ds, 0, {}, typed, None)).layer_states("pretrained", {})
-    from levi_core.engines.half import FrozenLower
-
     assert FrozenLower.if_stored(engine_for(RunContext(ds, 0, {}, typed, None, cache_dir=str(cache)))) is None
     assert not (cache / "boundary").exists(), "a table without ht must not build a boundary"
     train_and_evaluate({"dataset": ML, "method": "ht", "seed": 0, "hparams": {"lr": 1e-3},

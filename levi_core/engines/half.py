@@ -179,7 +179,7 @@ class FrozenLower:
         if want_states:
             st_u = np.zeros((e.num_layers + 1, n, b.h.shape[-1]), feature_cache.STORE_DTYPE)
             st_u[: self.k + 1] = b.pooled
-        label = "ht top blocks" if len(order) > 20 * bs else None
+        label = "upper blocks on the stored lower half" if len(order) > 20 * bs else None
         with progress.bar(label, total=len(order), unit="example") as pbar:
             for lo, hi in batches(len(order), bs):
                 sel = np.sort(order[lo:hi])  # ascending rows: a cheaper read of the memory map
