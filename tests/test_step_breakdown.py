@@ -35,8 +35,8 @@ def test_a_real_step_attributes_attention_activation_and_norms(name):
     config = get_config(name)
     inputs, mask = speed._inputs(config, 2, 16, np.random.default_rng(0))
     _, params, _ = init_backbone(config, 0)
-    *_, step, tree, state = sb.jax_step_parts(config, params, inputs, mask)
-    names = sb._op_names(jax.jit(step).lower(tree, state).compile().as_text())
+    *_, step, tree, state, args = speed.jax_step_parts(config, params, inputs, mask)
+    names = sb._op_names(jax.jit(step).lower(tree, state, *args).compile().as_text())
     parts = collections.Counter(sb.part_of(op) for op in names.values() if op)
     for part in ("linear layers", "attention core", "activation", "norms"):
         assert parts[(part, "forward")] > 0 and parts[(part, "backward")] > 0, (part, parts)

@@ -32,7 +32,6 @@ import os
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 DEFAULT_BACKBONES = ("minilm-l6", "t5-small", "vit-b16-224-in21k")
@@ -203,41 +202,61 @@ def _torch_bench(model, config, inputs, mask, steps, warmup):
 
 
 # -------------------------------------------------------------------------------------- JAX
-def _jax_bench(config, params, inputs, mask, steps, warmup, dtype="float32"):
+def jax_step_parts(config, params, inputs, mask, dtype="float32"):
+    """JAX's side of the fine-tuning step, shared with ``step_breakdown``: ``(loss_fn(t, *args),
+    update(g, s, t), step(t, s, *args), tree, opt_state, args)``. A linear head on the
+    mean-pooled last layer, MSE to zeros, Adam over every parameter; the inputs ``args`` are
+    arguments of the programs, not constants folded into them, as in a real training step."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    from levi_core.backbones import build_module, masked_mean, pool_layers
-    from levi_core.backbones.outputs import default_pooling
+    from levi_core.backbones import build_module, masked_mean
     from levi_core.engines.transformer import compute_cast
 
     module = build_module(config)
-    kind = default_pooling(config.family)
-    x = tuple(jnp.asarray(a) for a in inputs)
-    m = jnp.asarray(mask)
-    y = jnp.zeros((mask.shape[0],), jnp.float32)
-
-    @jax.jit
-    def features(p, *x):
-        out = module.apply({"params": compute_cast(p, dtype)}, *compute_cast(x, dtype))
-        return pool_layers(out, kind).astype(jnp.float32)
-
-    tree = {"backbone": jax.tree_util.tree_map(jnp.copy, params),  # donated by train_step
+    args = (tuple(jnp.asarray(a) for a in inputs), jnp.asarray(mask),
+            jnp.zeros((mask.shape[0],), jnp.float32))
+    tree = {"backbone": jax.tree_util.tree_map(jnp.copy, params),  # a step may donate it
             "head": {"kernel": jnp.zeros((config.hidden_size, 1)), "bias": jnp.zeros((1,))}}
     tx = optax.adam(1e-4)
-    opt_state = tx.init(tree)
 
     def loss_fn(t, x, m, y):
         h = module.apply({"params": compute_cast(t["backbone"], dtype)}, *compute_cast(x, dtype)).last
         pred = masked_mean(h.astype(jnp.float32), m) @ t["head"]["kernel"] + t["head"]["bias"]
         return jnp.mean((pred[:, 0] - y) ** 2)
 
-    @partial(jax.jit, donate_argnums=(0, 1))
-    def train_step(t, s, x, m, y):
+    def update(g, s, t):
+        u, s = tx.update(g, s, t)
+        return optax.apply_updates(t, u), s
+
+    def step(t, s, x, m, y):
         loss, g = jax.value_and_grad(loss_fn)(t, x, m, y)
-        updates, s = tx.update(g, s, t)
-        return optax.apply_updates(t, updates), s, loss
+        t, s = update(g, s, t)
+        return t, s, loss
+
+    return loss_fn, update, step, tree, tx.init(tree), args
+
+
+def _jax_bench(config, params, inputs, mask, steps, warmup, dtype="float32"):
+    import jax
+    import jax.numpy as jnp
+
+    from levi_core.backbones import build_module, pool_layers
+    from levi_core.backbones.outputs import default_pooling
+    from levi_core.engines.transformer import compute_cast
+
+    module = build_module(config)
+    kind = default_pooling(config.family)
+    x = tuple(jnp.asarray(a) for a in inputs)
+
+    @jax.jit
+    def features(p, *x):
+        out = module.apply({"params": compute_cast(p, dtype)}, *compute_cast(x, dtype))
+        return pool_layers(out, kind).astype(jnp.float32)
+
+    *_, step_fn, tree, opt_state, args = jax_step_parts(config, params, inputs, mask, dtype)
+    train_step = jax.jit(step_fn, donate_argnums=(0, 1))
 
     def forward():
         jax.block_until_ready(features(params, *x))
@@ -245,7 +264,7 @@ def _jax_bench(config, params, inputs, mask, steps, warmup, dtype="float32"):
     state = {"t": tree, "s": opt_state}
 
     def step():
-        state["t"], state["s"], loss = train_step(state["t"], state["s"], x, m, y)
+        state["t"], state["s"], loss = train_step(state["t"], state["s"], *args)
         jax.block_until_ready(loss)
 
     t0 = time.perf_counter()
@@ -256,7 +275,7 @@ def _jax_bench(config, params, inputs, mask, steps, warmup, dtype="float32"):
     trn = _timeit(step, steps, max(warmup - 1, 0))
     cpu = _timeit.cpu
     flops = (program_flops(features, params, *x),
-             program_flops(train_step, state["t"], state["s"], x, m, y))
+             program_flops(train_step, state["t"], state["s"], *args))
     return fwd, trn, compile_s, cpu, flops
 
 

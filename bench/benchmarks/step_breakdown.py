@@ -82,48 +82,14 @@ def _ms(fn, steps: int, warmup: int) -> float:
     return (time.perf_counter() - t0) / steps * 1e3
 
 
-def jax_step_parts(config, params, inputs, mask):
-    """The JAX pieces of ``bench speed``'s step: (loss, value_and_grad, adam update, state)."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from levi_core.backbones import build_module, masked_mean
-
-    module = build_module(config)
-    x = tuple(jnp.asarray(a) for a in inputs)
-    m = jnp.asarray(mask)
-    y = jnp.zeros((mask.shape[0],), jnp.float32)
-    tree = {"backbone": params,
-            "head": {"kernel": jnp.zeros((config.hidden_size, 1)), "bias": jnp.zeros((1,))}}
-
-    def loss_fn(t):
-        h = module.apply({"params": t["backbone"]}, *x).last
-        pred = masked_mean(h, m) @ t["head"]["kernel"] + t["head"]["bias"]
-        return jnp.mean((pred[:, 0] - y) ** 2)
-
-    tx = optax.adam(1e-4)
-
-    def update(g, s, t):
-        u, s = tx.update(g, s, t)
-        return optax.apply_updates(t, u), s
-
-    def step(t, s):
-        loss, g = jax.value_and_grad(loss_fn)(t)
-        t, s = update(g, s, t)
-        return t, s, loss
-
-    return loss_fn, jax.value_and_grad(loss_fn), update, step, tree, tx.init(tree)
-
-
 def jax_split(config, params, inputs, mask, steps, warmup) -> dict:
     import jax
 
-    loss_fn, grad_fn, update, _, tree, state = jax_step_parts(config, params, inputs, mask)
-    loss_j, grad_j, update_j = jax.jit(loss_fn), jax.jit(grad_fn), jax.jit(update)
-    g = grad_j(tree)[1]
-    fwd = _ms(lambda: loss_j(tree), steps, warmup)
-    fwd_bwd = _ms(lambda: grad_j(tree), steps, warmup)
+    loss_fn, update, _, tree, state, args = speed.jax_step_parts(config, params, inputs, mask)
+    loss_j, grad_j, update_j = jax.jit(loss_fn), jax.jit(jax.value_and_grad(loss_fn)), jax.jit(update)
+    g = grad_j(tree, *args)[1]
+    fwd = _ms(lambda: loss_j(tree, *args), steps, warmup)
+    fwd_bwd = _ms(lambda: grad_j(tree, *args), steps, warmup)
     opt = _ms(lambda: update_j(g, state, tree), steps, warmup)
     return {"forward": fwd, "backward": fwd_bwd - fwd, "optimizer": opt}
 
@@ -205,17 +171,17 @@ def profile_step(config, params, inputs, mask, steps: int) -> tuple[dict, float]
 
     from jax.profiler import ProfileData
 
-    *_, step, tree, state = jax_step_parts(config, params, inputs, mask)
-    compiled = jax.jit(step).lower(tree, state).compile(
+    *_, step, tree, state, args = speed.jax_step_parts(config, params, inputs, mask)
+    compiled = jax.jit(step).lower(tree, state, *args).compile(
         compiler_options={"xla_cpu_enable_xprof_traceme": True})
     names = _op_names(compiled.as_text())
     for _ in range(2):
-        jax.block_until_ready(compiled(tree, state))
+        jax.block_until_ready(compiled(tree, state, *args))
     with tempfile.TemporaryDirectory() as tmp:
         jax.profiler.start_trace(tmp)
         t0 = time.perf_counter()
         for _ in range(steps):
-            jax.block_until_ready(compiled(tree, state))
+            jax.block_until_ready(compiled(tree, state, *args))
         wall = (time.perf_counter() - t0) / steps * 1e3
         jax.profiler.stop_trace()
         files = glob.glob(os.path.join(tmp, "**", "*.xplane.pb"), recursive=True)

@@ -121,10 +121,7 @@ def _gradient_barrier_fwd(x):
     return x, None
 
 
-def _gradient_barrier_bwd(_, g):
-    # XLA:CPU drops optimization barriers before fusing; a conditional is never fused into,
-    # and both branches are the identity, so the predicate (data-dependent, so that it is not
-    # folded away) does not matter
+def _gradient_barrier_bwd(_, g):  # see gradient_barrier's docstring
     first = g.reshape(-1)[0]
     return (jax.lax.cond(first == first, lambda a: a, lambda a: jnp.full_like(a, jnp.nan), g),)
 
