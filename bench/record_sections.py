@@ -116,8 +116,8 @@ class CostTable:
     def figures(self, frame, table, folder: Path) -> list[Path]:
         return []
 
-    def baseline(self, frame: pd.DataFrame) -> dict[str, tuple[float, str]]:
-        return {f"{r['backbone']}|{r['scope']}|{r['method']}|{f}": (r[f], "cost_rel")
+    def baseline(self, frame: pd.DataFrame) -> dict[str, dict]:
+        return {f"{r['backbone']}|{r['scope']}|{r['method']}|{f}": {"value": r[f], "metric": "cost_rel"}
                 for _, r in frame.iterrows() for f in BASELINE_COST_FIELDS}
 
     def missing(self, frame: pd.DataFrame) -> list[str]:

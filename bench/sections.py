@@ -186,7 +186,7 @@ class MetricGrid:
     def figures(self, frame, table, folder: Path) -> list[Path]:
         return []
 
-    def baseline(self, frame: pd.DataFrame) -> dict[str, tuple[float, str]]:
+    def baseline(self, frame: pd.DataFrame) -> dict[str, dict]:
         return cell_baseline(frame)
 
     def missing(self, frame: pd.DataFrame) -> list[str]:
@@ -206,9 +206,12 @@ def cell_text(cell: Mapping[str, Any], metric: str) -> str:
     return text
 
 
-def cell_baseline(frame: pd.DataFrame) -> dict[str, tuple[float, str]]:
-    """``method|column`` -> (mean rounded to 6 decimals, metric), for every cell with a mean."""
-    return {f"{r.method}|{r.column}": (round(float(r.mean), 6), r.metric)
+def cell_baseline(frame: pd.DataFrame) -> dict[str, dict]:
+    """``method|column`` -> its mean rounded to 6 decimals, metric, seed std and n, for every
+    cell with a mean (``bench.check`` turns std and n into the cell's tolerance)."""
+    return {f"{r.method}|{r.column}": {"value": round(float(r.mean), 6), "metric": r.metric,
+                                        "std": None if pd.isna(r.std) else float(r.std),
+                                        "n": int(r.n)}
             for r in frame.itertuples() if not pd.isna(r.mean)}
 
 

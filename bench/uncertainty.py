@@ -6,20 +6,28 @@ one column of a table (a metric of a split role, or the mean over several OOD ro
 * ``d_s = A_s - B_s`` for every seed s where both have a value (the selected run of each);
   the difference is ``d = mean_s d_s`` (the difference of the table's cell means).
 * Seed spread: ``se_seed = stdev_s(d_s) / sqrt(n)`` (sample std, n - 1), over n seeds.
-* Paired bootstrap over evaluation examples: ``N_BOOT`` resamples of each role's example
-  indices, drawn with replacement; on each resample both methods' metric (RMSE, accuracy) is
-  recomputed from their stored predictions for every seed on the *same* examples, and
-  ``d*`` is the mean over seeds of the per-seed differences (for a mean over several OOD roles,
-  each role is resampled and the roles' metrics averaged, as the table does). The evaluation
-  examples are the same for every seed, so one resample serves all seeds and both methods, and
-  ``se_boot = stdev(d*)`` is the standard error of ``d`` from the choice of examples.
+* Paired bootstrap over evaluation examples: ``N_BOOT`` resamples of the column's distinct
+  examples (for a mean over several OOD roles, the union of their examples, drawn once per
+  replicate, every role scored on its members: ``union_bootstrap``), drawn with replacement; on
+  each resample both methods' metric (RMSE, accuracy) is recomputed from their stored
+  predictions for every seed on the *same* examples, and ``d*`` is the mean over seeds of the
+  per-seed differences. The evaluation examples are the same for every seed, so one resample
+  serves all seeds and both methods, and ``se_boot = stdev(d*)`` is the standard error of ``d``
+  from the choice of examples. The labels come from the records' own stored evaluation keys
+  (``levi_core.predictions``), never from the dataset, so verdicts need only the results folder.
 * Combined: ``se = sqrt(se_boot**2 + se_seed**2)``. With one seed, ``se = se_boot`` (said so);
-  without usable predictions (an old record, a deleted artifact, labels that no longer match),
-  ``se = se_seed`` (said so); with neither there is no estimate and nothing is decided.
+  without usable predictions or stored labels (an old record, a deleted artifact), ``se =
+  se_seed`` (said so, naming the record); with neither there is no estimate and nothing is decided.
 
-A difference counts when ``|d - threshold| > Z * se`` (``Z = 1.96``, two-sided 95%). The
-bootstrap draws from a generator seeded with ``BOOT_SEED`` and the role's name, so verdicts are
-deterministic and every comparison on a role uses the same resamples.
+A difference counts when ``|d - threshold| > t(0.975, df) * se`` (two-sided 95%). Three seeds
+give the seed part of ``se`` two degrees of freedom, and ``P(|t_2| > 1.96)`` is about 0.19, not
+0.05, so a normal quantile would decide claims that noise alone decides one time in five. The
+degrees of freedom come from Welch-Satterthwaite over the two parts, the bootstrap part taken
+with infinitely many (it averages thousands of examples):
+``df = se**4 / (se_seed**4 / (n - 1))``; bootstrap only: the normal quantile; seeds only:
+``n - 1``. ``python -m bench.benchmarks.calibration`` shows the false-decision rate this gives.
+The bootstrap draws from a generator seeded with ``BOOT_SEED`` and the role's name, so verdicts
+are deterministic and every comparison on a role uses the same resamples.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from levi_core.metrics import lower_is_better, restrict_to_classes
 from bench.collect import TableResult, role_value
 from bench.sections import resolve
 
-Z = 1.96        # a difference counts when larger than Z standard errors
+Z = 1.96        # the normal quantile: the critical value with infinitely many degrees of freedom
+LEVEL = 0.975   # two-sided 95%
 N_BOOT = 400    # bootstrap resamples
 BOOT_SEED = 2024
 _CHUNK = 2_000_000  # resample weights held at once (resamples x examples)
@@ -64,6 +73,16 @@ class Gap:
     basis: str
 
     @property
+    def df(self) -> float:
+        """Welch-Satterthwaite degrees of freedom of ``se`` (inf: the bootstrap part alone)."""
+        return welch_df(self.se_seed, self.n_seeds, self.se_boot)
+
+    @property
+    def critical(self) -> float:
+        """How many standard errors a difference must exceed to count: ``t(0.975, df)``."""
+        return critical_value(self.df)
+
+    @property
     def advantage(self) -> float:
         """``a`` minus ``b`` in the metric's better direction (positive: ``a`` is better)."""
         return -self.diff if lower_is_better(self.metric) else self.diff
@@ -73,16 +92,61 @@ class Gap:
         return "points" if self.metric == "accuracy" else self.metric.upper()
 
 
+def make_gap(a: str, b: str, column: str, metric: str, diffs, se_boot: float | None,
+             n_examples: str = "", why_not: str = "") -> Gap:
+    """The Gap of per-seed differences ``diffs`` (a - b, one per seed) and the bootstrap
+    standard error of their mean (None, with ``why_not``, when there is none)."""
+    n = len(diffs)
+    se_seed = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else None
+    seeds = f"{n} seeds" if n > 1 else "1 seed, so no seed spread"
+    if se_boot is not None:
+        se = math.sqrt(se_boot ** 2 + (se_seed or 0.0) ** 2)
+        basis = (f"seeds and a paired bootstrap over {n_examples}" if n > 1
+                 else f"a paired bootstrap over {n_examples} only ({seeds})")
+    elif se_seed is not None:
+        se, basis = se_seed, f"the spread of {n} seeds only ({why_not})"
+    else:
+        se, basis = None, f"no estimate: {seeds}, and {why_not}"
+    return Gap(a, b, column, metric, statistics.fmean(diffs), se, se_seed, se_boot, n,
+               None if se_boot is None else n_examples, basis)
+
+
+def paired_boot_se(stats: np.ndarray, k: int) -> float:
+    """The bootstrap standard error of the mean over seeds of a - b: ``stats`` holds the
+    replicates of a's k runs (rows :k) and then b's k runs, seed for seed."""
+    d = (stats[:k] - stats[k:]).mean(axis=0)
+    return float(np.std(d, ddof=1))
+
+
+def welch_df(se_seed: float | None, n_seeds: int, se_boot: float | None) -> float:
+    """Degrees of freedom of ``sqrt(se_seed**2 + se_boot**2)`` by Welch-Satterthwaite, the
+    seed part with ``n_seeds - 1`` and the bootstrap part with infinitely many."""
+    if se_seed is None or n_seeds < 2:
+        return math.inf
+    total = se_seed ** 2 + (se_boot or 0.0) ** 2
+    if se_seed == 0.0:
+        return math.inf
+    return (n_seeds - 1) * (total / se_seed ** 2) ** 2
+
+
+def critical_value(df: float) -> float:
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom (Z at inf)."""
+    if not math.isfinite(df):
+        return Z
+    from scipy.stats import t
+
+    return float(t.ppf(LEVEL, df))
+
+
 class Noise:
     """Gaps between methods of one TableResult, with predictions and labels read once."""
 
     def __init__(self, result: TableResult, n_boot: int = N_BOOT):
         self.result = result
         self.n_boot = n_boot
-        self._datasets: dict[str, Any] = {}
         self._preds: dict[str, Any] = {}
         self._gaps: dict[tuple, Gap | None] = {}
-        self._boot: dict[tuple, np.ndarray] = {}  # (job id, role, metric) -> metric per resample
+        self._boot: dict[tuple, np.ndarray] = {}  # (job ids, dataset, column, metric) -> replicates
 
     # ------------------------------------------------------------------ the columns
     def _column(self, method: str, column: str):
@@ -113,21 +177,8 @@ class Noise:
                 runs.append((seed, ra, rb, va - vb))
         if not runs:
             return None
-        diffs = [d for *_, d in runs]
-        n = len(diffs)
-        se_seed = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else None
         boot, n_examples, why_not = self._bootstrap(ds, role, metric, [(ra, rb) for _, ra, rb, _ in runs])
-        seeds = f"{n} seeds" if n > 1 else "1 seed, so no seed spread"
-        if boot is not None:
-            se = math.sqrt(boot ** 2 + (se_seed or 0.0) ** 2)
-            basis = (f"seeds and a paired bootstrap over {n_examples}" if n > 1
-                     else f"a paired bootstrap over {n_examples} only ({seeds})")
-        elif se_seed is not None:
-            se, basis = se_seed, f"the spread of {n} seeds only ({why_not})"
-        else:
-            se, basis = None, f"no estimate: {seeds}, and {why_not}"
-        return Gap(a, b, column, metric, statistics.fmean(diffs), se, se_seed, boot, n,
-                   None if boot is None else n_examples, basis)
+        return make_gap(a, b, column, metric, [d for *_, d in runs], boot, n_examples, why_not)
 
     # ------------------------------------------------------------------ the bootstrap
     def _bootstrap(self, ds: str, role: str, metric: str, pairs) -> tuple[float | None, str, str]:
@@ -136,12 +187,16 @@ class Noise:
         stats, words, why = self._stats(ds, role, metric, [p[0] for p in pairs] + [p[1] for p in pairs])
         if stats is None:
             return None, "", why
-        d = (stats[:k] - stats[k:]).mean(axis=0)
-        return float(np.std(d, ddof=1)), words, ""
+        return paired_boot_se(stats, k), words, ""
 
     def _stats(self, ds: str, role: str, metric: str, records) -> tuple[np.ndarray | None, str, str]:
         """Each record's metric on the column, on every bootstrap resample ([records, N_BOOT]),
-        the examples in words, and why not when predictions or labels cannot be used."""
+        the examples in words, and why not when predictions or labels cannot be used.
+
+        A column over several roles (``ood/mean``) resamples the union of their distinct
+        examples once per replicate and scores every role on its members in that replicate
+        (the OOD genres of MovieLens share ratings: resampling each on its own would treat a
+        shared rating as independent draws and understate the mean's variance)."""
         if role.endswith("/mean"):
             prefix = role[: -len("mean")]
             roles = sorted(set.intersection(*(
@@ -149,41 +204,47 @@ class Noise:
                 for rec in records)))
         else:
             roles = [role]
-        preds = []
+        if not roles:
+            return None, "", f"no record has a split {role}"
+        preds, keys = [], None
         for rec in records:
-            preds.append(self._predictions(rec["job_id"]))
-            if preds[-1] is None or any(r not in preds[-1] for r in roles):
-                return None, "", f"no stored predictions for {rec['job']['method']} seed {rec['job']['seed']}"
-        dataset = self._dataset(ds)
-        if isinstance(dataset, str):
-            return None, "", dataset
-        absent = [r for r in roles if r not in dataset.splits]
-        if not roles or absent:
-            return None, "", f"the dataset has no split {', '.join(absent) or role}"
-        subsets = dataset.info.get("class_subsets") or {}
-        per_role = []  # [records, resamples] metric values per role
+            who = f"{rec['job']['method']} seed {rec['job']['seed']}"
+            pred, stored = self._predictions(rec["job_id"])
+            if pred is None or any(r not in pred for r in roles):
+                return None, "", f"no stored predictions for {who}"
+            if stored is None or any(r not in stored for r in roles):
+                return None, "", (f"the record of {who} stores no labels for its predictions "
+                                  "(run before they were stored; re-run it to store them)")
+            if keys is None:
+                keys = stored
+            elif any(not _same_keys(keys[r], stored[r]) for r in roles):
+                return None, "", f"{who} was scored on other examples or labels than the other runs"
+            preds.append(pred)
+        values = {}  # role -> [records, examples] per-example terms
         for r in roles:
-            labels = np.asarray(dataset.splits[r].labels)
-            todo = {}  # job_id -> per-example values, for records not resampled yet
+            rows = []
             for rec, pred in zip(records, preds):
-                key = (rec["job_id"], r, metric)
-                if key in self._boot or rec["job_id"] in todo:
-                    continue
                 who = f"{rec['job']['method']} seed {rec['job']['seed']}"
-                values = _per_example(metric, pred[r], labels, subsets.get(r))
+                v = _per_example(metric, pred[r], keys[r]["labels"], keys[r].get("classes"))
                 recorded = (rec.get("metrics") or {}).get(r, {}).get(metric)
-                if values is None or recorded is None or not _close(
-                        _aggregate(metric, values.mean()), float(recorded)):
+                if v is None or recorded is None or not _close(_aggregate(metric, v.mean()), float(recorded)):
                     return None, "", f"the stored predictions of {who} do not reproduce its recorded {r} {metric}"
-                todo[rec["job_id"]] = values
-            if todo:  # the same resamples for every record of the role (the generator's seed)
-                stats = self._resampled(metric, np.stack(list(todo.values())), f"{ds}|{r}")
-                self._boot.update({(j, r, metric): row for j, row in zip(todo, stats)})
-            per_role.append(np.stack([self._boot[(rec["job_id"], r, metric)] for rec in records]))
-        sizes = [len(dataset.splits[r]) for r in roles]
-        words = (f"{sizes[0]} examples" if len(roles) == 1
-                 else f"{sum(sizes)} examples in {len(roles)} sets")
-        return np.mean(per_role, axis=0), words, ""
+                rows.append(v)
+            values[r] = np.stack(rows)
+        cache_key = (tuple(rec["job_id"] for rec in records), ds, role, metric)
+        if cache_key not in self._boot:
+            self._boot[cache_key] = union_bootstrap(
+                metric, {r: (keys[r]["ids"], values[r]) for r in roles}, self.n_boot, f"{ds}|{role}")
+        ids = np.concatenate([keys[r]["ids"] for r in roles])
+        n_union = len(np.unique(ids))
+        sizes = [len(keys[r]["ids"]) for r in roles]
+        if len(roles) == 1:
+            words = f"{sizes[0]} examples"
+        elif n_union == sum(sizes):
+            words = f"{n_union} examples in {len(roles)} sets"
+        else:  # overlapping sets: the union is what is resampled
+            words = f"{n_union} distinct of {sum(sizes)} examples in {len(roles)} sets"
+        return self._boot[cache_key], words, ""
 
     def replicates(self, methods, column: str) -> tuple[np.ndarray | None, str]:
         """Bootstrap replicates of each method's mean over seeds on ``column`` ([methods,
@@ -212,45 +273,58 @@ class Noise:
         out = np.stack([stats[:, pick[b], b].mean(axis=1) for b in range(self.n_boot)], axis=1)
         return out, basis
 
-    def _resampled(self, metric: str, values: np.ndarray, name: str) -> np.ndarray:
-        """The metric of every row of ``values`` [K, n] on N_BOOT resamples of its columns."""
-        n = values.shape[1]
-        rng = np.random.default_rng([BOOT_SEED, zlib.crc32(name.encode())])
-        out, step = [], max(1, _CHUNK // max(n, 1))
-        for start in range(0, self.n_boot, step):
-            b = min(step, self.n_boot - start)
-            idx = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]  # examples drawn
-            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-            out.append(values @ counts.T / n)
-        return _aggregate(metric, np.concatenate(out, axis=1))
-
-    def _dataset(self, ds: str):
-        """The loaded dataset, or a string saying why it could not be used."""
-        if ds not in self._datasets:
-            from levi_core.data import load_dataset
-
-            try:
-                dataset = load_dataset(ds)
-            except Exception as e:  # noqa: BLE001 - any failure means: no labels, say why
-                dataset = f"its labels could not be loaded ({type(e).__name__})"
-            else:
-                prints = {r.get("dataset_fingerprint") for (d, *_), r in self.result.selected.items()
-                          if d == ds} - {None}
-                if prints and prints != {dataset.fingerprint}:
-                    dataset = "the dataset's labels differ from those the runs were scored on"
-            self._datasets[ds] = dataset
-        return self._datasets[ds]
-
     def _predictions(self, job_id: str):
+        """(predictions, evaluation keys) a job stored; None for what it did not store."""
         if job_id not in self._preds:
-            from levi_core.predictions import load_predictions
+            from levi_core.predictions import load_eval_keys, load_predictions
 
             ledger = self.result.records.ledger
             try:
-                self._preds[job_id] = None if ledger is None else load_predictions(ledger.artifacts_dir(job_id))
+                folder = None if ledger is None else ledger.artifacts_dir(job_id)
+                pred = None if folder is None else load_predictions(folder)
+                keys = None if folder is None else load_eval_keys(folder)
             except (OSError, ValueError):
-                self._preds[job_id] = None
+                pred, keys = None, None
+            self._preds[job_id] = (pred, keys)
         return self._preds[job_id]
+
+
+def union_bootstrap(metric: str, roles: dict, n_boot: int, name: str) -> np.ndarray:
+    """Bootstrap replicates of a column's metric: [records, n_boot], the mean over ``roles``.
+
+    ``roles`` maps a role to (example ids [n_r], per-example terms [records, n_r]). Each
+    replicate draws the union of the roles' distinct example ids with replacement, once, and
+    every role is scored on its members in that draw (an example drawn twice counts twice in
+    every role that holds it). The same replicates serve every record (paired comparisons), and
+    the generator is seeded by ``BOOT_SEED`` and ``name``, so the result is deterministic."""
+    union, inverse = np.unique(np.concatenate([np.asarray(ids) for ids, _ in roles.values()]),
+                               return_inverse=True)
+    members, start = {}, 0
+    for r, (ids, _) in roles.items():
+        members[r] = inverse[start:start + len(ids)]
+        start += len(ids)
+    n, names = len(union), list(roles)
+    k = np.asarray(roles[names[0]][1]).shape[0]
+    # every (record, role) as a row over the union: a replicate's sums are one matrix product
+    spread = np.zeros((len(names) * k, n))
+    member = np.zeros((len(names), n))
+    for i, r in enumerate(names):
+        spread[i * k:(i + 1) * k, members[r]] = np.asarray(roles[r][1], np.float64)
+        member[i, members[r]] = 1.0
+    rng = np.random.default_rng([BOOT_SEED, zlib.crc32(name.encode())])
+    out, step = [], max(1, _CHUNK // max(n, 1))
+    for first in range(0, n_boot, step):
+        b = min(step, n_boot - first)
+        idx = rng.integers(0, n, size=(b, n)) + n * np.arange(b)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        sums = (spread @ counts.T).reshape(len(names), k, b)
+        totals = np.maximum(member @ counts.T, 1.0)[:, None, :]  # a role drawn empty scores 0
+        out.append(_aggregate(metric, sums / totals).mean(axis=0))
+    return np.concatenate(out, axis=1)
+
+
+def _same_keys(a: dict, b: dict) -> bool:
+    return all(np.array_equal(a.get(k), b.get(k)) for k in ("ids", "labels", "classes"))
 
 
 def _per_example(metric: str, preds: np.ndarray, labels: np.ndarray, classes) -> np.ndarray | None:
@@ -276,4 +350,4 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-4 * max(1.0, abs(b))
 
 
-__all__ = ["Z", "N_BOOT", "BOOT_SEED", "Gap", "Noise"]
+__all__ = ["Z", "LEVEL", "make_gap", "paired_boot_se", "union_bootstrap", "welch_df", "critical_value", "N_BOOT", "BOOT_SEED", "Gap", "Noise"]

@@ -4,8 +4,8 @@ count only beyond their uncertainty, and the per-shift rule with its coverage.
 A claim rests on tests of the form "A is better than B on a column" (or "better than B minus
 a tolerance"): the difference ``A - B`` with its uncertainty (``bench.uncertainty``: seed
 spread and a paired bootstrap over evaluation examples). A test *holds* when A's advantage
-exceeds the threshold by more than ``Z`` standard errors, *fails* when it falls short by more
-than that, and is *open* otherwise (the line says by how much the difference falls short).
+exceeds the threshold by more than ``t(0.975, df)`` standard errors (df by Welch-Satterthwaite,
+``bench.uncertainty``), *fails* when it falls short by more than that, and is *open* otherwise (the line says by how much the difference falls short).
 Tests combine with ``at_least(k, ...)`` (``all_of``, ``any_of``): it holds when k hold, fails
 when fewer than k can still hold, and is open otherwise. So a verdict is only ``supported`` or
 ``contradicted`` when every difference it rests on is larger than its uncertainty.
@@ -23,7 +23,7 @@ from levi_core.methods.catalog import label
 from levi_core.metrics import lower_is_better, sort_key
 
 from bench.sections import Shift
-from bench.uncertainty import Z, Gap, Noise
+from bench.uncertainty import Gap, Noise
 
 SUPPORTED, CONTRADICTED, PARTLY, UNDECIDED = "supported", "contradicted", "partly supported", "undecided"
 ILLUSTRATED, NOT_ILLUSTRATED = "illustrated", "not illustrated"
@@ -48,8 +48,8 @@ class Test:
 
     @property
     def uncertainty(self) -> float | None:
-        """``Z`` standard errors: how large ``|margin|`` must be to count."""
-        return None if self.gap is None or self.gap.se is None else Z * self.gap.se
+        """``t(0.975, df)`` standard errors: how large ``|margin|`` must be to count."""
+        return None if self.gap is None or self.gap.se is None else self.gap.critical * self.gap.se
 
     @property
     def state(self) -> str:
@@ -183,7 +183,8 @@ def uncertainty_note(tests: Sequence[Test], shown: str = "") -> str:
                     if t.gap is not None and t.state != OPEN and t.text() in shown})
     if not bases:
         return ""
-    return f"± is {Z} standard errors of the difference ({'; '.join(bases)})"
+    return ("± is t(0.975, df) standard errors of the difference, df by Welch-Satterthwaite "
+            f"({'; '.join(bases)})")
 
 
 def verdict(claim: str, statement: str, status: str, details: Sequence[str],

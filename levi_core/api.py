@@ -15,9 +15,10 @@ from typing import Any, Mapping
 
 from levi_core import compile_cache, progress
 from levi_core import metrics as metrics_lib
-from levi_core.data.base import declaration, load_dataset, parse_dataset_id
+from levi_core.data.base import declaration, load_dataset, parse_dataset_id, with_train_draw
 from levi_core.methods.registry import RunContext, get_impl
-from levi_core.predictions import PREDICTIONS_FILE, load_predictions, save_predictions  # noqa: F401  (re-exported)
+from levi_core.predictions import (  # noqa: F401  (re-exported)
+    PREDICTIONS_FILE, load_predictions, save_eval_keys, save_predictions)
 from levi_core.settings import Settings, settings_dict
 
 
@@ -48,6 +49,9 @@ def train_and_evaluate(
     meter = compile_cache.Meter()
     t0 = time.perf_counter()
     dataset = load_dataset(config["dataset"], config.get("data_dir"))
+    modality_settings = settings.for_modality(dataset.modality)
+    dataset = with_train_draw(dataset, int(config["seed"]),
+                              getattr(modality_settings, "train_examples", None))
     t1 = time.perf_counter()
     family, _ = parse_dataset_id(config["dataset"])
     impl = get_impl(config["method"], family)
@@ -74,6 +78,7 @@ def train_and_evaluate(
                 dataset.metric, pred, dataset.splits[role].labels, subsets.get(role))}
     if out.predictions:
         save_predictions(workdir, out.predictions)
+        save_eval_keys(workdir, dataset, out.predictions)
 
     diverged = out.diverged or any(
         not math.isfinite(v) for m in metrics.values() for v in m.values()

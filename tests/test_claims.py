@@ -27,7 +27,7 @@ from bench.specs import TableSpec
 from bench.uncertainty import Noise
 from levi_core.data.base import Dataset, Split, load_dataset, register_dataset
 from levi_core.metrics import compute
-from levi_core.predictions import save_predictions
+from levi_core.predictions import save_eval_keys, save_predictions
 
 N = 200
 ROLES = ("id_val", "id_test", "ood/x", "ood/y")
@@ -78,7 +78,9 @@ def write(tmp_path, spec, scales, preset="smoke", skip=(), per_dataset=None) -> 
         default = (1.0, 1.0) if ds.metric == "rmse" else (0.8, 0.8)
         sc = (per_dataset or {}).get(job.dataset, {}).get(job.method, scales.get(job.method, default))
         preds = predictions(ds, job.method, job.seed, lambda r: sc[1] if r.startswith("ood/") else sc[0])
-        save_predictions(ledger.fresh_workdir(job.id), preds)
+        workdir = ledger.fresh_workdir(job.id)
+        save_predictions(workdir, preds)
+        save_eval_keys(workdir, ds, preds)
         metrics = {r: {ds.metric: compute(ds.metric, p, ds.splits[r].labels)} for r, p in preds.items()}
         ledger.records_dir.mkdir(parents=True, exist_ok=True)  # as Ledger.write, without fsync
         ledger.record_path(job.id).write_text(json.dumps({
@@ -261,3 +263,70 @@ def test_c17_flips_with_the_numbers(tmp_path):
     assert verdict(tmp_path / "a", sp, {"levi": (0.5, 0.5)}).status == "supported"
     assert verdict(tmp_path / "b", sp, {"levi": (0.5, 1.0)}).status == "undecided"
     assert verdict(tmp_path / "c", sp, {"levi": (1.5, 1.5)}).status == "contradicted"
+
+
+# ------------------------------------------------------------------ calibration of a verdict
+def test_the_threshold_is_t_with_welch_satterthwaite_degrees_of_freedom():
+    from scipy.stats import t
+
+    from bench.uncertainty import Z, critical_value, welch_df
+
+    assert welch_df(0.01, 3, None) == pytest.approx(2.0)            # seeds alone: n - 1
+    assert critical_value(welch_df(0.01, 3, None)) == pytest.approx(4.3027, abs=1e-4)
+    assert welch_df(None, 1, 0.01) == float("inf") and critical_value(float("inf")) == Z
+    # equal parts: se**2 = 2 se_seed**2, so df = (n - 1) * 4
+    assert welch_df(0.01, 3, 0.01) == pytest.approx(8.0)
+    assert critical_value(8.0) == pytest.approx(t.ppf(0.975, 8))
+    # the bootstrap part dominating: the normal quantile in the limit
+    assert critical_value(welch_df(1e-4, 3, 1.0)) == pytest.approx(Z, abs=1e-3)
+
+
+def test_a_gap_of_three_seed_errors_is_not_decided_with_three_seeds_alone(tmp_path):
+    """With 3 seeds and no bootstrap, |d| = 3 se (beyond 1.96, below t(0.975, 2) = 4.30) is open."""
+    from bench.verdicts import OPEN, Test
+    from bench.uncertainty import Gap
+
+    g = Gap("levi", "ft", "c", "rmse", diff=-0.03, se=0.01, se_seed=0.01, se_boot=None, n_seeds=3,
+            n_examples=None, basis="the spread of 3 seeds only")
+    assert Test("levi", "ft", "c", g).state == OPEN
+    assert "within its uncertainty ±0.0430" in Test("levi", "ft", "c", g).text()
+
+
+def test_overlapping_sets_are_resampled_as_their_union():
+    """Two OOD sets holding the same examples: the mean over them varies exactly as one set does
+    (resampling each on its own would halve its variance)."""
+    from bench.uncertainty import union_bootstrap
+
+    rng = np.random.default_rng(0)
+    ids = np.array([f"e{i}" for i in range(300)])
+    v = rng.normal(size=(2, 300)) ** 2
+    one = union_bootstrap("rmse", {"ood/a": (ids, v)}, 500, "x")
+    both = union_bootstrap("rmse", {"ood/a": (ids, v), "ood/b": (ids[::-1], v[:, ::-1])}, 500, "x")
+    np.testing.assert_allclose(both, one, rtol=1e-12)
+    # disjoint sets: about half the variance of one set of the same size
+    ids2 = np.array([f"f{i}" for i in range(300)])
+    apart = union_bootstrap("rmse", {"ood/a": (ids, v), "ood/b": (ids2, v)}, 2000, "y")
+    assert 0.35 < apart.var(axis=1).mean() / one.var(axis=1).mean() < 0.65
+
+
+def test_verdicts_come_from_the_records_alone(tmp_path, monkeypatch):
+    """The bootstrap reads the labels each job stored: with the dataset unloadable, the gaps are
+    the same to the bit; a record without stored labels is named, not silently weaker."""
+    import levi_core.data
+    import levi_core.data.base
+
+    sp = spec(("ft", "levi"), ("C1",))
+    ledger = write(tmp_path, sp, {"levi": (1.0, 0.9)})
+    before = Noise(collect(sp, "smoke", ledger)).gap("levi", "ft", "movielens/ood")
+
+    def unavailable(*a, **k):
+        raise AssertionError("the report reloaded a dataset")
+
+    monkeypatch.setattr(levi_core.data, "load_dataset", unavailable)
+    monkeypatch.setattr(levi_core.data.base, "load_dataset", unavailable)
+    after = Noise(collect(sp, "smoke", ledger)).gap("levi", "ft", "movielens/ood")
+    assert after == before and after.se_boot is not None
+    job = next(j for j in plan(sp, "smoke") if j.method == "ft" and j.seed == 1 and j.dataset.endswith("v=0"))
+    (ledger.artifacts_dir(job.id) / "eval_keys.npz").unlink()
+    g = Noise(collect(sp, "smoke", ledger)).gap("levi", "ft", "movielens/ood")
+    assert g.se_boot is None and "ft seed 1 stores no labels for its predictions" in g.basis

@@ -86,18 +86,31 @@ def test_max_ood_limits_each_ood_set_and_max_eval_the_id_sets():
         load_dataset("movielens:fixture=1,max_ood=x")
 
 
-def test_large_model_draw_is_shared_by_a_seeds_methods_and_differs_across_seeds():
+def test_every_method_of_a_seed_learns_from_the_same_draw_and_seeds_differ():
+    """Under ``train_examples`` the api hands every job of a seed the same training rows
+    (large-model trainings, heads and references alike); evaluation splits are untouched and
+    small-model ids seen only outside the draw become unknown."""
+    from levi_core.data.base import with_train_draw
     from levi_core.engines import engine_for
     from levi_core.methods.registry import RunContext
 
-    ds = load_dataset("movielens:fixture=1")
+    full = load_dataset("movielens:fixture=1")
+    a, b, c = (with_train_draw(full, s, 50) for s in (0, 0, 1))
+    ids = [x.splits["train"].example_ids for x in (a, b, c)]
+    assert len(ids[0]) == 50 and np.array_equal(ids[0], ids[1]) and not np.array_equal(ids[0], ids[2])
+    assert set(ids[0]) <= set(full.splits["train"].example_ids)
+    for role in full.splits:
+        if role != "train":
+            assert np.array_equal(a.splits[role].example_ids, full.splits[role].example_ids)
+            assert np.array_equal(a.splits[role].labels, full.splits[role].labels)
+    seen = set(a.splits["train"].small["user_id"]) | {0}
+    assert set(a.splits["id_test"].small["user_id"]) <= seen
+    assert with_train_draw(full, 0, None) is full and with_train_draw(full, 0, 10 ** 9) is full
     s = Settings.from_mapping({"text": {**presets.PRESETS["smoke"].settings["text"],
                                         "train_examples": 50, "epochs": 2}})
-    e = engine_for(RunContext(ds, 0, {}, s, None))
-    a, b, c = e.train_rows(0), e.train_rows(0), e.train_rows(1)
-    assert len(a) == 50 and np.array_equal(a, b) and not np.array_equal(a, c)
+    e = engine_for(RunContext(a, 0, {}, s, None))
     order = e.large_order(0)
-    assert set(np.unique(order)) <= set(a) and order.shape[1] == e.batch_size
+    assert set(np.unique(order)) <= set(range(50)) and order.shape[1] == e.batch_size
     assert "train" not in e.prediction_roles and "id_val" in e.prediction_roles
 
 

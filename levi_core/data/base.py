@@ -241,16 +241,8 @@ def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None,
             small={k: v[idx] for k, v in s.small.items()},
             large={k: np.asarray(v)[idx] for k, v in s.large.items()},
         )
-    train = splits.get("train")
-    if train is not None and max_train is not None:
-        for key in dataset.vocab_sizes:
-            if key not in train.small or not np.issubdtype(train.small[key].dtype, np.integer):
-                continue
-            seen = np.unique(train.small[key])
-            for role, s in list(splits.items()):
-                arr = s.small[key]
-                remapped = np.where(np.isin(arr, seen), arr, 0).astype(arr.dtype)
-                splits[role] = Split(s.example_ids, s.labels, {**s.small, key: remapped}, s.large)
+    if "train" in splits and max_train is not None:
+        splits = _forget_unseen_ids(dataset.vocab_sizes, splits)
     info = dict(dataset.info)
     info["subsample"] = {"max_train": max_train, "max_eval": max_eval, "max_ood": max_ood}
     return Dataset(
@@ -258,3 +250,53 @@ def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None,
         num_classes=dataset.num_classes, vocab_sizes=dataset.vocab_sizes, shift=dataset.shift,
         info=info,
     )
+
+
+def _forget_unseen_ids(vocab_sizes: Mapping[str, int], splits: dict[str, Split]) -> dict[str, Split]:
+    """Categorical small-model ids that no training example has, mapped to 0 (unknown) in every
+    split: an id the model never trains on must not reach an untrained embedding row."""
+    train = splits["train"]
+    splits = dict(splits)
+    for key in vocab_sizes:
+        if key not in train.small or not np.issubdtype(train.small[key].dtype, np.integer):
+            continue
+        seen = np.unique(train.small[key])
+        for role, s in list(splits.items()):
+            arr = s.small[key]
+            remapped = np.where(np.isin(arr, seen), arr, 0).astype(arr.dtype)
+            splits[role] = Split(s.example_ids, s.labels, {**s.small, key: remapped}, s.large)
+    return splits
+
+
+TRAIN_DRAW_SALT = 6  # the draw's generator: SeedSequence([seed, TRAIN_DRAW_SALT])
+
+
+def train_draw_rows(n_train: int, n: int, seed: int) -> np.ndarray | None:
+    """The sorted training rows a run of ``seed`` learns from: a seeded draw of ``n`` of the
+    ``n_train`` rows, or None (all of them) when ``n`` is not smaller."""
+    if n >= n_train:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence([seed, TRAIN_DRAW_SALT]))
+    return np.sort(rng.choice(n_train, size=n, replace=False))
+
+
+def with_train_draw(dataset: Dataset, seed: int, n: int | None) -> Dataset:
+    """``dataset`` whose training split is the seeded draw of ``n`` rows of ``seed``
+    (``train_draw_rows``); every other split is unchanged, but small-model ids that only
+    occur outside the draw become unknown (0), as in ``subsample``.
+
+    The api applies it to every job of a seed when the settings set ``train_examples``, so
+    every method of a seed (large-model trainings, heads, LEVI, references) learns from the
+    same rows: methods compared on the same data."""
+    if n is None or "train" not in dataset.splits:
+        return dataset
+    rows = train_draw_rows(len(dataset.splits["train"]), n, seed)
+    if rows is None:
+        return dataset
+    s = dataset.splits["train"]
+    splits = dict(dataset.splits)
+    splits["train"] = Split(example_ids=s.example_ids[rows], labels=s.labels[rows],
+                            small={k: v[rows] for k, v in s.small.items()},
+                            large={k: np.asarray(v)[rows] for k, v in s.large.items()})
+    info = {**dataset.info, "train_draw": {"seed": seed, "rows": int(n), "of": len(s)}}
+    return dataclasses.replace(dataset, splits=_forget_unseen_ids(dataset.vocab_sizes, splits), info=info)

@@ -30,7 +30,7 @@ from levi_core.errors import ConfigError
 from levi_core.training import COMPILER_OPTIONS
 
 # numpy SeedSequence / PRNG streams: fixed ints, never Python's hash()
-S_PRETRAIN, S_INIT, S_ORDER, S_HEAD, S_UNK, S_SUBSET = 1, 2, 3, 4, 5, 6
+S_PRETRAIN, S_INIT, S_ORDER, S_HEAD, S_UNK = 1, 2, 3, 4, 5  # (6: the training draw, data.base)
 FS_SEED_OFFSET = 10_000
 MODES = ("all", "half", "head", "lora")
 
@@ -145,24 +145,11 @@ class Engine:
 
         return batch_indices(len(self.ds.splits["train"]), self.batch_size, epochs, [seed, S_ORDER])
 
-    def train_rows(self, seed: int) -> np.ndarray | None:
-        """The training rows a large-model run of ``seed`` sees: a seeded draw of
-        ``train_examples`` rows (the same for every method of a seed), or None for all."""
-        n = len(self.ds.splits["train"])
-        if self.train_examples is None or self.train_examples >= n:
-            return None
-        rng = np.random.default_rng(np.random.SeedSequence([seed, S_SUBSET]))
-        return np.sort(rng.choice(n, size=self.train_examples, replace=False))
-
     def large_order(self, seed: int) -> np.ndarray:
-        """Minibatches of a large-model run: ``epochs`` passes over ``train_rows(seed)``, as
-        row indices into the whole training split."""
-        rows = self.train_rows(seed)
-        if rows is None:
-            return self.batch_order(seed, self.epochs)
-        from levi_core.training import batch_indices
-
-        return rows[batch_indices(len(rows), self.batch_size, self.epochs, [seed, S_ORDER])]
+        """Minibatches of a large-model run: ``epochs`` passes over the training split (under
+        ``train_examples`` the api has already cut it to the seed's draw,
+        ``levi_core.data.base.with_train_draw``)."""
+        return self.batch_order(seed, self.epochs)
 
     @property
     def prediction_roles(self) -> list[str]:

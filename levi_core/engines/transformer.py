@@ -37,7 +37,7 @@ from levi_core import progress, training
 from levi_core.backbones import build_module, get_config, init_backbone, load_backbone, tuning
 from levi_core.backbones.outputs import default_pooling, pool
 from levi_core.backbones.tokenization import tokenizer_for
-from levi_core.data.base import Dataset
+from levi_core.data.base import Dataset, fingerprint_splits
 from levi_core.engines.base import FS_SEED_OFFSET, S_HEAD, S_INIT, Engine, batches, init_jit, take
 from levi_core.errors import ConfigError
 from levi_core.models.small import ConvSmall, RecSmall
@@ -341,8 +341,12 @@ class TransformerEngine(Engine):
         return f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
 
     def _pretrained_states(self, roles) -> dict[str, np.ndarray]:
+        """The frozen pre-trained model's states of ``roles``, cached. The training split and
+        the evaluation splits are keyed apart (each by the fingerprint of its own splits): under
+        a per-seed training draw (``with_train_draw``) the seeds share the evaluation entries
+        and only the training rows are computed per seed."""
         s = self.s
-        key = {"checkpoint": self.checkpoint, "fingerprint": self.ds.fingerprint,
+        key = {"checkpoint": self.checkpoint,
                "pooling": default_pooling(self.config.family), "max_len": getattr(s, "max_len", None)}
         if self.compute_dtype != "float32":  # float32 entries keep the key they always had
             key["compute_dtype"] = self.compute_dtype
@@ -352,10 +356,16 @@ class TransformerEngine(Engine):
 
             params = {"body": self.pretrained_body(), "head": self.new_head(0)}
             # an ht job's stored lower half holds states 0..k already: run the upper blocks only
-            run = (FrozenLower.if_stored(self) if "train" in missing else None) or self
+            run = FrozenLower.if_stored(self) or self
             return {r: st for r, (_, st) in run.forward_roles(params, missing, True).items()}
 
-        return feature_cache.cached_states(self.cache_dir, key, roles, compute)
+        out = {}
+        for group in ([r for r in roles if r == "train"], [r for r in roles if r != "train"]):
+            if group:
+                fingerprint = fingerprint_splits({r: self.ds.splits[r] for r in group})
+                out.update(feature_cache.cached_states(
+                    self.cache_dir, {**key, "fingerprint": fingerprint}, group, compute))
+        return {r: out[r] for r in roles}
 
     def layer_states(self, source: str, deps: Mapping[str, Path]) -> dict[str, list]:
         roles = self.ds.eval_roles
