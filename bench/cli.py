@@ -110,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["speed"]:  # its flags belong to bench/benchmarks/speed.py, --help included
         argv = ["speed", "--", *argv[1:]]
+    try:  # plugins first: their presets are --preset choices, their tables listed everywhere
+        from levi_core.plugins import load_plugins
+
+        load_plugins()
+    except UserError as e:
+        return _fail(f"error: {e}", EXIT_USER_ERROR)
     args = build_parser().parse_args(argv)
     try:
         code = COMMANDS[args.command](args)
@@ -327,15 +333,21 @@ def cmd_ls(args) -> int:
 
     from bench.specs import TABLES
 
+    from levi_core.methods.catalog import label
+
     print("tables:")
     for t in TABLES.values():
-        print(f"  {t.name:<16} {t.title}")
+        ext = "".join(f" [+ extension {n!r}: {', '.join(r)}]" for n, r in
+                      (t.grid.extensions if t.grid is not None else ()))
+        print(f"  {t.name:<16} {t.title}{ext}")
     print("methods:")
     for name in method_names():
         m = get_method(name)
         grid = ", ".join(f"{k} in {list(v)}" for k, v in m.grid.items()) or "no grid"
         deps = f"; needs {', '.join(m.depends_on)}" if m.depends_on else ""
-        print(f"  {name:<16} {m.description} ({grid}{deps})")
+        shown = f" \"{label(name)}\"" if m.label else ""
+        version = f" [version {m.version}]" if m.version else ""
+        print(f"  {name:<16} {m.description}{shown}{version} ({grid}{deps})")
     print("datasets:")
     for name in dataset_names():
         print(f"  {name}")
