@@ -255,10 +255,30 @@ def cmd_status(args) -> int:
 
             recs = [r for j in jobs if (r := ledger.read(j.id)) is not None]
             print(report(recs) + "\n")
+    _print_running(ledger, specs, subset, args.preset, everything=not args.table and subset.empty)
     for path, why in ledger.corrupt:
         print(f"corrupt record (counted as pending): {path} ({why})")
     _warn_outdated(ledger, file=sys.stdout)
     return 0
+
+
+def _print_running(ledger, specs, subset, preset: str, everything: bool) -> None:
+    """The jobs running now (counted as pending above), as their workers' leases tell, with
+    their phase; leases left by a worker that is gone are told apart."""
+    from bench.jobs import plan
+    from bench.leases import describe, running
+
+    leases = running(ledger.root)
+    if not everything:  # only the asked table's (or subset's) jobs
+        ids = {j.id for spec in specs for j in subset.keep(plan(spec, preset))}
+        leases = [info for info in leases if info["job_id"] in ids]
+    if not leases:
+        return
+    live = [i for i in leases if not i["stale"]]
+    print(f"running now: {len(live)} job(s)"
+          + (f"; {len(leases) - len(live)} stale lease(s)" if len(live) < len(leases) else ""))
+    for info in live + [i for i in leases if i["stale"]]:
+        print(f"  {describe(info)}")
 
 
 def _warn_outdated(ledger, file=None) -> None:
