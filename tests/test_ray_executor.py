@@ -114,3 +114,24 @@ def test_check_fits_compares_with_the_largest_node():
                                           r"cluster at 10.0.0.5:6379 has 1 GPUs \(CPU 16, GPU 2 "
                                           r"over 2 nodes\)"):
         check_fits(Resources(cpus=1, gpus=2), nodes, "10.0.0.5:6379")
+
+
+def test_progress_lines_of_a_ray_worker_reach_the_driver(tmp_path, ray_executor, capfd):
+    """Issue 20, item 5: a worker's stderr is never a terminal; its progress lines (count, rate,
+    ETA, the job named) still reach the driver's log, through Ray's relay."""
+    import re
+    import time
+
+    spec = TableSpec(name="toyprogress", title="Toy", caption="Toy.", seeds=(0,),
+                     sections=(MetricGrid(rows=("toy_progress",),
+                                          columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
+    s = run_jobs(plan(spec, "smoke"), spec, "smoke", ray_executor, Ledger(tmp_path),
+                 out=open(os.devnull, "w"))
+    assert s.states == {"done": 1}
+    err, deadline = "", time.monotonic() + 20
+    while "done, 10 steps" not in err and time.monotonic() < deadline:  # the relay lags a little
+        time.sleep(0.2)
+        err += capfd.readouterr().err
+    assert re.search(r"\[levi\] toy_progress toy seed=0 lr=1 \| toy progress: \d+/10 steps "
+                     r"\(\d+%\), [\d.]+ steps/s", err), err[-2000:]
+    assert "toy progress: done, 10 steps" in err
