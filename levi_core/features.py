@@ -93,7 +93,7 @@ def _read(path: Path) -> np.ndarray | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return z["states"]
-    except (OSError, KeyError, ValueError):  # missing or corrupt: recompute
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # missing or corrupt
         return None
 
 
