@@ -6,7 +6,9 @@ chunks an interrupted run finished."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -154,17 +156,16 @@ def test_bench_status_shows_running_jobs_and_their_phase(probe_table, tmp_path, 
     from bench.jobs import plan
     from bench.leases import lease_path
     from bench.ledger import Ledger
+    from bench.runner import run_jobs
     from bench.specs import get_table
 
     inside, release = probe_table
     spec = get_table("probe")
     ledger = Ledger(tmp_path / "smoke")
     job = plan(spec, "smoke")[0]
-    from bench.runner import run_jobs
-
     runner = threading.Thread(target=run_jobs, args=(plan(spec, "smoke"), spec, "smoke",
                                                      LocalExecutor(), ledger),
-                              kwargs={"out": open("/dev/null", "w")}, daemon=True)
+                              kwargs={"out": open(os.devnull, "w")}, daemon=True)
     runner.start()
     try:
         assert inside.wait(30)
@@ -186,7 +187,7 @@ def test_bench_status_shows_running_jobs_and_their_phase(probe_table, tmp_path, 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     path = lease_path(ledger.root, job.id)
-    info = {"job_id": job.id, "job": job.describe(), "host": __import__("socket").gethostname(),
+    info = {"job_id": job.id, "job": job.describe(), "host": socket.gethostname(),
             "pid": gone.pid, "started": time.time() - 600, "phase": "features",
             "phase_since": time.time() - 500, "updated": time.time() - 5}
     path.write_text(json.dumps(info))
