@@ -110,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["speed"]:  # its flags belong to bench/benchmarks/speed.py, --help included
         argv = ["speed", "--", *argv[1:]]
+    try:  # plugins first: their presets are --preset choices, their tables listed everywhere
+        from levi_core.plugins import load_plugins
+
+        load_plugins()
+    except UserError as e:
+        return _fail(f"error: {e}", EXIT_USER_ERROR)
     args = build_parser().parse_args(argv)
     try:
         code = COMMANDS[args.command](args)
@@ -249,10 +255,30 @@ def cmd_status(args) -> int:
 
             recs = [r for j in jobs if (r := ledger.read(j.id)) is not None]
             print(report(recs) + "\n")
+    _print_running(ledger, specs, subset, args.preset, everything=not args.table and subset.empty)
     for path, why in ledger.corrupt:
         print(f"corrupt record (counted as pending): {path} ({why})")
     _warn_outdated(ledger, file=sys.stdout)
     return 0
+
+
+def _print_running(ledger, specs, subset, preset: str, everything: bool) -> None:
+    """The jobs running now (counted as pending above), as their workers' leases tell, with
+    their phase; leases left by a worker that is gone are told apart."""
+    from bench.jobs import plan
+    from bench.leases import describe, running
+
+    leases = running(ledger.root)
+    if not everything:  # only the asked table's (or subset's) jobs
+        ids = {j.id for spec in specs for j in subset.keep(plan(spec, preset))}
+        leases = [info for info in leases if info["job_id"] in ids]
+    if not leases:
+        return
+    live = [i for i in leases if not i["stale"]]
+    print(f"running now: {len(live)} job(s)"
+          + (f"; {len(leases) - len(live)} stale lease(s)" if len(live) < len(leases) else ""))
+    for info in live + [i for i in leases if i["stale"]]:
+        print(f"  {describe(info)}")
 
 
 def _warn_outdated(ledger, file=None) -> None:
@@ -327,15 +353,21 @@ def cmd_ls(args) -> int:
 
     from bench.specs import TABLES
 
+    from levi_core.methods.catalog import label
+
     print("tables:")
     for t in TABLES.values():
-        print(f"  {t.name:<16} {t.title}")
+        ext = "".join(f" [+ extension {n!r}: {', '.join(r)}]" for n, r in
+                      (t.grid.extensions if t.grid is not None else ()))
+        print(f"  {t.name:<16} {t.title}{ext}")
     print("methods:")
     for name in method_names():
         m = get_method(name)
         grid = ", ".join(f"{k} in {list(v)}" for k, v in m.grid.items()) or "no grid"
         deps = f"; needs {', '.join(m.depends_on)}" if m.depends_on else ""
-        print(f"  {name:<16} {m.description} ({grid}{deps})")
+        shown = f" \"{label(name)}\"" if m.label else ""
+        version = f" [version {m.version}]" if m.version else ""
+        print(f"  {name:<16} {m.description}{shown}{version} ({grid}{deps})")
     print("datasets:")
     for name in dataset_names():
         print(f"  {name}")

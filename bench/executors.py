@@ -175,6 +175,12 @@ class RayExecutor:
                 else:
                     ray.init(**kwargs)
                 self._started_here = True
+        try:  # a job the cluster can never place would wait forever: refuse it now
+            check_fits(self.resources, _alive_nodes(ray), address)
+        except ConfigError:
+            if self._started_here:
+                ray.shutdown()
+            raise
         # max_retries: Ray re-runs a task whose worker or node died (a system failure); a job's
         # own error is a returned ``failed`` result, never an exception, so it is not retried.
         opts: dict[str, Any] = {"num_cpus": self.resources.cpus, "max_retries": SYSTEM_RETRIES,
@@ -235,6 +241,44 @@ class RayExecutor:
         self._job_of = {}
         if self._started_here:
             self._ray.shutdown()
+
+
+def _alive_nodes(ray) -> list[dict[str, float]]:
+    """The resources of each live node of the cluster this process is connected to."""
+    return [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+
+
+def _amount(value: float) -> str:
+    return f"{value:g}"
+
+
+def check_fits(resources: Resources, nodes: list[Mapping[str, float]], address: str | None) -> None:
+    """Refuse a per-job ask that no live node can supply (Ray would keep such a task pending,
+    and its autoscaler would repeat that no node type fits, for as long as one waits).
+
+    A task runs on one node, so each resource is compared with the largest node's amount; the
+    message names what the cluster has and the flag to change."""
+    where = f"the Ray cluster at {address}" if address else "the local Ray instance"
+    asks = (("GPU", "--gpus-per-job", resources.gpus), ("TPU", "--tpus-per-job", resources.tpus),
+            ("CPU", "--cpus-per-job", resources.cpus))
+    total = {k: sum(n.get(k, 0.0) for n in nodes) for k in ("CPU", "GPU", "TPU")}
+    has = ", ".join(f"{k} {_amount(v)}" for k, v in total.items() if v or k == "CPU")
+    many = f" over {len(nodes)} nodes" if len(nodes) > 1 else ""
+    for kind, flag, ask in asks:
+        if ask <= 0:
+            continue
+        best = max((n.get(kind, 0.0) for n in nodes), default=0.0)
+        if ask <= best + 1e-9:
+            continue
+        if best == 0:
+            fix = ("drop the flag or join a cluster with GPUs (--address)" if kind == "GPU" else
+                   "drop the flag or join a cluster with TPUs (--address)" if kind == "TPU" else
+                   "lower it")
+            raise ConfigError(f"{flag} {_amount(ask)} but {where} has 0 {kind}s ({has}{many}); "
+                              f"{fix}")
+        raise ConfigError(f"{flag} {_amount(ask)} but the largest node of {where} has "
+                          f"{_amount(best)} {kind}s ({has}{many}), and a job runs on one node; "
+                          f"ask for at most {_amount(best)}")
 
 
 def _join(ray, address: str, kwargs: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """Grid -> jobs. A job's id is a hash of exactly its semantic fields.
 
-A job is (dataset, method, seed, hyperparameters, preset). Its id never depends on paths,
+A job is (dataset, method, seed, hyperparameters, preset), plus the code identity of a method
+a plugin replaced or versioned (``levi_core.methods.code_identity``; built-in methods have
+none, so their ids are the five fields alone). Its id never depends on paths,
 executors or devices, so the same job run anywhere lands on the same record, and a widened
 grid only adds new ids (DomainBed-style).
 """
@@ -13,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from levi_core.methods import get_method
+from levi_core.methods import code_identity, get_method
 
 from bench.presets import get_preset
 from bench.specs import TableSpec
@@ -41,13 +43,17 @@ class Job:
         return dict(self.hparams)
 
     def fields(self) -> dict[str, Any]:
-        return {
+        out = {
             "dataset": self.dataset,
             "method": self.method,
             "seed": self.seed,
             "hparams": self.hparams_dict,
             "preset": self.preset,
         }
+        code = code_identity(self.method)  # a plugin's replacement or versioned method only
+        if code is not None:
+            out["code"] = code
+        return out
 
     @property
     def id(self) -> str:

@@ -113,6 +113,21 @@ PRESETS: dict[str, Preset] = {
 DEFAULT_PRESET = "paper"
 
 
+def register_preset(preset: Preset) -> Preset:
+    """Add a preset (from a plugin module named in ``LEVI_PLUGINS``; the CLI loads plugins
+    before reading its flags, so ``--preset NAME`` accepts it). Its name must be new: the name
+    is part of every job id, so reusing one would mix two presets' records."""
+    if not isinstance(preset, Preset):
+        raise ConfigError(f"register_preset takes a bench.presets.Preset (got {type(preset).__name__})")
+    old = PRESETS.get(preset.name)
+    if old is not None and old != preset:
+        raise ConfigError(f"a preset named {preset.name!r} exists already; choose another name "
+                          f"(known presets: {', '.join(PRESETS)})")
+    preset.typed_settings()  # an unknown setting fails when the plugin loads, not mid-grid
+    PRESETS[preset.name] = preset
+    return preset
+
+
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")

@@ -21,6 +21,7 @@ from levi_core.settings import Settings, settings_dict
 
 from bench import provenance
 from bench.jobs import REFERENCE_SEED, Job, reuses_seed0
+from bench.leases import lease_path
 from bench.ledger import DONE, FAILED, FINISHED, SCHEMA_VERSION, Ledger
 from bench.presets import get_preset
 from bench.selection import select_record
@@ -195,6 +196,8 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
                 "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in info.items()
                          if name != SEED0_DEP},
                 "dep_ids": dep_ids,
+                "describe": j.describe(),
+                "lease": str(lease_path(ledger.root, j.id)),
             }
             in_flight[j.id] = (j, dep_ids, fields["hparams"])
             executor.submit(payload)

@@ -104,6 +104,9 @@ class MetricGrid:
       references: rows shown below a rule, never ranked (e.g. the ID-train mean rating).
       paper: (method, column key) -> the paper's figure, printed beside ours (only where the
         paper gives one; never invented).
+      extensions: (extension name, rows) added by plugins (``bench.specs.extend_table``):
+        run, shown and ranked beside ``rows``, named in the caption, but not among the rows
+        the paper's claims are checked on (``rows_for``), whose verdicts stay the paper's.
     """
 
     rows: tuple[str, ...]
@@ -112,9 +115,14 @@ class MetricGrid:
     references: tuple[str, ...] = ()
     paper: Mapping[tuple[str, str], float] = field(default_factory=dict)
     key: str = "grid"
+    extensions: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def rows_for(self, preset: str) -> tuple[str, ...]:
         return self.rows
+
+    def shown_rows(self, preset: str) -> tuple[str, ...]:
+        """The ranked rows a report shows: the table's own, then the extensions' rows."""
+        return self.rows_for(preset) + tuple(r for _, rows in self.extensions for r in rows)
 
     def all_columns(self) -> tuple[Column, ...]:
         return tuple(c for sh in self.shifts for c in sh.columns()) + tuple(self.columns)
@@ -125,7 +133,9 @@ class MetricGrid:
 
     def notes(self, table) -> list[str]:
         """Facts a reader needs beside the cells: FT+ZeroShot's mixing weight chosen on id_val."""
-        out = []
+        out = [f"Rows added by the plugin extension {name!r} (not the paper's; the claims' "
+               f"verdicts consider the paper's rows only): {', '.join(label(r) for r in rows)}."
+               for name, rows in self.extensions]
         if "ft_zeroshot" in self.rows:
             for dataset in dict.fromkeys(sh.dataset for sh in self.shifts):
                 ds = resolve(table.preset, dataset)
@@ -137,18 +147,18 @@ class MetricGrid:
         return list(dict.fromkeys(out))
 
     def needs(self, preset: str) -> list[Need]:
-        rows = self.rows_for(preset) + self.references
+        rows = self.shown_rows(preset) + self.references
         return [Need(c.dataset, rows, grid_dataset=c.dataset) for c in self.columns_for(preset)]
 
     def collect(self, recs) -> pd.DataFrame:
-        return recs.cells(self.rows_for(recs.preset) + self.references, self.columns_for(recs.preset))
+        return recs.cells(self.shown_rows(recs.preset) + self.references, self.columns_for(recs.preset))
 
     # rendering
     def layout(self, frame: pd.DataFrame, preset: str, columns=None):
         """(texts, marks, n_ranked): DataFrames of display strings and of marks (1 bold, 2
         underlined), ranked rows first; paper columns beside the columns that have one."""
         columns = list(self.columns_for(preset) if columns is None else columns)
-        ranked = self.rows_for(preset)
+        ranked = self.shown_rows(preset)
         cells = frame.set_index(["column", "method"])
         pcols = {c for (_, c) in self.paper}
         texts: dict[str, list[str]] = {"Method": [label(m) for m in ranked]
@@ -258,10 +268,10 @@ class OodBreakdown:
     def needs(self, preset: str) -> list[Need]:
         if resolve(preset, self.dataset) is None:
             return []
-        return [Need(self.dataset, self.of.rows_for(preset) + self.of.references, grid_dataset=self.dataset)]
+        return [Need(self.dataset, self.of.shown_rows(preset) + self.of.references, grid_dataset=self.dataset)]
 
     def collect(self, recs) -> pd.DataFrame:
-        return recs.cells(self.of.rows_for(recs.preset) + self.of.references, self.columns_for(recs))
+        return recs.cells(self.of.shown_rows(recs.preset) + self.of.references, self.columns_for(recs))
 
     def _columns(self, frame: pd.DataFrame) -> list[Column]:
         cols = frame.drop_duplicates("column")

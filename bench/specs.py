@@ -21,7 +21,7 @@ from bench.figure_sections import LayerCurve, Sweep
 from bench.sections import Column, MetricGrid, OodBreakdown, Shift, resolve
 
 __all__ = ["Column", "Shift", "MetricGrid", "OodBreakdown", "LayerCurve", "Sweep", "CostTable",
-           "ExactTable", "TableSpec", "TABLES", "get_table", "register_table"]
+           "ExactTable", "TableSpec", "TABLES", "get_table", "register_table", "extend_table"]
 
 
 @dataclass(frozen=True)
@@ -277,6 +277,59 @@ def register_table(spec: TableSpec) -> TableSpec:
     return spec
 
 
+def extend_table(table: str, rows, name: str) -> TableSpec:
+    """Add method rows to an existing table without editing the repository (from a plugin
+    module named in ``LEVI_PLUGINS``): ``extend_table("table1", rows=["my_method"],
+    name="my_method")``. The rows join the table's metric grid (and the breakdowns drawn from
+    it): ``bench run`` runs them, reports show and rank them beside the table's own rows, and
+    the caption names the extension; the claims' verdicts still consider the paper's rows only.
+    Extending again under the same name with the same rows changes nothing (a module imported
+    twice)."""
+    import dataclasses
+
+    from levi_core.methods import get_method
+
+    if table not in TABLES:
+        raise ConfigError(f"extend_table: unknown table {table!r}; known tables: {', '.join(TABLES)}")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("extend_table: give the extension a name (name=\"my_method\"); reports "
+                          "show it in the caption")
+    rows = tuple([rows] if isinstance(rows, str) else rows)
+    if not rows:
+        raise ConfigError(f"extend_table({table!r}, name={name!r}): rows is empty; name the methods to add")
+    spec = TABLES[table]
+    grid = spec.grid
+    if grid is None or isinstance(grid, LayerCurve):
+        raise ConfigError(f"extend_table: {table!r} has no method grid to add rows to (its rows are "
+                          f"fixed by its sections); register a table of your own (register_table)")
+    for r in rows:
+        get_method(r)  # an unknown method fails here, listing the known ones
+    done = dict(grid.extensions)
+    if name in done:
+        if done[name] == rows:
+            return spec
+        raise ConfigError(f"extend_table: {table!r} has an extension named {name!r} already "
+                          f"(rows {', '.join(done[name])}); choose another name")
+    taken = set(grid.shown_rows("paper")) | set(grid.references)
+    clash = [r for r in rows if r in taken]
+    if clash:
+        raise ConfigError(f"extend_table: {table!r} shows {', '.join(clash)} already; add only new rows")
+    new_grid = dataclasses.replace(grid, extensions=grid.extensions + ((name, rows),))
+    sections = tuple(new_grid if s is grid else
+                     dataclasses.replace(s, of=new_grid) if getattr(s, "of", None) is grid else s
+                     for s in spec.sections)
+    TABLES[table] = dataclasses.replace(spec, sections=sections)
+    return TABLES[table]
+
+
+def all_tables() -> list[TableSpec]:
+    """Every table, the plugins' ones and extensions included (plugin modules load first)."""
+    from levi_core.plugins import load_plugins
+
+    load_plugins()
+    return list(TABLES.values())
+
+
 def get_table(name: str) -> TableSpec:
     """A table by name; plugin modules are loaded first, so they may register tables."""
     from levi_core.plugins import load_plugins
@@ -309,9 +362,12 @@ def subset_spec(spec: TableSpec, subset) -> TableSpec:
             new = dataclasses.replace(s, rows=keep_rows(s.rows),
                                       shifts=tuple(sh for sh in s.shifts if keep_ds(sh.dataset)),
                                       columns=tuple(c for c in s.columns if keep_ds(c.dataset)),
-                                      references=keep_rows(s.references))
+                                      references=keep_rows(s.references),
+                                      extensions=tuple((n, keep_rows(r)) for n, r in s.extensions
+                                                       if keep_rows(r)))
             grids[id(s)] = new
-            if (new.rows or isinstance(s, LayerCurve)) and (new.shifts or new.columns):
+            if ((new.rows or new.extensions or isinstance(s, LayerCurve))
+                    and (new.shifts or new.columns)):
                 out.append(new)
         elif isinstance(s, OodBreakdown):
             if keep_ds(s.dataset) and id(s.of) in grids:

@@ -25,22 +25,35 @@ JOB_LOG_ENV = "BENCH_JOB_LOG"
 
 
 def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one job. ``payload``: job_id, config, workdir, deps (name -> artifact folder)."""
+    """Run one job. ``payload``: job_id, config, workdir, deps (name -> artifact folder), and
+    optionally ``describe`` (how progress lines name the job) and ``lease`` (the file that
+    tells ``bench status`` this job runs, and in which phase: ``bench.leases``)."""
+    import contextlib
+
     from bench import provenance
+    from bench.leases import Lease
+    from levi_core import progress
 
     started = time.time()
     t0 = time.perf_counter()
     node = provenance.node()
     _log_start(payload["job_id"], node)
+    describe = payload.get("describe") or payload["job_id"]
+    progress.set_job(describe)
+    lease = (Lease(payload["lease"], payload["job_id"], describe) if payload.get("lease")
+             else contextlib.nullcontext())
     try:
-        _empty(Path(payload["workdir"]))  # a retried attempt starts from nothing
-        from levi_core.api import train_and_evaluate
+        with lease:
+            _empty(Path(payload["workdir"]))  # a retried attempt starts from nothing
+            from levi_core.api import train_and_evaluate
 
-        out = train_and_evaluate(payload["config"], payload["workdir"], payload.get("deps"))
+            out = train_and_evaluate(payload["config"], payload["workdir"], payload.get("deps"))
     except UserError as e:
         out = {"state": "failed", "error": str(e)}
     except Exception as e:  # noqa: BLE001 - a job's crash must not end the grid
         out = {"state": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    finally:
+        progress.set_job("")
     out.setdefault("timings", {})
     out["timings"]["total_s"] = round(time.perf_counter() - t0, 3)
     out["timings"]["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))

@@ -29,8 +29,14 @@ written; the others wait and then read them. A claim whose holder stopped refres
 the cache. The claim only saves time: entries are written atomically and content-addressed,
 so even two builders (a takeover race) write the same bytes.
 
+A long extraction keeps its work across an interrupt: the builder computes the distinct
+examples in chunks of ``CHUNK_ROWS`` (whole batches, so the numbers are those of one pass) and
+writes each finished chunk atomically under ``<key>.parts/``; a builder that finds chunks there
+(a killed or interrupted run's) reads them instead of computing them again, and the folder is
+removed once the entries are written (``run_in_chunks``).
+
 ``BUILDS`` counts cache misses (entries actually computed) per process, for tests and the
-benchmark.
+benchmark; ``CHUNKS_REUSED`` the chunks read back from an interrupted build.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -54,6 +61,8 @@ FEATURES_FILE = "features.npz"
 FEATURES_META = "features.json"
 STORE_DTYPE = np.float16
 BUILDS: list[dict] = []  # one entry per computed (not read) cache entry
+CHUNKS_REUSED: list[str] = []  # chunk files read back instead of recomputed
+CHUNK_ROWS = 4096  # examples per resumable chunk (rounded up to whole batches)
 STALE_S = 120.0  # a claim not refreshed for this long is abandoned
 HEARTBEAT_S = 10.0
 POLL_S = 0.5
@@ -84,22 +93,61 @@ def _read(path: Path) -> np.ndarray | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return z["states"]
-    except (OSError, KeyError, ValueError):  # missing or corrupt: recompute
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # missing or corrupt
         return None
+
+
+def chunk_size(batch_size: int) -> int:
+    """``CHUNK_ROWS`` rounded up to whole batches: chunked and one-pass batches then coincide."""
+    return max(1, -(-CHUNK_ROWS // batch_size)) * batch_size
+
+
+def _read_chunk(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # cut short: again
+        return None
+
+
+def run_in_chunks(parts: Path | None, n: int, chunk: int,
+                  compute: Callable[[int, int], Mapping[str, np.ndarray]],
+                  place: Callable[[int, int, Mapping[str, np.ndarray]], None],
+                  reused: Callable[[int], None] | None = None) -> None:
+    """Positions ``0 .. n`` in chunks ``[lo, hi)``: ``compute(lo, hi)`` -> arrays, then
+    ``place(lo, hi, arrays)``. With a ``parts`` folder, each computed chunk is first written
+    there atomically (``<lo>-<hi>.npz``) and a chunk already there is read instead of computed
+    (``reused(rows)`` is told), so an interrupted pass continues where it stopped."""
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        path = parts / f"{lo:010d}-{hi:010d}.npz" if parts is not None else None
+        arrays = _read_chunk(path) if path is not None and path.exists() else None
+        if arrays is not None:
+            CHUNKS_REUSED.append(str(path))
+            if reused is not None:
+                reused(hi - lo)
+        else:
+            arrays = {k: np.asarray(v) for k, v in compute(lo, hi).items()}
+            if path is not None:
+                _atomic_savez(path, **arrays)
+        place(lo, hi, arrays)
 
 
 def cached_states(
     cache_dir: str | Path | None,
     base_key: Mapping[str, object],
     roles: Sequence[str],
-    compute: Callable[[list[str]], Mapping[str, np.ndarray]],
+    compute: Callable[..., Mapping[str, np.ndarray]],
+    resumable: bool = False,
 ) -> dict[str, np.ndarray]:
     """role -> [S, N, D] states for a frozen pre-trained model.
 
     ``base_key`` holds the checkpoint id, dataset fingerprint, pooling and max_len; the role is
     added per entry. ``compute(missing_roles)`` runs the backbone on the roles not cached yet
     (all of them in one call, so that an example shared by several roles runs once). With
-    ``cache_dir=None`` nothing is stored (every call computes).
+    ``resumable``, it is called as ``compute(missing_roles, parts=FOLDER)``: a folder for its
+    finished chunks (``run_in_chunks``), kept across an interrupt and removed once the entries
+    are written. With ``cache_dir=None`` nothing is stored (every call computes).
     """
     if cache_dir is None:
         fresh = compute(list(roles))
@@ -133,12 +181,17 @@ def cached_states(
     try:
         missing = read_all()  # written between our last look and the claim
         if missing:
-            fresh = compute(missing)
+            parts = folder / f"{cache_key({**base_key, 'roles': missing})}.parts"
+            fresh = compute(missing, parts=parts) if resumable else compute(missing)
             for role in missing:
                 arr = np.asarray(fresh[role]).astype(STORE_DTYPE)
                 BUILDS.append({**base_key, "role": role})
                 _atomic_savez(paths[role], states=arr)
                 out[role] = arr
+            if resumable:
+                import shutil
+
+                shutil.rmtree(parts, ignore_errors=True)  # the entries hold it all now
     finally:
         claim.release()
     return out

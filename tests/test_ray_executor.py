@@ -73,3 +73,65 @@ def test_lost_worker_is_retried_but_a_jobs_own_error_is_not(tmp_path, ray_execut
 def test_fractional_gpu_share_caps_jax_memory():
     assert Resources(cpus=1, gpus=0.25).env_vars() == {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225"}
     assert Resources(cpus=1, gpus=1).env_vars() == {}
+
+
+def test_a_share_the_cluster_cannot_supply_is_refused_in_seconds(ray_executor, tmp_path, capsys):
+    """Issue 20, item 3: Ray would keep such a job pending forever; preflight names what the
+    cluster has and exits 2 instead."""
+    import time
+
+    import ray
+
+    from bench.cli import main
+    from levi_core.errors import ConfigError
+
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"--gpus-per-job 0\.5 but the local Ray instance has 0 "
+                                          r"GPUs \(CPU \d+\); drop the flag"):
+        RayExecutor(resources=Resources(cpus=1, gpus=0.5))
+    with pytest.raises(ConfigError, match=r"--tpus-per-job 1 but .* has 0 TPUs"):
+        RayExecutor(resources=Resources(cpus=1, tpus=1))
+    with pytest.raises(ConfigError, match=r"--cpus-per-job 1000 but .* has \d+ CPUs"):
+        RayExecutor(resources=Resources(cpus=1000))
+    code = main(["run", "synthetic", "--preset", "smoke", "--gpus-per-job", "0.25",
+                 "--results-dir", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error: --gpus-per-job 0.25 but the local Ray instance has 0 GPUs" in err
+    assert time.monotonic() - t0 < 30
+    assert ray.is_initialized()  # a refused ask leaves the instance it joined running
+    assert not list(tmp_path.rglob("*.json"))  # nothing ran
+
+
+def test_check_fits_compares_with_the_largest_node():
+    from bench.executors import check_fits
+    from levi_core.errors import ConfigError
+
+    nodes = [{"CPU": 8, "GPU": 1}, {"CPU": 8, "GPU": 1}]
+    check_fits(Resources(cpus=2, gpus=0.5), nodes, "10.0.0.5:6379")  # fits: no error
+    check_fits(Resources(cpus=8, gpus=1), nodes, "10.0.0.5:6379")
+    with pytest.raises(ConfigError, match=r"--gpus-per-job 2 but the largest node of the Ray "
+                                          r"cluster at 10.0.0.5:6379 has 1 GPUs \(CPU 16, GPU 2 "
+                                          r"over 2 nodes\)"):
+        check_fits(Resources(cpus=1, gpus=2), nodes, "10.0.0.5:6379")
+
+
+def test_progress_lines_of_a_ray_worker_reach_the_driver(tmp_path, ray_executor, capfd):
+    """Issue 20, item 5: a worker's stderr is never a terminal; its progress lines (count, rate,
+    ETA, the job named) still reach the driver's log, through Ray's relay."""
+    import re
+    import time
+
+    spec = TableSpec(name="toyprogress", title="Toy", caption="Toy.", seeds=(0,),
+                     sections=(MetricGrid(rows=("toy_progress",),
+                                          columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
+    s = run_jobs(plan(spec, "smoke"), spec, "smoke", ray_executor, Ledger(tmp_path),
+                 out=open(os.devnull, "w"))
+    assert s.states == {"done": 1}
+    err, deadline = "", time.monotonic() + 20
+    while "done, 10 steps" not in err and time.monotonic() < deadline:  # the relay lags a little
+        time.sleep(0.2)
+        err += capfd.readouterr().err
+    assert re.search(r"\[levi\] toy_progress toy seed=0 lr=1 \| toy progress: \d+/10 steps "
+                     r"\(\d+%\), [\d.]+ steps/s", err), err[-2000:]
+    assert "toy progress: done, 10 steps" in err

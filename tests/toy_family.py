@@ -2,7 +2,8 @@
 
 Importing this module registers dataset ``toy`` and methods ``toy_fit`` (grid lr in {1, 2, 3};
 lr=3 diverges when the dataset option ``nan=1`` is set), ``toy_ens`` (composite over the
-selected toy_fit run) and ``toy_slow`` (sleeps, for kill tests),
+selected toy_fit run), ``toy_slow`` (sleeps, for kill tests), ``toy_progress`` (a progress bar
+for a second, logging every 0.2 s),
 ``toy_crash`` (its worker process dies on the first attempt) and ``toy_error`` (always raises). Predictions are a deterministic
 function of (seed, lr), so every executor gives the same numbers.
 """
@@ -36,6 +37,8 @@ register_method(Method("toy_slow", "toy regressor that takes a while", grid={"lr
 register_method(Method("toy_crash", "toy regressor whose worker dies on its first attempt",
                        grid={"lr": (1,)}))
 register_method(Method("toy_error", "toy regressor that always raises", grid={"lr": (1,)}))
+register_method(Method("toy_progress", "toy regressor that reports progress for a second",
+                       grid={"lr": (1,)}))
 
 
 def _predict(ds, seed, lr, offset=0.0):
@@ -68,6 +71,19 @@ def run_slow(ctx):
     _count_run(ctx)
     time.sleep(float(os.environ.get("TOY_SLOW_S", "0.5")))
     return RunOutput(predictions=_predict(ctx.dataset, ctx.seed, ctx.hparams["lr"], offset=0.1))
+
+
+@implements("toy_progress", "toy")
+def run_progress(ctx):
+    from levi_core import progress
+
+    _count_run(ctx)
+    os.environ["LEVI_PROGRESS_EVERY"] = "0.2"  # this worker's pace: several lines in a second
+    with progress.phase("train_large"), progress.bar("toy progress", total=10, unit="step") as b:
+        for _ in range(10):
+            time.sleep(0.1)
+            b.update(1)
+    return RunOutput(predictions=_predict(ctx.dataset, ctx.seed, ctx.hparams["lr"]))
 
 
 @implements("toy_crash", "toy")

@@ -159,11 +159,13 @@ class FrozenLower:
                 keep_states_in, {r: st for r, (_, st) in res.items()}, e._feature_meta())
         return preds
 
-    def forward_roles(self, params, roles, want_states: bool) -> dict[str, tuple]:
+    def forward_roles(self, params, roles, want_states: bool, parts: Path | None = None
+                      ) -> dict[str, tuple]:
         """role -> (outputs [N, O], states [L + 1, N, D] float16 or None), as
         ``TransformerEngine.forward_roles`` gives them, from the upper blocks on the boundary:
         states ``0 .. k`` are the stored ones (the lower blocks are frozen), ``k + 1 .. L``
-        come from ``params``."""
+        come from ``params``. With ``parts``, finished chunks are kept there and an
+        interrupted pass resumes from them (``features.run_in_chunks``)."""
         e, b = self.e, self.b
         roles = list(roles)
         needed = np.unique(np.concatenate([b.index[r] for r in roles]))
@@ -180,17 +182,34 @@ class FrozenLower:
             st_u = np.zeros((e.num_layers + 1, n, b.h.shape[-1]), feature_cache.STORE_DTYPE)
             st_u[: self.k + 1] = b.pooled
         label = "upper blocks on the stored lower half" if len(order) > 20 * bs else None
-        with progress.bar(label, total=len(order), unit="example") as pbar:
-            for lo, hi in batches(len(order), bs):
-                sel = np.sort(order[lo:hi])  # ascending rows: a cheaper read of the memory map
+        chunk = feature_cache.chunk_size(bs)
+        if parts is not None:  # a chunk's rows depend on these: another pass, another folder
+            parts = Path(parts) / f"upper-n{len(order)}-bs{bs}-c{chunk}-s{int(want_states)}"
+
+        def compute(c_lo: int, c_hi: int) -> dict[str, np.ndarray]:
+            outs, sts = [], []
+            for lo, hi in batches(c_hi - c_lo, bs):
+                sel = np.sort(order[c_lo + lo:c_lo + hi])  # ascending: a cheaper memory-map read
                 x = {"h": np.asarray(b.h[sel])}
                 if b.mask is not None:
                     x["mask"] = b.mask[sel]
                 o, st = fn(e.trim_batch(take(x, 0, hi - lo, bs)))
-                out_u[sel] = np.asarray(o)[: hi - lo]
+                outs.append(np.asarray(o)[: hi - lo])
                 if st_u is not None:
-                    st_u[self.k + 1:, sel] = np.asarray(st)[:, : hi - lo]
+                    sts.append(np.asarray(st)[:, : hi - lo].astype(feature_cache.STORE_DTYPE))
                 pbar.update(hi - lo)
+            return {"out": np.concatenate(outs), **({"states": np.concatenate(sts, axis=1)}
+                                                    if sts else {})}
+
+        def place(c_lo: int, c_hi: int, arrays) -> None:
+            sel = np.concatenate([np.sort(order[c_lo + lo:c_lo + hi])
+                                  for lo, hi in batches(c_hi - c_lo, bs)])
+            out_u[sel] = arrays["out"]
+            if st_u is not None:
+                st_u[self.k + 1:, sel] = arrays["states"]
+
+        with progress.bar(label, total=len(order), unit="example") as pbar:
+            feature_cache.run_in_chunks(parts, len(order), chunk, compute, place, reused=pbar.update)
         return {r: (out_u[b.index[r]], st_u[:, b.index[r]] if want_states else None) for r in roles}
 
 

@@ -287,13 +287,15 @@ class TransformerEngine(Engine):
         """(outputs [N, O], states [S, N, D] float16 or None) of one role."""
         return self.forward_roles(params, [role], want_states)[role]
 
-    def forward_roles(self, params, roles, want_states: bool, label: str | None = None
-                      ) -> dict[str, tuple]:
+    def forward_roles(self, params, roles, want_states: bool, label: str | None = None,
+                      parts: Path | None = None) -> dict[str, tuple]:
         """role -> (outputs [N, O], states [S, N, D] float16 or None), every distinct example
         run once: MovieLens' OOD sets share thousands of ratings, and an example id names one
         example whichever split holds it (``distinct_rows``). Text rows go through in order of
         length, each batch cut to its longest row (``trim_padding``), so that evaluation batches
-        carry little padding; states are float16, the precision they are stored in."""
+        carry little padding; states are float16, the precision they are stored in. With
+        ``parts``, finished chunks are kept there and an interrupted pass resumes from them
+        (``features.run_in_chunks``)."""
         roles = list(roles)
         xs = [self.inputs(r) for r in roles]
         src_role, src_row, inverse = distinct_rows(
@@ -309,21 +311,38 @@ class TransformerEngine(Engine):
                                dtype=self.compute_dtype)
         out_u, st_u = None, None
         label = label or ("forward" if n > 20 * bs else None)  # a bar only for long passes
-        with progress.bar(label, total=n, unit="example") as pbar:
-            for lo, hi in batches(n, bs):
-                sel = order[lo:hi]
+        if parts is not None:  # a chunk's rows depend on these: another pass, another folder
+            parts = Path(parts) / f"n{n}-bs{bs}-c{feature_cache.chunk_size(bs)}-s{int(want_states)}"
+
+        def compute(c_lo: int, c_hi: int) -> dict[str, np.ndarray]:
+            outs, sts = [], []
+            for lo, hi in batches(c_hi - c_lo, bs):
+                sel = order[c_lo + lo:c_lo + hi]
                 batch = trim_padding(take(gather_rows(xs, src_role[sel], src_row[sel]), 0, hi - lo, bs))
                 o, st = fn(batch)
                 pbar.update(hi - lo)
-                o = np.asarray(o)[: hi - lo]
-                if out_u is None:
-                    out_u = np.zeros((n,) + o.shape[1:], o.dtype)
-                out_u[sel] = o
+                outs.append(np.asarray(o)[: hi - lo])
                 if want_states:
-                    st = np.asarray(st)[:, : hi - lo]
-                    if st_u is None:
-                        st_u = np.zeros((st.shape[0], n, st.shape[2]), feature_cache.STORE_DTYPE)
-                    st_u[:, sel] = st
+                    sts.append(np.asarray(st)[:, : hi - lo].astype(feature_cache.STORE_DTYPE))
+            return {"out": np.concatenate(outs), **({"states": np.concatenate(sts, axis=1)}
+                                                    if want_states else {})}
+
+        def place(c_lo: int, c_hi: int, arrays) -> None:
+            nonlocal out_u, st_u
+            sel = order[c_lo:c_hi]
+            o = arrays["out"]
+            if out_u is None:
+                out_u = np.zeros((n,) + o.shape[1:], o.dtype)
+            out_u[sel] = o
+            if want_states:
+                st = arrays["states"]
+                if st_u is None:
+                    st_u = np.zeros((st.shape[0], n, st.shape[2]), feature_cache.STORE_DTYPE)
+                st_u[:, sel] = st
+
+        with progress.bar(label, total=n, unit="example") as pbar:
+            feature_cache.run_in_chunks(parts, n, feature_cache.chunk_size(bs), compute, place,
+                                        reused=pbar.update)
         if out_u is None:  # no rows at all
             out_u = np.zeros((0, self.n_out), np.float32)
         return {r: (out_u[inverse[i]], st_u[:, inverse[i]] if want_states else None)
@@ -351,20 +370,22 @@ class TransformerEngine(Engine):
         if self.compute_dtype != "float32":  # float32 entries keep the key they always had
             key["compute_dtype"] = self.compute_dtype
 
-        def compute(missing):
+        def compute(missing, parts=None):
             from levi_core.engines.half import FrozenLower
 
             params = {"body": self.pretrained_body(), "head": self.new_head(0)}
             # an ht job's stored lower half holds states 0..k already: run the upper blocks only
             run = FrozenLower.if_stored(self) or self
-            return {r: st for r, (_, st) in run.forward_roles(params, missing, True).items()}
+            return {r: st for r, (_, st) in
+                    run.forward_roles(params, missing, True, parts=parts).items()}
 
         out = {}
         for group in ([r for r in roles if r == "train"], [r for r in roles if r != "train"]):
             if group:
                 fingerprint = fingerprint_splits({r: self.ds.splits[r] for r in group})
                 out.update(feature_cache.cached_states(
-                    self.cache_dir, {**key, "fingerprint": fingerprint}, group, compute))
+                    self.cache_dir, {**key, "fingerprint": fingerprint}, group, compute,
+                    resumable=True))
         return {r: out[r] for r in roles}
 
     def layer_states(self, source: str, deps: Mapping[str, Path]) -> dict[str, list]:

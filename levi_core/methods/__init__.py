@@ -8,6 +8,7 @@ from levi_core.methods.registry import (  # noqa: F401
     Method,
     RunContext,
     RunOutput,
+    code_identity,
     get_impl,
     get_method,
     implements,

@@ -108,7 +108,13 @@ assert set(LABELS) <= {m.name for m in METHODS}, "LABELS names a method that MET
 
 
 def label(name: str) -> str:
-    """The display name of a method (``layer/3`` -> ``Layer 3``; unknown names as they are)."""
+    """The display name of a method (``layer/3`` -> ``Layer 3``; a plugin's method: the label
+    its declaration states, which also wins for a built-in it replaced; else the name)."""
+    from levi_core.methods.registry import registered_label
+
+    stated = registered_label(name)
+    if stated:
+        return stated
     if name.startswith("layer/"):
         return f"Layer {name.split('/', 1)[1]}"
     return LABELS.get(name, name)

@@ -35,6 +35,9 @@ class Method:
       depends_on: methods whose selected run (same dataset, seed) this one consumes.
       composite: True when it trains nothing (ensembles, interpolations): a cheap evaluation
         job over stored predictions or checkpoints.
+      label: how reports name it (a plugin's method; the built-ins' labels are the catalog's).
+      version: a version string its author bumps when the code changes what it computes; it
+        enters the job id (``code_identity``), so records of an older version are not reused.
     """
 
     name: str
@@ -42,6 +45,8 @@ class Method:
     grid: Mapping[str, tuple] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     composite: bool = False
+    label: str | None = None
+    version: str | None = None
 
 
 @dataclass
@@ -129,23 +134,98 @@ def _split_parametric(name: str) -> tuple[str, str] | None:
     return None
 
 
-def register_method(method: Method) -> Method:
+# Methods a plugin replaced (``replace=True``): their code's identity enters their job ids.
+_REPLACED: set[str] = set()
+_IDENTITY: dict[str, str | None] = {}  # code_identity's answers, forgotten on any registration
+
+
+def register_method(method: Method, replace: bool = False) -> Method:
+    """Declare a method. A name that is taken (a built-in, or another plugin's) fails unless
+    ``replace=True`` says the replacement is meant: then its code's identity enters its job
+    ids (``code_identity``), so records computed by the method it replaces are never reused
+    for it. Registering an equal declaration again (a module imported twice) is harmless."""
+    old = _METHODS.get(method.name)
+    if old is not None and old != method and not replace:
+        raise ConfigError(f"a method named {method.name!r} is registered already ({old.description!r}); "
+                          f"choose another name, or pass register_method(..., replace=True) to "
+                          f"replace it (its job ids then change, so the old records are not reused)")
+    if replace:
+        _REPLACED.add(method.name)
     _METHODS[method.name] = method
+    _IDENTITY.clear()
     return method
 
 
 GENERIC = "*"
 
 
-def implements(method_name: str, family: str = GENERIC):
+def implements(method_name: str, family: str = GENERIC, replace: bool = False):
     """Decorator: register ``fn`` as the implementation of a method: generic (every dataset
-    whose modality it supports), or for one dataset name (``family``), which takes precedence."""
+    whose modality it supports), or for one dataset name (``family``), which takes precedence.
+
+    Another function already implementing that pair fails unless ``replace=True`` (or the
+    method was registered with ``replace=True``): a plugin never changes a method silently."""
 
     def deco(fn: Impl) -> Impl:
+        old = _IMPLS.get((method_name, family))
+        if (old is not None and _where(old) != _where(fn) and not replace
+                and method_name not in _REPLACED):
+            raise ConfigError(f"method {method_name!r} already has an implementation for "
+                              f"{'every dataset' if family == GENERIC else repr(family)} "
+                              f"({_where(old)}); pass implements(..., replace=True) to replace it "
+                              f"(its job ids then change, so the old records are not reused)")
+        if old is not None and _where(old) != _where(fn):
+            _REPLACED.add(method_name)
         _IMPLS[(method_name, family)] = fn
+        _IDENTITY.clear()
         return fn
 
     return deco
+
+
+def _where(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _source(fn: Callable) -> bytes:
+    """The function's source text, or its compiled code where no source file exists."""
+    import inspect
+    import marshal
+
+    try:
+        return inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        return marshal.dumps(code) if code is not None else repr(fn).encode()
+
+
+def code_identity(name: str) -> str | None:
+    """What of a method's code enters its job id, or None (the built-ins: their ids are the
+    semantic fields alone). ``version:<v>`` when the method states a version; for a method a
+    plugin replaced without one, ``source:<hash>`` of its declaration and of every
+    implementation registered under its name, so editing the replacement re-runs its jobs."""
+    if name in _IDENTITY:
+        return _IDENTITY[name]
+    method = _METHODS.get(name)
+    ident: str | None = None
+    if method is not None and method.version:
+        ident = f"version:{method.version}"
+    elif name in _REPLACED:
+        import hashlib
+
+        h = hashlib.sha256(repr(method).encode())
+        for (m, family), fn in sorted(_IMPLS.items(), key=lambda kv: kv[0]):
+            if m == name:
+                h.update(family.encode() + b"\0" + _source(fn))
+        ident = f"source:{h.hexdigest()[:16]}"
+    _IDENTITY[name] = ident
+    return ident
+
+
+def registered_label(name: str) -> str | None:
+    """The label a method's declaration states (plugins), without loading anything."""
+    method = _METHODS.get(name)
+    return method.label if method is not None else None
 
 
 def method_names() -> list[str]:

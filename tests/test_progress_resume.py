@@ -1,0 +1,200 @@
+"""Long jobs show progress and keep their work: progress lines at a steady pace with rate and
+ETA off a terminal (what a Ray worker's relayed stderr shows), running jobs and their phase in
+`bench status` (with stale leases told apart), and a feature extraction that resumes from the
+chunks an interrupted run finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import toy_family  # noqa: F401  (dataset `toy`)
+from levi_core import features, progress
+
+ML = "movielens:fixture=1,max_train=384,max_eval=96"
+
+
+def test_progress_lines_come_at_a_steady_pace_with_rate_and_eta(monkeypatch, capsys):
+    now = [100.0]
+    monkeypatch.setattr(progress, "_clock", lambda: now[0])
+    monkeypatch.setenv("LEVI_PROGRESS", "0")  # as in a log or a Ray worker: no redrawn bar
+    monkeypatch.setenv(progress.EVERY_ENV, "30")
+    progress.set_job("lp movielens seed=0 lr=0.1")
+    try:
+        with progress.bar("forward", total=10_000, unit="example") as b:
+            for _ in range(100):  # 100 s at 100 examples/s
+                now[0] += 1.0
+                b.update(100)
+    finally:
+        progress.set_job("")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "[levi] lp movielens seed=0 lr=0.1 | forward: 10000 examples"
+    ticks = lines[1:-1]
+    assert ticks == [
+        "[levi] lp movielens seed=0 lr=0.1 | forward: 3,000/10,000 examples (30%), 100 examples/s, ETA 1m10s",
+        "[levi] lp movielens seed=0 lr=0.1 | forward: 6,000/10,000 examples (60%), 100 examples/s, ETA 40s",
+        "[levi] lp movielens seed=0 lr=0.1 | forward: 9,000/10,000 examples (90%), 100 examples/s, ETA 10s",
+    ]
+    assert lines[-1].startswith("[levi] lp movielens seed=0 lr=0.1 | forward: done, 10000 examples in 100.0s")
+    with progress.bar(None, total=5) as quiet:  # an inner loop: nothing at all
+        quiet.update(5)
+    assert capsys.readouterr().err == ""
+
+
+def test_an_interrupted_extraction_resumes_from_its_finished_chunks(tmp_path, monkeypatch):
+    """Interrupted after k chunks, the next run computes only the rest, and the states equal
+    those of an uninterrupted extraction (the same batches: chunks are whole batches)."""
+    from levi_core.data.base import load_dataset
+    from levi_core.engines import engine_for, transformer
+    from levi_core.methods.registry import RunContext
+    from levi_core.settings import Settings
+
+    ds = load_dataset(ML)
+    typed = Settings.from_mapping({"text": {"backbone": "bert-tiny", "weights": "random",
+                                            "max_len": 64, "eval_batch_size": 40}})
+    monkeypatch.setattr(features, "CHUNK_ROWS", 80)  # two batches of 40 per chunk
+    calls, limit = [], [None]
+    real = transformer._forward
+
+    def counting(*args, **kwargs):
+        if limit[0] is not None and len(calls) >= limit[0]:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the pass
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformer, "_forward", counting)
+
+    def extract(cache):
+        engine = engine_for(RunContext(ds, 0, {}, typed, None, cache_dir=str(cache)))
+        return engine._pretrained_states(ds.eval_roles)
+
+    want = extract(tmp_path / "whole")
+    total = len(calls)
+    assert total >= 6, "the fixture should take several chunks"
+    k = 2
+    calls.clear()
+    limit[0] = 2 * k + 1  # the third chunk's second batch is interrupted
+    with pytest.raises(KeyboardInterrupt):
+        extract(tmp_path / "cut")
+    kept = sorted((tmp_path / "cut" / "features").glob("*.parts/*/*.npz"))
+    assert len(kept) == k  # the finished chunks, not the half-done one
+    calls.clear()
+    limit[0] = None
+    n_reused = len(features.CHUNKS_REUSED)
+    got = extract(tmp_path / "cut")
+    assert len(calls) == total - 2 * k  # the first k chunks were not recomputed
+    assert len(features.CHUNKS_REUSED) - n_reused == k
+    assert set(got) == set(want)
+    for role in want:
+        np.testing.assert_array_equal(got[role], want[role])
+    assert not list((tmp_path / "cut" / "features").glob("*.parts"))  # done: the entries hold it
+
+
+def test_run_in_chunks_recomputes_a_chunk_file_cut_short(tmp_path):
+    seen = []
+
+    def compute(lo, hi):
+        seen.append(lo)
+        return {"x": np.arange(lo, hi)}
+
+    out = np.zeros(10, int)
+
+    def place(lo, hi, arrays):
+        out[lo:hi] = arrays["x"]
+
+    features.run_in_chunks(tmp_path, 10, 4, compute, place)
+    (tmp_path / f"{4:010d}-{8:010d}.npz").write_bytes(b"PK\x03\x04 cut short")
+    seen.clear()
+    out[:] = 0
+    features.run_in_chunks(tmp_path, 10, 4, compute, place)
+    assert seen == [4] and out.tolist() == list(range(10))
+
+
+@pytest.fixture
+def probe_table(monkeypatch):
+    """Method ``lease_probe`` (enters a phase and a bar, then waits for the test) and a table
+    running it, registered for one test."""
+    from bench import specs
+    from levi_core.methods import registry
+    from levi_core.methods.registry import Method, RunOutput
+
+    inside, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+    monkeypatch.setattr(registry, "_IMPLS", dict(registry._IMPLS))
+    monkeypatch.setattr(specs, "TABLES", dict(specs.TABLES))
+    monkeypatch.setattr(progress, "NOTIFY_S", 0.0)
+    registry.register_method(Method("lease_probe", "waits for the test", {"lr": (1,)}))
+
+    @registry.implements("lease_probe", "toy")
+    def probe(ctx):
+        with progress.phase("train_large"):
+            with progress.bar("probe train", total=10, unit="step") as b:
+                b.update(3)
+                inside.set()
+                release.wait(30)
+        return RunOutput(predictions={r: s.labels for r, s in ctx.dataset.splits.items()})
+
+    specs.register_table(specs.TableSpec(
+        name="probe", title="Probe", caption="Probe.", seeds=(0,),
+        sections=(specs.MetricGrid(rows=("lease_probe",),
+                                   columns=(specs.Column("id", "ID", "toy", "id_test", "rmse"),)),)))
+    return inside, release
+
+
+def test_bench_status_shows_running_jobs_and_their_phase(probe_table, tmp_path, capsys):
+    from bench.cli import main
+    from bench.executors import LocalExecutor
+    from bench.jobs import plan
+    from bench.leases import lease_path
+    from bench.ledger import Ledger
+    from bench.runner import run_jobs
+    from bench.specs import get_table
+
+    inside, release = probe_table
+    spec = get_table("probe")
+    ledger = Ledger(tmp_path / "smoke")
+    job = plan(spec, "smoke")[0]
+    runner = threading.Thread(target=run_jobs, args=(plan(spec, "smoke"), spec, "smoke",
+                                                     LocalExecutor(), ledger),
+                              kwargs={"out": open(os.devnull, "w")}, daemon=True)
+    runner.start()
+    try:
+        assert inside.wait(30)
+        capsys.readouterr()
+        assert main(["status", "probe", "--preset", "smoke", "--results-dir", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "running now: 1 job(s)" in out
+        assert re.search(r"lease_probe toy seed=0 lr=1: train_large \(probe train: 3/10 steps "
+                         r"\(30%\).*\) for \d+s, started \d\d:\d\d:\d\d UTC", out), out
+    finally:
+        release.set()
+        runner.join(30)
+    assert ledger.read(job.id)["state"] == "done"
+    assert not lease_path(ledger.root, job.id).exists()  # the worker removed it
+    main(["status", "probe", "--preset", "smoke", "--results-dir", str(tmp_path)])
+    assert "running now" not in capsys.readouterr().out
+
+    # a killed worker's lease: its process is gone (this host), or it stopped beating (any host)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path = lease_path(ledger.root, job.id)
+    info = {"job_id": job.id, "job": job.describe(), "host": socket.gethostname(),
+            "pid": gone.pid, "started": time.time() - 600, "phase": "features",
+            "phase_since": time.time() - 500, "updated": time.time() - 5}
+    path.write_text(json.dumps(info))
+    main(["status", "--preset", "smoke", "--results-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "running now: 0 job(s); 1 stale lease(s)" in out
+    assert f"stale lease (its worker (pid {gone.pid}) is gone; last phase features" in out
+    path.write_text(json.dumps({**info, "host": "elsewhere", "updated": time.time() - 300}))
+    main(["status", "--preset", "smoke", "--results-dir", str(tmp_path)])
+    assert "stale lease (no heartbeat for 5m00s" in capsys.readouterr().out
