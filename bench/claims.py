@@ -393,21 +393,20 @@ def _built_on_large(method: str) -> bool:
 
 
 def budget_note(result: TableResult) -> str:
-    """What the preset's budget limits, from the records' settings: the large-model trainings
-    saw a draw of the training split while the heads saw all of it (empty when every method
-    trained on the whole split)."""
+    """The budget the verdict was drawn under, from the records' settings: every method of a
+    seed learned from the same draw of the training split (empty when every method trained on
+    the whole split)."""
     seen = {}
     for rec in result.records.frame["record"]:
         s = rec.get("settings") or {}
         if s.get("train_examples"):
-            n = (rec.get("extras") or {}).get("train_examples") or s["train_examples"]
-            seen[rec["job"]["dataset"]] = (int(n), s.get("epochs"))
+            seen[rec["job"]["dataset"]] = (int(s["train_examples"]), s.get("epochs"))
     if not seen:
         return ""
-    parts = [f"{n:,} training ratings x {ep} epoch(s) on {d}" for d, (n, ep) in sorted(seen.items())]
-    return ("Budget: the large-model trainings (FT, HT, FS, LP→FT and the rows built on them) saw "
-            "a seeded draw of " + "; ".join(parts) + ", while LP, LEVI's small model and "
-            "adapting layers, A3-A5 and the references read the whole training split.")
+    parts = [f"{n:,} training examples on {d} (large models: {ep} epoch(s))"
+             for d, (n, ep) in sorted(seen.items())]
+    return ("Budget: every method of a seed learned from the same seeded draw of "
+            + "; ".join(parts) + ".")
 
 
 def with_budget(v: Verdict, note: str) -> Verdict:

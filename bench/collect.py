@@ -217,10 +217,10 @@ class TableResult:
         for s in by_settings.values():
             if s.get("train_examples"):
                 notes.append(
-                    f"Scale: the large-model trainings (FT, HT, FS, LP→FT, LoRA) each see a seeded "
-                    f"draw of {s['train_examples']:,} training ratings (the same for every method "
-                    f"of a seed), {s.get('epochs')} epoch(s) in batches of {s.get('batch_size')}; "
-                    "every other method and the references read the whole training split.")
+                    f"Equal data: every method of a seed, the references included, learns from the "
+                    f"same seeded draw of {s['train_examples']:,} training examples (a new draw "
+                    f"per seed); the large models train {s.get('epochs')} epoch(s) over it in "
+                    f"batches of {s.get('batch_size')}.")
             if s.get("head_patience"):
                 notes.append(
                     f"Heads (LP, LEVI, A3-A5, per-layer) train up to {s.get('head_epochs')} epochs, "
@@ -233,6 +233,11 @@ class TableResult:
             notes.append("Every method is scored on the same fixed, stratified evaluation sample "
                          "(max_eval per ID evaluation split, max_ood per OOD set, all of a smaller "
                          "set): " + ", ".join(f"`{d}`" for d in sampled) + ".")
+        val_only = [d for d in datasets if "max_val=" in d and d not in sampled]
+        if val_only:
+            notes.append("Every method is scored on every example of id_test and of each OOD set; "
+                         "id_val, which selection reads, is a fixed stratified sample: "
+                         + ", ".join(f"`{d}`" for d in val_only) + ".")
         return notes
 
     def frame(self, section) -> pd.DataFrame:

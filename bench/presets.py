@@ -8,8 +8,9 @@ says which settings produced it.
 
 - ``paper``: the paper's models (T5-small, ViT-B/16 ImageNet-21k), full data, its batch sizes,
   optimizers and LR grids (D.3). Needs the weights and data locally or a network.
-- ``cpu``: MiniLM-L6 (from the installed package), real MovieLens: every method on the whole
-  training split, but the large-model trainings on a stated draw of it; 2-core machine.
+- ``cpu``: MiniLM-L6 (from the installed package), real MovieLens: every method of a seed on
+  the same seeded draw of the training split, scored on the whole evaluation sets; 2-core
+  machine.
 - ``smoke``: tiny random backbones on generated fixtures; seconds; what CI runs.
 
 Settings are one mapping per modality (``text``, ``vision``, ``tabular``) whose keys and
@@ -70,24 +71,25 @@ PRESETS: dict[str, Preset] = {
             settings={}, datasets={"movielens_time": "movielens:shift=time"},
         ),
         Preset(
-            "cpu", "real MovieLens (whole training split) with MiniLM-L6; sized for a 2-core machine",
-            # Budget (measured on 2 cores, MiniLM-L6, 64 tokens): forward ~130 examples/s,
-            # fine-tuning ~36 examples/s. Every method reads all 72,914 training ratings but the
-            # large-model trainings (ft, ht, fs, lp_ft, lora, a1's second ft), which see a
-            # seeded draw of 10,000 of them (the same draw for every method of a seed), one
-            # epoch in batches of 32 (312 Adam steps), at two learning rates of the paper's
-            # grid selected on seed 0 and reused for seeds 1-2 (the LP-FT protocol). Heads
-            # (lp, LEVI, A3-A5, layer/<k>) train up to 20 epochs with the epoch chosen on
-            # id_val (early stopping, patience 3, best weights). Every method is scored on one
-            # fixed stratified sample: 2,000 id_val, 2,000 id_test and 300 per OOD genre.
+            "cpu", "real MovieLens with MiniLM-L6, every method on the same draw of 10,000 "
+                   "training ratings per seed; sized for a 2-core machine",
+            # Equal data: every method of a seed (large-model trainings, LP, LEVI and its
+            # variants, A1-A5, layer/<k>, the references) learns from the same seeded draw of
+            # 10,000 training ratings (levi_core.data.base.with_train_draw). The large models
+            # train one epoch over it in batches of 32 (312 Adam steps), at two learning rates
+            # of the paper's grid selected on seed 0 and reused for seeds 1-2 (the LP-FT
+            # protocol); heads (lp, LEVI, A3-A5, layer/<k>) train up to 20 epochs with the
+            # epoch chosen on id_val (early stopping, patience 3, best weights). Every method is
+            # scored on the whole id_test and every rating of every OOD set; id_val, read after
+            # every epoch of every head, is a fixed stratified sample of 2,000.
             settings={"text": {"backbone": "minilm-l6", "max_len": 64, "epochs": 1,
                                "batch_size": 32, "train_examples": 10_000,
                                "head_epochs": 20, "head_patience": 3},
                       "vision": {"batch_size": 64, "epochs": 1}},
             # Only MovieLens is available on these machines; the other datasets' columns are
             # not part of this preset.
-            datasets={"movielens": "movielens:max_eval=2000,max_ood=300",
-                      "movielens_time": "movielens:shift=time,max_eval=2000",
+            datasets={"movielens": "movielens:max_val=2000",
+                      "movielens_time": "movielens:shift=time,max_val=2000",
                       "amazon": None, "retinopathy": None, "imagenet": None},
             grids={d: {m: {"lr": (1e-4, 1e-3)} for m in LARGE_METHODS}
                    for d in ("movielens", "movielens_time")},

@@ -144,6 +144,11 @@ class MetricGrid:
                 if alphas:
                     chosen = ", ".join(f"{a} (seed {s})" for s, a in sorted(alphas.items()))
                     out.append(f"FT+ZeroShot's alpha chosen on id_val, {dataset}: {chosen}.")
+        for dataset in dict.fromkeys(c.dataset for c in self.columns_for(table.preset)):
+            note = chosen_hparams(table, resolve(table.preset, dataset),
+                                  self.shown_rows(table.preset) + self.references)
+            if note:
+                out.append(f"Chosen on id_val, {dataset} (seeds {', '.join(map(str, table.records.seeds))}): {note}.")
         return list(dict.fromkeys(out))
 
     def needs(self, preset: str) -> list[Need]:
@@ -201,6 +206,34 @@ class MetricGrid:
 
     def missing(self, frame: pd.DataFrame) -> list[str]:
         return missing_cells(frame)
+
+
+def chosen_hparams(table, dataset: str, rows) -> str:
+    """Per method, the selected run's learning rate and (heads) epoch for every seed, as the
+    records hold them: ``FT lr 1e-4/1e-4/1e-4; LEVI lr 1e-3/1e-3/1e-2, epoch 7/9/5``. A seed
+    that reused seed 0's choice shows the value it ran with."""
+    parts = []
+    for method in rows:
+        lrs, epochs = [], []
+        for seed in table.records.seeds:
+            rec = table.selected.get((dataset, method, seed))
+            if rec is None:
+                lrs.append("–")
+                epochs.append("–")
+                continue
+            extras = rec.get("extras") or {}
+            hp = {**(rec["job"].get("hparams") or {}), **(extras.get("hparams_from_seed0") or {})}
+            lr = hp.get("lr")
+            lrs.append("–" if lr is None else f"{float(lr):g}")
+            epochs.append(str(extras["best_epoch"]) if extras.get("best_epoch") else "–")
+        text = []
+        if any(v != "–" for v in lrs):
+            text.append("lr " + "/".join(lrs))
+        if any(v != "–" for v in epochs):
+            text.append("epoch " + "/".join(epochs))
+        if text:
+            parts.append(f"{label(method)} {', '.join(text)}")
+    return "; ".join(parts)
 
 
 def cell_text(cell: Mapping[str, Any], metric: str) -> str:

@@ -183,3 +183,15 @@ def test_ref_mf_runs_on_the_movielens_fixture(tmp_path):
     assert out["state"] == "done"
     assert (out["extras"]["factors"], out["extras"]["lambda"]) in refs.MF_GRID
     assert len(out["extras"]["grid"]) == len(refs.MF_GRID)
+
+
+def test_max_val_samples_id_val_only():
+    """The cpu preset scores every id_test and OOD example but samples id_val (read after
+    every epoch of every head)."""
+    full = load_dataset("movielens:fixture=1")
+    ds = load_dataset("movielens:fixture=1,max_val=7")
+    assert len(ds.splits["id_val"]) == 7
+    for role in full.splits:
+        if role != "id_val":
+            assert len(ds.splits[role]) == len(full.splits[role])
+    assert ds.info["subsample"]["max_val"] == 7

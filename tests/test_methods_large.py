@@ -88,7 +88,8 @@ def test_every_method_runs_on_movielens(movielens_runs):
         assert all(0.3 < m["rmse"] < 3.0 for m in rec["metrics"].values()), method
     # LEVI has one adapting layer per block of bert-tiny (2); a5 as many heads
     assert recs["levi"]["extras"]["heads"] == 2 and recs["a5"]["extras"]["heads"] == 2
-    assert recs["ft_zeroshot"]["extras"]["alpha"] in (0.25, 0.5, 0.75)
+    assert recs["ft_zeroshot"]["extras"]["alpha"] in [round(0.1 * i, 1) for i in range(11)]
+    assert len(recs["ft_zeroshot"]["extras"]["id_val_by_alpha"]) == 11
     # fs is not the stand-in "pre-trained" init; ft is
     assert recs["fs"]["metrics"]["id_val"] != recs["ft"]["metrics"]["id_val"]
     # the reference rows improve on train in order: mean > user bias > user + movie bias

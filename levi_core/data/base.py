@@ -171,14 +171,14 @@ def parse_dataset_id(dataset_id: str) -> tuple[str, dict[str, str]]:
 
 
 # Options every dataset accepts; handled here, after the loader, so each loader stays simple.
-GENERIC_OPTIONS = ("max_train", "max_eval", "max_ood")
+GENERIC_OPTIONS = ("max_train", "max_eval", "max_ood", "max_val")
 
 
 def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
     """Load a registered dataset by id (name plus optional ``:key=value,...`` options).
 
-    Besides each loader's own options, every dataset accepts ``max_train=N``, ``max_eval=N``
-    and ``max_ood=N`` (see `subsample`), which the ``cpu`` preset uses to fit a 2-core machine;
+    Besides each loader's own options, every dataset accepts ``max_train=N``, ``max_eval=N``,
+    ``max_ood=N`` and ``max_val=N`` (see `subsample`), which the ``cpu`` preset uses to fit a 2-core machine;
     a loader with an option of the same name (Amazon's ``max_ood``) reads it itself.
     """
     decl = declaration(dataset_id)
@@ -190,12 +190,12 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
         try:
             limits = {k: int(v) for k, v in generic.items()}
         except ValueError:
-            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval / max_ood take an "
+            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval / max_ood / max_val take an "
                               "integer, e.g. max_eval=2000") from None
         if any(v <= 0 for v in limits.values()):
-            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval / max_ood must be positive")
+            raise ConfigError(f"dataset id {dataset_id!r}: max_train / max_eval / max_ood / max_val must be positive")
         dataset = subsample(dataset, limits.get("max_train"), limits.get("max_eval"),
-                            limits.get("max_ood"))
+                            limits.get("max_ood"), limits.get("max_val"))
     return dataclasses.replace(dataset, modality=decl.modality, entities=dict(decl.entities),
                                batch_size=decl.batch_size)
 
@@ -217,10 +217,12 @@ def _keep_first(ids: np.ndarray, k: int) -> np.ndarray:
 
 
 def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None,
-              max_ood: int | None = None) -> Dataset:
+              max_ood: int | None = None, max_val: int | None = None) -> Dataset:
     """At most ``max_train`` training examples, ``max_eval`` per other split and, when given,
-    ``max_ood`` per OOD split (``ood/...``; else ``max_eval``): a sample stratified by split, so
-    that every OOD genre keeps its own share (all of a split that is smaller).
+    ``max_ood`` per OOD split (``ood/...``; else ``max_eval``) and ``max_val`` for ``id_val``
+    (else ``max_eval``; selection reads id_val after every epoch, scoring reads the others
+    once): a sample stratified by split, so that every OOD genre keeps its own share (all of a
+    split that is smaller).
 
     The kept examples are those with the smallest hash of their example id, so the choice does
     not depend on file order. Categorical ids of the small model that no kept training example
@@ -232,6 +234,8 @@ def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None,
         limit = max_train if role == "train" else max_eval
         if role.startswith(OOD_PREFIX) and max_ood is not None:
             limit = max_ood
+        if role == "id_val" and max_val is not None:
+            limit = max_val
         if limit is None or len(s) <= limit:
             splits[role] = s
             continue
@@ -244,7 +248,8 @@ def subsample(dataset: Dataset, max_train: int | None, max_eval: int | None,
     if "train" in splits and max_train is not None:
         splits = _forget_unseen_ids(dataset.vocab_sizes, splits)
     info = dict(dataset.info)
-    info["subsample"] = {"max_train": max_train, "max_eval": max_eval, "max_ood": max_ood}
+    info["subsample"] = {"max_train": max_train, "max_eval": max_eval, "max_ood": max_ood,
+                         "max_val": max_val}
     return Dataset(
         name=dataset.name, task=dataset.task, metric=dataset.metric, splits=splits,
         num_classes=dataset.num_classes, vocab_sizes=dataset.vocab_sizes, shift=dataset.shift,

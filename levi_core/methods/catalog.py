@@ -11,10 +11,10 @@ train nothing and have no grid:
   zero-shot end is the pre-trained model with a linear head fitted on its frozen features (the
   selected ``lp`` run), the fine-tuned end is fine-tuned from that same head (the selected
   ``lp_ft`` run), and every weight is interpolated, ``(1-a) * zero-shot + a * fine-tuned``. The
-  mixing weight ``a`` in {0.25, 0.5, 0.75} is *not* a grid axis (the endpoints are the ``lp`` and
-  ``lp_ft`` rows already): the job evaluates the three and keeps the best on ``id_val``
-  (recorded in its extras and shown in the table's notes), the harness's own selection rule at
-  three forward passes instead of three jobs.
+  mixing weight ``a`` in {0, 0.1, ..., 1} (WiSE-FT's own grid; 0 and 1 are the ``lp`` and
+  ``lp_ft`` models) is *not* a grid axis: the job evaluates every ``a`` on ``id_val`` and keeps
+  the best (recorded in its extras and shown in the table's notes), the harness's own selection
+  rule at eleven forward passes of id_val instead of eleven jobs.
 * ``ft_robust``: the temperature of each member is fitted on ``id_val`` inside the job.
 
 ``layer/<k>`` is parametric: ``layer_method(k)`` (or ``get_method("layer/3")``) makes it on demand.
@@ -27,7 +27,7 @@ from levi_core.methods.registry import Method, register_method, register_paramet
 
 LR_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 LP_LR_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-WISE_ALPHAS = (0.25, 0.5, 0.75)
+WISE_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))  # WiSE-FT's own grid, 0 to 1
 
 _LR = {"lr": LR_GRID}
 
@@ -100,7 +100,7 @@ LABELS = {
     "ft": "FT", "ht": "HT", "lp": "LP", "fs": "FS", "lp_ft": "LP→FT", "ft_robust": "FT+RobustModel",
     "ft_zeroshot": "FT+ZeroShot", "ft_fs": "FT+FS", "lora": "LoRA", "levi": "LEVI",
     "levi/pretrained": "LEVI (pre-trained)", "levi/ft": "LEVI (fine-tuned)", "levi/lora": "LEVI (LoRA)",
-    "a1": "A1", "a2": "A2", "a3": "A3", "a4": "A4", "a5": "A5",
+    "a1": "A1", "a2": "A2", "a3": "A3", "a4": "A4 (small model alone)", "a5": "A5",
     "ref/mean": "ref/mean", "ref/user_bias": "ref/user_bias", "ref/user_movie_bias": "ref/user_movie_bias",
     "ref/mf": "ref/mf",
 }
