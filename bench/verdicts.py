@@ -227,6 +227,14 @@ def per_shift(noise: Noise, statement: str, claim: str, methods: Sequence[str], 
     """
     result = noise.result
     grid = result.spec.grid
+    # A row the claim compares that the table lacks (a --methods filter, or a grid without it)
+    # leaves the claim open: comparing the rows that remain would answer another question.
+    absent = [m for m in dict.fromkeys(methods)
+              if grid is None or m not in (*grid.rows_for(result.preset), *grid.references)]
+    if absent:
+        return Verdict(claim, statement, UNDECIDED,
+                       f"cannot decide: this table has no row for {', '.join(absent)} (a --methods "
+                       f"filter, or a preset without it); report the whole table to decide")
     wanted = [s for s in (grid.shifts if grid else ()) if shifts is None or s.key in shifts]
     active = {c.key for c in grid.columns_for(result.preset)} if grid else set()
     states, details, tests, not_run, missing = [], [], [], [], []
