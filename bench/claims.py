@@ -265,7 +265,7 @@ def c13(result: TableResult, noise: Noise | None = None) -> Verdict:
     shift = grid.shifts[0]
     means = {w: [result.mean(m, f"{shift.key}/{w}") for m in rows] for w in ("id", "ood")}
     if any(v is None for w in means for v in means[w]):
-        return Verdict("C13", statement, UNDECIDED, f"missing cells: run `bench run {result.spec.name}`")
+        return Verdict("C13", statement, UNDECIDED, f"missing cells: run `{result.run_command}`")
     if len(rows) < 3:
         return Verdict("C13", statement, UNDECIDED,
                        f"{len(rows)} layers: too few for a rank correlation (this preset's backbone)")
@@ -320,7 +320,7 @@ def c10(result: TableResult, noise: Noise | None = None) -> Verdict:
                 f"{p.why} ({'yes' if p.state == HOLDS else 'no'})" for p in parts)
                 + f"; for scale, not evidence: FLOPs FT+FS/FT = {ens:.2f} (two models by construction)")
     if not states:
-        return Verdict("C10", statement, UNDECIDED, f"missing: run `bench run {result.spec.name}`")
+        return Verdict("C10", statement, UNDECIDED, f"missing: run `{result.run_command}`")
     return verdict("C10", statement, status_from(states), details)
 
 
@@ -331,7 +331,7 @@ def c15(result: TableResult, noise: Noise | None = None) -> Verdict:
     rows = {"ft": "FT", "fs": "FS", "levi/pretrained": "LEVI"}
     means = {m: result.mean(m, "ood") for m in rows}
     if any(v is None for v in means.values()):
-        return Verdict("C15", statement, UNDECIDED, "missing cells: run `bench run synthetic`")
+        return Verdict("C15", statement, UNDECIDED, f"missing cells: run `{result.run_command}`")
     order = all_of([test(noise, "levi/pretrained", "fs", "ood"), test(noise, "fs", "ft", "ood")])
     paper = {m: result.spec.grid.paper[(m, "ood")] for m in rows}
     gaps = {m: means[m] - paper[m] for m in rows}

@@ -48,7 +48,7 @@ def csv_text(result: TableResult) -> str:
 
 
 def missing_lines(result: TableResult) -> list[str]:
-    cmd = f"bench run {result.spec.name} --preset {result.preset}"
+    cmd = result.run_command
     return [f"{line} — `{cmd}`" for section, frame in result.parts for line in section.missing(frame)]
 
 
@@ -80,9 +80,11 @@ def claims_markdown(vs: list[Verdict]) -> str:
     return "\n## Claims of the paper\n\n" + styling.markdown_table(frame, align_rest="left")
 
 
-def write_all(result: TableResult, tables_root: Path) -> list[Path]:
-    """Write ``<table>.{md,tex,csv}`` and figures into ``tables_root/<preset>/``; return paths."""
-    folder = tables_root / result.preset
+def write_all(result: TableResult, tables_root: Path, partial: bool = False) -> list[Path]:
+    """Write ``<table>.{md,tex,csv}`` and figures into ``tables_root/<preset>/`` (a partial
+    table: into its ``partial/`` folder, so that it never replaces a complete one); return
+    the paths."""
+    folder = tables_root / result.preset / ("partial" if partial else "")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, text in (("md", markdown(result)), ("tex", latex(result)), ("csv", csv_text(result))):

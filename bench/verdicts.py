@@ -254,7 +254,7 @@ def per_shift(noise: Noise, statement: str, claim: str, methods: Sequence[str], 
     if not_run:
         details.append(f"not run under preset {result.preset}: {', '.join(not_run)}")
     if missing:
-        details.append(f"no results yet (`bench run {result.spec.name} --preset {result.preset}`): "
+        details.append(f"no results yet (`{result.run_command}`): "
                        f"{', '.join(missing)}")
     if status == SUPPORTED and (not_run or missing):
         why = ("the others not run under this preset" if not missing
