@@ -34,9 +34,13 @@ def markdown(result: TableResult) -> str:
 
 def latex(result: TableResult) -> str:
     """Every section's table float (booktabs), one after another; compiles in a document with
-    ``\\usepackage{booktabs}``."""
+    ``\\usepackage{booktabs,graphicx}`` (the first line says so) and fits its text width."""
     parts = [section.latex(frame, result) for section, frame in result.parts]
-    return "\n".join(p for p in parts if p)
+    body = "\n".join(p for p in parts if p)
+    return f"{LATEX_NEEDS}\n{body}" if body else body
+
+
+LATEX_NEEDS = r"% needs \usepackage{booktabs,graphicx} (graphicx: \resizebox fits wide tables to the page)"
 
 
 def csv_text(result: TableResult) -> str:
