@@ -57,6 +57,13 @@ def _ood_sets(noise: Noise, view: ShiftView) -> list[tuple[str, str]]:
     return out
 
 
+def _grid_rows(result: TableResult) -> list[str]:
+    """The rows of the table's metric grid; none when a ``--methods`` filter left no grid (the
+    claims on it then cannot be decided, see ``per_shift``)."""
+    grid = result.spec.grid
+    return list(grid.rows_for(result.preset)) if grid is not None else []
+
+
 def _means(view: ShiftView, methods, which: str) -> str:
     return ", ".join(f"{label(m)} {fmt(view.mean(m, which))}" for m in methods)
 
@@ -64,19 +71,19 @@ def _means(view: ShiftView, methods, which: str) -> str:
 # ------------------------------------------------------------------ Table 1
 def c1(result: TableResult, noise: Noise | None = None) -> Verdict:
     noise = _noise(result, noise)
-    rows = list(result.spec.grid.rows_for(result.preset))
+    rows = _grid_rows(result)
 
     def check(v: ShiftView) -> Outcome:
         o = v.beats_all("levi", rows, "ood")
         return Outcome(o.state, f"LEVI OOD {fmt(v.mean('levi', 'ood'))}; {o.why}", o.tests)
 
     return per_shift(noise, "LEVI gives the best OOD RMSE in every recommendation shift (beats every "
-                     "row beyond the uncertainty)", "C1", rows, check)
+                     "row beyond the uncertainty)", "C1", ["levi", *rows], check)
 
 
 def c2(result: TableResult, noise: Noise | None = None) -> Verdict:
     noise = _noise(result, noise)
-    rows = list(result.spec.grid.rows_for(result.preset))
+    rows = _grid_rows(result)
 
     def check(v: ShiftView) -> Outcome:
         std = result.std("levi", v.column("id")) or 0.0
@@ -85,7 +92,7 @@ def c2(result: TableResult, noise: Noise | None = None) -> Verdict:
                        f"is the tolerance); {o.why}", o.tests)
 
     return per_shift(noise, "LEVI's ID RMSE is the best, or within one seed-std (LEVI's) of it",
-                     "C2", rows, check)
+                     "C2", ["levi", *rows], check)
 
 
 def c3(result: TableResult, noise: Noise | None = None) -> Verdict:
@@ -159,7 +166,7 @@ def c8(result: TableResult, noise: Noise | None = None) -> Verdict:
 
 def c9(result: TableResult, noise: Noise | None = None) -> Verdict:
     noise = _noise(result, noise)
-    rows = list(result.spec.grid.rows_for(result.preset))
+    rows = _grid_rows(result)
     others = [r for r in rows if r != "levi"]
 
     def check(v: ShiftView) -> Outcome:
@@ -174,7 +181,8 @@ def c9(result: TableResult, noise: Noise | None = None) -> Verdict:
         return all_of(parts)
 
     return per_shift(noise, "LEVI has the best OOD accuracy on Medical and ImageNet, ID not more than "
-                     "1 point below FT; best or second best on each ImageNet OOD set", "C9", rows, check)
+                     "1 point below FT; best or second best on each ImageNet OOD set", "C9",
+                     ["levi", "ft", *others], check)
 
 
 def c11(result: TableResult, noise: Noise | None = None) -> Verdict:
@@ -250,11 +258,14 @@ def c13(result: TableResult, noise: Noise | None = None) -> Verdict:
                  "(Spearman of layer index with ID RMSE < 0, with OOD RMSE > 0; decided when its "
                  "95% bootstrap interval excludes 0)")
     grid = result.spec.grid
+    if grid is None or not grid.shifts:
+        return Verdict("C13", statement, UNDECIDED, "cannot decide: this table has no per-layer rows "
+                       "(a --methods or --datasets filter left none)")
     rows = list(grid.rows_for(result.preset))
     shift = grid.shifts[0]
     means = {w: [result.mean(m, f"{shift.key}/{w}") for m in rows] for w in ("id", "ood")}
     if any(v is None for w in means for v in means[w]):
-        return Verdict("C13", statement, UNDECIDED, f"missing cells: run `bench run {result.spec.name}`")
+        return Verdict("C13", statement, UNDECIDED, f"missing cells: run `{result.run_command}`")
     if len(rows) < 3:
         return Verdict("C13", statement, UNDECIDED,
                        f"{len(rows)} layers: too few for a rank correlation (this preset's backbone)")
@@ -309,7 +320,7 @@ def c10(result: TableResult, noise: Noise | None = None) -> Verdict:
                 f"{p.why} ({'yes' if p.state == HOLDS else 'no'})" for p in parts)
                 + f"; for scale, not evidence: FLOPs FT+FS/FT = {ens:.2f} (two models by construction)")
     if not states:
-        return Verdict("C10", statement, UNDECIDED, f"missing: run `bench run {result.spec.name}`")
+        return Verdict("C10", statement, UNDECIDED, f"missing: run `{result.run_command}`")
     return verdict("C10", statement, status_from(states), details)
 
 
@@ -320,7 +331,7 @@ def c15(result: TableResult, noise: Noise | None = None) -> Verdict:
     rows = {"ft": "FT", "fs": "FS", "levi/pretrained": "LEVI"}
     means = {m: result.mean(m, "ood") for m in rows}
     if any(v is None for v in means.values()):
-        return Verdict("C15", statement, UNDECIDED, "missing cells: run `bench run synthetic`")
+        return Verdict("C15", statement, UNDECIDED, f"missing cells: run `{result.run_command}`")
     order = all_of([test(noise, "levi/pretrained", "fs", "ood"), test(noise, "fs", "ft", "ood")])
     paper = {m: result.spec.grid.paper[(m, "ood")] for m in rows}
     gaps = {m: means[m] - paper[m] for m in rows}

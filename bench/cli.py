@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -174,10 +175,11 @@ def cmd_run(args) -> int:
         raise UserError(f"{spec.name} [{args.preset}]: no job matches {args.subset.flags()} "
                         f"(see `bench ls` for datasets and methods)")
     ledger = Ledger(args.results_dir / args.preset)
-    from bench.preflight import check_grid, parse_data_dirs
+    from bench.preflight import check_grid, data_dir_flags, parse_data_dirs
 
     args.data_dirs = parse_data_dirs(args.data_dir)
-    check_grid(spec, jobs, args.preset, args.data_dirs, args.subset)
+    check_grid(spec, jobs, args.preset, args.data_dirs, args.subset,
+               flags=_flags(_results_flag(args), data_dir_flags(args.data_dirs)))
     ledger.check_usable()  # a file, read-only or full disk: say so before any job starts
     if args.address and args.executor != "ray":
         raise UserError("--address joins a Ray cluster: use it with --executor ray (the default)")
@@ -193,11 +195,17 @@ def cmd_run(args) -> int:
           file=sys.stderr)
     for line in summary.blocked:
         print(f"  blocked: {line}", file=sys.stderr)
-    print(f"next: bench report {spec.name} --preset {args.preset}", file=sys.stderr)
+    print(f"next: bench report {spec.name} --preset {args.preset}"
+          + _flags(_results_flag(args), args.subset.flags(), lead=" "), file=sys.stderr)
     return 1 if summary.states.get("failed") or summary.blocked else 0
 
 
 def cmd_report(args) -> int:
+    """Print each table and write it under ``tables/<preset>/``, but only when every cell comes
+    from a record: a partial table (jobs not run yet, a failed job, an unreadable record) goes
+    to ``tables/<preset>/partial/`` (ignored by git) so that it never replaces a complete one;
+    a ``--datasets/--methods/--seeds`` part is printed only. Exit 1 when a table has no records
+    or an unreadable one (its cells say ``corrupt``)."""
     from bench.collect import collect
     from bench.ledger import Ledger
     from bench.jobs import Subset
@@ -209,30 +217,81 @@ def cmd_report(args) -> int:
     if args.tables:
         specs = [get_table(name) for name in args.tables]
     else:
-        specs = [s for s in TABLES.values() if collect(s, args.preset, ledger).n_records]
+        specs = [s for s in TABLES.values() if _has_records(collect(s, args.preset, ledger))]
         if not specs:
             raise UserError(f"no records under {ledger.root}: run `bench run TABLE --preset "
-                            f"{args.preset}` first (tables: {', '.join(TABLES)})")
+                            f"{args.preset}{_flags(_results_flag(args), lead=' ')}` first "
+                            f"(tables: {', '.join(TABLES)})")
+    hint = _flags(_results_flag(args), subset.flags())
+    code = 0
     for spec in specs:
+        part = spec if subset.empty else subset_spec(spec, subset)
+        result = collect(part, args.preset, ledger, hint_flags=hint)
+        if not _has_records(result):
+            print(f"{spec.name} [{args.preset}]: no records under {ledger.records_dir}, nothing "
+                  f"written; run `{result.run_command}` first", file=sys.stderr)
+            code = 1
+            continue
+        print(latex(result) if args.latex else markdown(result))
+        corrupt = result.records.corrupt_records
+        for path, why in corrupt:
+            print(f"error: corrupt record {path} ({why}); its cells show `corrupt`; "
+                  f"`{result.run_command}` runs its job again", file=sys.stderr)
+        code = 1 if corrupt else code
         if not subset.empty:  # a part of a table is printed; tables/ keep whole tables only
-            result = collect(subset_spec(spec, subset), args.preset, ledger)
-            print(latex(result) if args.latex else markdown(result))
             print(f"({spec.name}: {subset.flags()} printed only; without filters `bench report` "
                   f"writes the whole table to {args.tables_dir / args.preset})", file=sys.stderr)
             continue
-        result = collect(spec, args.preset, ledger)
+        why = _partial_reason(result)
+        if why:
+            paths = write_all(result, args.tables_dir, partial=True)
+            print(f"{spec.name} [{args.preset}]: partial ({why}): wrote "
+                  f"{paths[0].parent}/{spec.name}.*, {args.tables_dir / args.preset} left as it "
+                  f"was; `{result.run_command}` completes it", file=sys.stderr)
+            continue
         paths = write_all(result, args.tables_dir)
-        print(latex(result) if args.latex else markdown(result))
         print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
-    for path, why in dict(ledger.corrupt).items():  # known once the records have been read
-        print(f"warning: corrupt record {path} ({why}); `bench run` will re-run its job",
-              file=sys.stderr)
     _warn_outdated(ledger)
-    return 0
+    return code
+
+
+def _has_records(result) -> bool:
+    """Whether a table has anything to show: a record of its plan, readable or not."""
+    return bool(result.n_records or result.records.corrupt_records)
+
+
+def _partial_reason(result) -> str:
+    """Why a table is not complete (every planned job recorded, every cell filled); '' if it is."""
+    from bench.render import missing_lines
+
+    recs = result.records
+    parts = []
+    if recs.corrupt_records:
+        parts.append(f"{len(recs.corrupt_records)} corrupt record(s)")
+    pending = recs.pending - len(recs.corrupt_records)
+    if pending > 0:
+        parts.append(f"{pending} of {recs.planned} jobs without a record")
+    missing = len([line for line in missing_lines(result) if "corrupt record" not in line])
+    if missing:
+        parts.append(f"{missing} cell(s) missing seeds")
+    return ", ".join(parts)
+
+
+def _results_flag(args) -> str:
+    """``--results-dir`` as the user gave it, for the commands we suggest (none if default)."""
+    if args.results_dir == Path("results"):
+        return ""
+    return f"--results-dir {shlex.quote(str(args.results_dir))}"
+
+
+def _flags(*parts: str, lead: str = "") -> str:
+    """The non-empty flag groups joined by spaces; ``lead`` in front when there are any."""
+    text = " ".join(p for p in parts if p)
+    return lead + text if text else ""
 
 
 def cmd_status(args) -> int:
-    from bench.ledger import Ledger
+    from bench.ledger import NOT_A_FILE, Ledger
     from bench.jobs import plan
     from bench.specs import TABLES, get_table
 
@@ -257,7 +316,11 @@ def cmd_status(args) -> int:
             print(report(recs) + "\n")
     _print_running(ledger, specs, subset, args.preset, everything=not args.table and subset.empty)
     for path, why in ledger.corrupt:
-        print(f"corrupt record (counted as pending): {path} ({why})")
+        aside = ", renaming the folder aside (kept)" if why == NOT_A_FILE else ""
+        rerun = (f"bench run {args.table or 'TABLE'} --preset {args.preset}"
+                 + _flags(_results_flag(args), lead=" "))
+        print(f"corrupt record (counted as pending): {path} ({why}); `{rerun}` runs its job "
+              f"again{aside}")
     _warn_outdated(ledger, file=sys.stdout)
     return 0
 

@@ -26,7 +26,7 @@ from bench.selection import select_record
 from bench.specs import TableSpec
 
 CELL_COLUMNS = ["column", "label", "dataset", "role", "metric", "method", "mean", "std", "n",
-                "missing", "diverged"]
+                "missing", "diverged", "corrupt"]
 
 
 def role_value(record: Mapping[str, Any], role: str, metric: str) -> float | None:
@@ -67,7 +67,10 @@ class Records:
 
     ``selected``: (dataset id, method, seed) -> the record that won on id_val; ``all_diverged``:
     the groups every planned run of which diverged; ``ledger``: where they were read from (its
-    artifact folders hold each run's predictions, which the claims' uncertainty reads).
+    artifact folders hold each run's predictions, which the claims' uncertainty reads);
+    ``corrupt``: the groups one of whose records cannot be read. A selection over the readable
+    rest could pick another run than the whole grid would, so such a group has no value at all
+    and its cells say ``corrupt``; ``corrupt_records``: those records, (path, why).
     """
 
     preset: str
@@ -76,6 +79,9 @@ class Records:
     selected: dict[tuple[str, str, int], dict]
     all_diverged: set[tuple[str, str, int]]
     ledger: Ledger | None = None
+    corrupt: set[tuple[str, str, int]] = field(default_factory=set)
+    corrupt_records: list[tuple[Any, str]] = field(default_factory=list)
+    planned: int = 0
 
     @classmethod
     def load(cls, spec: TableSpec, preset: str, ledger: Ledger) -> "Records":
@@ -87,14 +93,27 @@ class Records:
         frame = records_frame(jobs, ledger, wanted)
         planned = pd.DataFrame([(j.dataset, j.method, j.seed) for j in jobs],
                                columns=["dataset", "method", "seed"]).value_counts()
+        by_id = {j.id: j for j in jobs}
+        corrupt_records = [(p, why) for p, why in ledger.corrupt if p.stem in by_id]
+        corrupt = {(by_id[p.stem].dataset, by_id[p.stem].method, by_id[p.stem].seed)
+                   for p, _ in corrupt_records}
         selected, all_diverged = {}, set()
         for key, group in frame.groupby(["dataset", "method", "seed"], sort=False):
+            if key in corrupt:
+                continue
             best = select_record(list(group["record"]))
             if best is not None:
                 selected[key] = dict(best)
             elif len(group) == planned[key] and (group["state"] == DIVERGED).all():
                 all_diverged.add(key)
-        return cls(preset, tuple(spec.seeds), frame, selected, all_diverged, ledger)
+        return cls(preset, tuple(spec.seeds), frame, selected, all_diverged, ledger, corrupt,
+                   corrupt_records, len(jobs))
+
+    @property
+    def pending(self) -> int:
+        """Planned jobs without a usable record (never run, unreadable, of another schema
+        version or settings): a table with any is partial."""
+        return self.planned - len(self.frame)
 
     def once(self, dataset: str, method: str) -> dict | None:
         """The finished record of a job run once (seed 0, no grid) on a logical dataset."""
@@ -109,7 +128,8 @@ class Records:
 
     def values(self, rows: Sequence[str], columns: Sequence[Column]) -> pd.DataFrame:
         """One row per (column, method, seed): the selected run's value and its status
-        (``ok``, ``missing``, or ``diverged`` when every run of that seed diverged)."""
+        (``ok``, ``missing``, ``diverged`` when every run of that seed diverged, or ``corrupt``
+        when one of its records cannot be read)."""
         out = []
         for col in columns:
             ds = resolve(self.preset, col.dataset)
@@ -121,7 +141,8 @@ class Records:
                         status = "ok"
                     else:
                         value = math.nan
-                        status = "diverged" if (ds, method, seed) in self.all_diverged else "missing"
+                        status = ("corrupt" if (ds, method, seed) in self.corrupt else
+                                  "diverged" if (ds, method, seed) in self.all_diverged else "missing")
                     out.append((col.key, col.label, col.dataset, col.role, col.metric, method, seed,
                                 value, status))
         return pd.DataFrame(out, columns=["column", "label", "dataset", "role", "metric", "method",
@@ -129,8 +150,8 @@ class Records:
 
     def cells(self, rows: Sequence[str], columns: Sequence[Column]) -> pd.DataFrame:
         """One row per (column, method), column-major: mean and sample std (n - 1) of the seeds
-        with a value, n, the missing and the diverged seeds, and each seed's value
-        (``seed<s>``)."""
+        with a value, n, the missing, diverged and corrupt seeds, and each seed's value
+        (``seed<s>``). A cell with a corrupt seed has no mean."""
         values = self.values(rows, columns)
         keys = ["column", "label", "dataset", "role", "metric", "method"]
         if values.empty:
@@ -143,9 +164,12 @@ class Records:
         cells = cells.reindex(groups.size().index)
         cells["n"] = cells["n"].fillna(0).astype(int)
         seeds_by = {key: g for key, g in groups}
-        for status in ("missing", "diverged"):
+        for status in ("missing", "diverged", "corrupt"):
             cells[status] = [[int(x) for x in seeds_by[key].seed[seeds_by[key].status == status]]
                              for key in cells.index]
+        # a mean over the readable seeds would be another number than the table's: none at all
+        unreadable = cells["corrupt"].map(bool)
+        cells.loc[unreadable, ["mean", "std"]] = math.nan
         wide = values.pivot_table(index=keys, columns="seed", values="value", sort=False, dropna=False)
         wide.columns = [f"seed{s}" for s in wide.columns]
         cells = cells.join(wide.reindex(columns=[f"seed{s}" for s in self.seeds]))
@@ -165,6 +189,22 @@ class TableResult:
     preset: str
     records: Records
     parts: list[tuple[Any, pd.DataFrame]] = field(default_factory=list)
+    hint_flags: str = ""  # the user's flags (--results-dir, a subset) for the commands we suggest
+
+    @property
+    def run_command(self) -> str:
+        """The ``bench run`` that fills this table's missing cells, with the flags it ran
+        with: ``hint_flags`` and the ``--data-dir`` of each dataset as its records name it."""
+        from bench.preflight import data_dir_flags
+
+        dirs: dict[str, str] = {}
+        for rec in self.records.frame["record"]:
+            folder = (rec.get("provenance") or {}).get("data_dir")
+            if folder:
+                dirs.setdefault(str(rec["job"]["dataset"]).partition(":")[0], str(folder))
+        flags = " ".join(f for f in (self.hint_flags, data_dir_flags(dict(sorted(dirs.items()))))
+                         if f)
+        return f"bench run {self.spec.name} --preset {self.preset}" + (f" {flags}" if flags else "")
 
     @property
     def n_records(self) -> int:
@@ -268,7 +308,8 @@ class TableResult:
         return None if value is None or pd.isna(value) else float(value)
 
 
-def collect(spec: TableSpec, preset: str, ledger: Ledger) -> TableResult:
+def collect(spec: TableSpec, preset: str, ledger: Ledger, hint_flags: str = "") -> TableResult:
     """Read the table's records and let every section collect its part."""
     recs = Records.load(spec, preset, ledger)
-    return TableResult(spec, preset, recs, [(s, s.collect(recs)) for s in spec.sections])
+    return TableResult(spec, preset, recs, [(s, s.collect(recs)) for s in spec.sections],
+                       hint_flags)

@@ -13,6 +13,7 @@ next ``bench run`` runs it again.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -143,6 +144,28 @@ def check_address(address: str, timeout: float = 3.0) -> None:
             "drop --address to run on a local Ray instance.") from e
 
 
+RAY_TOKEN_BANNER = "Token authentication is enabled for this Ray cluster"
+
+
+class _DropTokenBanner(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(RAY_TOKEN_BANNER)
+
+
+def plain_output_when_redirected() -> bool:
+    """When stdout or stderr is not a terminal (a log file, a pipe), turn off what only a
+    terminal renders: the colour codes Ray puts around each worker line's prefix, and the
+    notice Ray prints on every local start that it turned token authentication on (Ray's
+    warning when authentication is *off* is kept). Returns whether it did."""
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        return False
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # read by the driver's log printer
+    banner = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropTokenBanner) for f in banner.filters):
+        banner.addFilter(_DropTokenBanner())
+    return True
+
+
 class RayExecutor:
     """Runs jobs as Ray tasks: starts a local instance on demand, or joins ``address``."""
 
@@ -158,6 +181,7 @@ class RayExecutor:
         self._ray = ray
         self._started_here = False
         if not ray.is_initialized():
+            plain_output_when_redirected()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # fork warning after jax import
                 kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,

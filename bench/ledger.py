@@ -8,9 +8,10 @@ Layout under ``<results>/<preset>/``:
 
 A record is written with a temporary file and ``os.replace``, so a reader sees either no
 record or a whole one: a run killed at any point leaves finished jobs recorded and the rest
-pending. A record that cannot be parsed (a truncated or edited file) is reported and its job
-counts as pending, so it is re-run. So is a record written under another ``SCHEMA_VERSION``:
-it is never mixed with current records.
+pending. A record that cannot be parsed (a truncated or edited file, or a folder in its place)
+is reported and its job counts as pending, so it is re-run (a folder is renamed aside first,
+never deleted). So is a record written under another ``SCHEMA_VERSION``: it is never mixed with
+current records.
 
 Two ``bench run`` on one results folder share the work: a driver *claims* a job before it
 starts it. A claim is a file created with ``os.link`` (atomic, fails if the file exists) that
@@ -43,6 +44,9 @@ RECORD_FIELDS = ("job_id", "job", "state", "metrics")
 # The layout and meaning of a record. Bump it when a field's meaning changes: records of any
 # other version (records without the field are version 1) are reported and re-run, never mixed.
 SCHEMA_VERSION = 3  # 3: records hold the resolved settings of their modality
+
+
+NOT_A_FILE = "a folder where a record file belongs"
 
 
 class ResultsDirError(UserError):
@@ -81,6 +85,7 @@ class Ledger:
     corrupt: list[tuple[Path, str]] = field(default_factory=list)
     outdated: list[tuple[Path, int]] = field(default_factory=list)  # (record, its schema version)
     other_settings: list[str] = field(default_factory=list)  # job ids whose record has other settings
+    moved_aside: list[tuple[Path, Path]] = field(default_factory=list)  # (record path, new name)
     _lease_fd: int | None = field(default=None, repr=False)
     _token: str | None = field(default=None, repr=False)
     _claimed: set[str] = field(default_factory=set, repr=False)
@@ -108,6 +113,9 @@ class Ledger:
         another schema version (noted in ``self.outdated``): in each case the job is pending."""
         path = self.record_path(job_id)
         try:
+            if not path.is_file() and path.exists():  # a folder (or a pipe) where a record belongs
+                self._note_corrupt(path, NOT_A_FILE)
+                return None
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
@@ -157,6 +165,8 @@ class Ledger:
         tmp = None
         try:
             self.records_dir.mkdir(parents=True, exist_ok=True)
+            if path.exists() and not path.is_file():
+                self._move_aside(path)
             fd, tmp = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-", suffix=".partial")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(record, f, indent=1, sort_keys=True, allow_nan=True)
@@ -173,6 +183,17 @@ class Ledger:
                 Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+    def _move_aside(self, path: Path) -> Path:
+        """Rename what is in a record's place (a folder) so that the record can be written; it
+        is kept, never deleted: it may hold something its owner wants."""
+        for k in range(1000):
+            aside = path.with_name(f"{path.name}.not-a-record{'' if k == 0 else f'-{k}'}")
+            if not aside.exists():
+                os.replace(path, aside)
+                self.moved_aside.append((path, aside))
+                return aside
+        raise FileExistsError(errno.EEXIST, "no free name beside it", str(path))
 
     def remove_partial_writes(self) -> int:
         """Delete temp files left by a writer killed before its rename; return how many.

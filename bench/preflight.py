@@ -6,9 +6,20 @@ failing job by job, and names the ``--datasets`` filter that runs what can run.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from levi_core.errors import UserError
+
+
+# The presets that need no download; the message never suggests the preset that just failed.
+OFFLINE_PRESETS = ("cpu", "smoke")
+
+
+def data_dir_flags(data_dirs: dict[str, str]) -> str:
+    """The ``--data-dir`` flags that give ``data_dirs`` back (for a command we suggest)."""
+    return " ".join(f"--data-dir {shlex.quote(d if name == '*' else f'{name}={d}')}"
+                    for name, d in data_dirs.items())
 
 
 def parse_data_dirs(values: list[str]) -> dict[str, str]:
@@ -30,8 +41,11 @@ def parse_data_dirs(values: list[str]) -> dict[str, str]:
     return out
 
 
-def check_grid(spec, jobs, preset: str, data_dirs, subset) -> None:
-    """Fail in seconds, before any job, when data or weights are missing (never mid-grid)."""
+def check_grid(spec, jobs, preset: str, data_dirs, subset, flags: str = "") -> None:
+    """Fail in seconds, before any job, when data or weights are missing (never mid-grid).
+
+    ``flags``: the user's other flags (``--results-dir``, ``--data-dir``), repeated in the
+    command the message suggests so that it runs where the user's run would have."""
     from levi_core.api import preflight
 
     from bench.runner import data_dir_for, job_settings
@@ -47,9 +61,11 @@ def check_grid(spec, jobs, preset: str, data_dirs, subset) -> None:
         lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))  # a weights problem once
         rest = ""
         if ready:
-            flags = subset.flags(without_datasets=True)
+            more = " ".join(f for f in (subset.flags(without_datasets=True), flags) if f)
             rest = (f" To run what can run now: `bench run {spec.name} --preset {preset} "
-                    f"--datasets {','.join(sorted(set(ready)))}{(' ' + flags) if flags else ''}`.")
+                    f"--datasets {','.join(sorted(set(ready)))}{(' ' + more) if more else ''}`.")
+        others = " / ".join(f"`--preset {p}`" for p in OFFLINE_PRESETS if p != preset)
+        runs = "runs" if len([p for p in OFFLINE_PRESETS if p != preset]) == 1 else "run"
+        offline = f" (or try {others}, which {runs} offline)" if others else ""
         raise UserError(f"{spec.name} [{preset}] cannot start:\n{lines}\n"
-                        f"Nothing was run. Provide the files above (or try `--preset cpu` / "
-                        f"`--preset smoke`, which run offline).{rest}")
+                        f"Nothing was run. Provide the files above{offline}.{rest}")

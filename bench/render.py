@@ -34,9 +34,13 @@ def markdown(result: TableResult) -> str:
 
 def latex(result: TableResult) -> str:
     """Every section's table float (booktabs), one after another; compiles in a document with
-    ``\\usepackage{booktabs}``."""
+    ``\\usepackage{booktabs,graphicx}`` (the first line says so) and fits its text width."""
     parts = [section.latex(frame, result) for section, frame in result.parts]
-    return "\n".join(p for p in parts if p)
+    body = "\n".join(p for p in parts if p)
+    return f"{LATEX_NEEDS}\n{body}" if body else body
+
+
+LATEX_NEEDS = r"% needs \usepackage{booktabs,graphicx} (graphicx: \resizebox fits wide tables to the page)"
 
 
 def csv_text(result: TableResult) -> str:
@@ -48,7 +52,7 @@ def csv_text(result: TableResult) -> str:
 
 
 def missing_lines(result: TableResult) -> list[str]:
-    cmd = f"bench run {result.spec.name} --preset {result.preset}"
+    cmd = result.run_command
     return [f"{line} — `{cmd}`" for section, frame in result.parts for line in section.missing(frame)]
 
 
@@ -80,9 +84,11 @@ def claims_markdown(vs: list[Verdict]) -> str:
     return "\n## Claims of the paper\n\n" + styling.markdown_table(frame, align_rest="left")
 
 
-def write_all(result: TableResult, tables_root: Path) -> list[Path]:
-    """Write ``<table>.{md,tex,csv}`` and figures into ``tables_root/<preset>/``; return paths."""
-    folder = tables_root / result.preset
+def write_all(result: TableResult, tables_root: Path, partial: bool = False) -> list[Path]:
+    """Write ``<table>.{md,tex,csv}`` and figures into ``tables_root/<preset>/`` (a partial
+    table: into its ``partial/`` folder, so that it never replaces a complete one); return
+    the paths."""
+    folder = tables_root / result.preset / ("partial" if partial else "")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, text in (("md", markdown(result)), ("tex", latex(result)), ("csv", csv_text(result))):

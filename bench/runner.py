@@ -22,7 +22,7 @@ from levi_core.settings import Settings, settings_dict
 from bench import provenance
 from bench.jobs import REFERENCE_SEED, Job, reuses_seed0
 from bench.leases import lease_path
-from bench.ledger import DONE, FAILED, FINISHED, SCHEMA_VERSION, Ledger
+from bench.ledger import DONE, FAILED, FINISHED, NOT_A_FILE, SCHEMA_VERSION, Ledger
 from bench.presets import get_preset
 from bench.selection import select_record
 from bench.specs import TableSpec
@@ -118,7 +118,8 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
         if r is not None:
             existing[j.id] = r
     for path, why in ledger.corrupt:
-        print(f"warning: corrupt record {path} ({why}); its job will run again", file=out)
+        aside = " (the folder is renamed aside, kept)" if why == NOT_A_FILE else ""
+        print(f"warning: corrupt record {path} ({why}); its job will run again{aside}", file=out)
     for path, version in ledger.outdated:
         print(f"warning: record {path} has schema version {version}, this harness writes "
               f"{SCHEMA_VERSION}; it is not mixed into tables and its job will run again", file=out)
@@ -132,6 +133,7 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
     in_flight: dict[str, tuple[Job, dict[str, str], dict]] = {}  # job, dep ids, hparams run
     ready: deque[tuple[Job, dict[str, Job], dict[str, str]]] = deque()  # to start when a slot frees
     elsewhere: dict[str, Job] = {}  # claimed by another live driver: wait for its record
+    other_drivers: set[str] = set()  # the live drivers already named in the output
     to_run = 0
     t_start = time.perf_counter()
     done_count = 0
@@ -175,9 +177,12 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
             holder = ledger.claim(j.id)
             if holder is not None:
                 elsewhere[j.id] = j
-                print(f"elsewhere: {j.describe()} is being run by another bench run (host "
-                      f"{holder.get('host')}, pid {holder.get('pid')}); using its record",
-                      file=out)
+                driver = str(holder.get("driver"))
+                if driver not in other_drivers:  # one line per other driver, not one per job
+                    other_drivers.add(driver)
+                    print(f"elsewhere: another bench run (host {holder.get('host')}, pid "
+                          f"{holder.get('pid')}) is running jobs of this table; this one waits "
+                          f"for their records (counted in the summary)", file=out)
                 continue
             latest = ledger.read(j.id)  # another driver may have recorded it since we looked
             if latest != existing.get(j.id):
@@ -241,6 +246,9 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
             if result is not None:
                 job, dep_ids, hparams = in_flight.pop(result["job_id"])
                 record = make_record(job, result, dep_ids=dep_ids, commit=commit)
+                folder = data_dir_for(job.dataset, data_dir)
+                if folder:  # where its data came from: the hints of a later report repeat it
+                    record["provenance"]["data_dir"] = str(folder)
                 if hparams != job.hparams_dict:
                     record["extras"]["hparams_from_seed0"] = hparams
                 ledger.write(record)

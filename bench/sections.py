@@ -9,7 +9,7 @@ A section's three steps:
 * ``collect(recs)``: its part of the records as a pandas DataFrame. ``recs`` is the table's
   ``bench.collect.Records``: the selected run of every (dataset, method, seed) and, through
   ``recs.cells(rows, columns)``, one row per (column, method) with the seeds aggregated by
-  groupby (mean, sample std, n, missing and diverged seeds).
+  groupby (mean, sample std, n, missing, diverged and corrupt seeds).
 * ``markdown`` / ``latex`` / ``csv`` / ``figures`` / ``baseline`` / ``missing``: its rendering,
   its rows of the table's CSV, its figures, the numbers ``bench check`` pins, and the cells
   that have no value yet.
@@ -238,7 +238,9 @@ def chosen_hparams(table, dataset: str, rows) -> str:
 
 def cell_text(cell: Mapping[str, Any], metric: str) -> str:
     """``mean ± std``; ``(n=2)`` when seeds are missing or diverged; a cell without a value
-    says why (``diverged`` or ``–``)."""
+    says why (``corrupt``: a record of it cannot be read; ``diverged``; or ``–``)."""
+    if cell.get("corrupt"):
+        return "corrupt"
     if pd.isna(cell["mean"]):
         return "diverged" if cell["diverged"] else "–"
     text = styling.fmt(cell["mean"], metric)
@@ -261,9 +263,10 @@ def cell_baseline(frame: pd.DataFrame) -> dict[str, dict]:
 def missing_cells(frame: pd.DataFrame) -> list[str]:
     out = []
     for r in frame.itertuples():
-        if r.missing:
-            word = "seed" if len(r.missing) == 1 else "seeds"
-            out.append(f"{label(r.method)} / {r.column}: {word} {','.join(map(str, r.missing))} missing")
+        for seeds, what in ((r.missing, "missing"), (r.corrupt, "unreadable (corrupt record)")):
+            if seeds:
+                word = "seed" if len(seeds) == 1 else "seeds"
+                out.append(f"{label(r.method)} / {r.column}: {word} {','.join(map(str, seeds))} {what}")
     return out
 
 

@@ -65,9 +65,15 @@ def latex_table(df: pd.DataFrame, caption: str, label: str | None = None,
                 marks: pd.DataFrame | None = None, column_format: str | None = None,
                 rule_before: Iterable[int] = ()) -> str:
     """A booktabs ``table`` float. ``df`` holds plain strings (escaped here); ``rule_before``
-    lists row positions that get a ``\\midrule`` above them (e.g. the reference rows)."""
+    lists row positions that get a ``\\midrule`` above them (e.g. the reference rows).
+
+    Cells are right-aligned (numbers with a fixed number of decimals then line up on their
+    last digit; the first column, the row names, is left-aligned). The tabular is scaled
+    down to the text width when wider, never up, so that a wide grid fits the page of any
+    document (``\\usepackage{graphicx}`` provides ``\\resizebox``)."""
     body = df.map(latex_escape)
-    body.columns = [latex_escape(c) for c in df.columns]
+    body.columns = [_header(c, align=(column_format or "l" + "r" * len(df.columns))[i])
+                    for i, c in enumerate(df.columns)]
     styler = body.style.hide(axis="index")
     if marks is not None:
         props = marks.map(lambda m: "textbf:--rwrap;" if m == 1 else
@@ -77,13 +83,32 @@ def latex_table(df: pd.DataFrame, caption: str, label: str | None = None,
     text = styler.to_latex(hrules=True, position="t", position_float="centering",
                            caption=latex_escape(caption),
                            label=None if label is None else f"tab:{label}",
-                           column_format=column_format or "l" + "c" * (len(df.columns) - 1))
+                           column_format=column_format or "l" + "r" * (len(df.columns) - 1))
     lines = text.splitlines()
     first = lines.index(r"\midrule") + 1
     for pos in sorted(set(rule_before), reverse=True):
         if 0 < pos < len(df):
             lines.insert(first + pos, r"\midrule")
+    start = next(i for i, line in enumerate(lines) if line.startswith(r"\begin{tabular}"))
+    end = lines.index(r"\end{tabular}")
+    lines[start:end + 1] = [FIT_WIDTH, *lines[start:end + 1], "}"]
     return "\n".join(lines) + "\n"
+
+
+def _header(text: str, align: str = "r", wrap_at: int = 14) -> str:
+    """A column header as LaTeX: a long one on two lines, split at the space nearest its
+    middle, so that a header is not what makes a column of short numbers wide."""
+    if len(text) <= wrap_at or " " not in text:
+        return latex_escape(text)
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    cut = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    top, bottom = latex_escape(text[:cut]), latex_escape(text[cut + 1:])
+    side = align if align in "lcr" else "c"
+    return rf"\begin{{tabular}}[b]{{@{{}}{side}@{{}}}}{top}\\ {bottom}\end{{tabular}}"
+
+
+# Shrink a box wider than the line to the line's width; leave a narrower one as it is.
+FIT_WIDTH = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
 
 
 def csv_text(frame: pd.DataFrame) -> str:

@@ -228,6 +228,14 @@ def per_shift(noise: Noise, statement: str, claim: str, methods: Sequence[str], 
     """
     result = noise.result
     grid = result.spec.grid
+    # A row the claim compares that the table lacks (a --methods filter, or a grid without it)
+    # leaves the claim open: comparing the rows that remain would answer another question.
+    absent = [m for m in dict.fromkeys(methods)
+              if grid is None or m not in (*grid.rows_for(result.preset), *grid.references)]
+    if absent:
+        return Verdict(claim, statement, UNDECIDED,
+                       f"cannot decide: this table has no row for {', '.join(absent)} (a --methods "
+                       f"filter, or a preset without it); report the whole table to decide")
     wanted = [s for s in (grid.shifts if grid else ()) if shifts is None or s.key in shifts]
     active = {c.key for c in grid.columns_for(result.preset)} if grid else set()
     states, details, tests, not_run, missing = [], [], [], [], []
@@ -247,7 +255,7 @@ def per_shift(noise: Noise, statement: str, claim: str, methods: Sequence[str], 
     if not_run:
         details.append(f"not run under preset {result.preset}: {', '.join(not_run)}")
     if missing:
-        details.append(f"no results yet (`bench run {result.spec.name} --preset {result.preset}`): "
+        details.append(f"no results yet (`{result.run_command}`): "
                        f"{', '.join(missing)}")
     if status == SUPPORTED and (not_run or missing):
         why = ("the others not run under this preset" if not missing

@@ -46,7 +46,10 @@ def test_movielens_missing_dir(tmp_path):
 def test_movielens_incomplete_and_corrupt(tmp_path):
     d = copy_fixture("movielens", tmp_path / "ml")
     (d / "u.item").unlink()
-    fails("movielens", d, "u.item  (missing)", "u.data", "--data-dir")
+    msg = fails("movielens", d, f"u.item is missing from {str(d)!r}", "ml-100k download")
+    assert not any(f in msg for f in ("u.data", "u.user", "u.genre", "u.occupation"))  # named alone
+    (d / "u.user").unlink()
+    fails("movielens", d, "u.item, u.user are missing from")
     d = copy_fixture("movielens", tmp_path / "ml2")
     with open(d / "u.data", "a") as f:
         f.write("this is not a rating row\n")

@@ -71,11 +71,15 @@ def test_every_smoke_table_compiles_with_pdflatex(tmp_path):
         assert tex.strip(), name
         body += [f"\\section*{{{name.replace('_', ' ')}}}", tex, r"\clearpage"]
     doc = tmp_path / "tables.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n"
                    + "\n".join(body) + "\n\\end{document}\n")
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     errors = [line for line in run.stdout.splitlines() if line.startswith("!")]
     assert run.returncode == 0, "\n".join(errors) or run.stdout[-3000:]
     assert (tmp_path / "tables.pdf").is_file()
+    # every table fits the page of a plain article: nothing runs into the margin
+    log = (tmp_path / "tables.log").read_text(errors="replace")
+    overfull = [line for line in log.splitlines() if line.startswith("Overfull \\hbox")]
+    assert not overfull, "\n".join(overfull)
     assert "{[1, 1, 0, 0, 1]}" in "\n".join(body)  # the exact table's bracketed cells, braced

@@ -141,6 +141,9 @@ def test_two_drivers_on_one_results_folder_share_the_work(tmp_path):
     assert sum(ran) == n_jobs and min(ran) > 0, outs  # both drivers worked
     elsewhere = [int(o.split("ELSEWHERE ")[1].split()[0]) for o, _ in outs]
     assert sum(elsewhere) > 0, outs  # and each used the other's records instead of re-running
+    # each names the other driver once, not once per job it waits for
+    assert all(err.count("elsewhere:") <= 1 for _, err in outs), [e for _, e in outs]
+    assert any("another bench run (host" in err for _, err in outs)
     ledger = Ledger(tmp_path / "res")
     assert len(ledger.read_all()) == n_jobs and not ledger.corrupt
     assert not list(ledger.claims_dir.glob("*.json"))  # every claim released

@@ -54,7 +54,8 @@ import numpy as np
 from levi_core.data import common
 from levi_core.data.base import Dataset, Split, register_dataset
 from levi_core.data.movielens_files import (  # noqa: F401  (read_files, read_tfds: the raw sources)
-    FILES, HOW, NAME, TFDS_NAME, canonical_genre, download_tfds, read_files, read_tfds,
+    FILES, HOW, NAME, TFDS_NAME, canonical_genre, download_tfds, incomplete_folder_error, read_files,
+    read_tfds,
 )
 from levi_core.errors import ConfigError, DataError
 
@@ -319,10 +320,10 @@ def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
         if folder is None:
             raise common.missing_files_error(NAME, None, list(FILES), HOW)
         missing = [f for f in FILES if not (folder / f).is_file()]
+        if len(missing) == len(FILES):  # source=files on a folder without any of them
+            raise common.missing_files_error(NAME, str(folder), list(FILES), HOW)
         if missing:
-            raise common.missing_files_error(
-                NAME, str(folder), [f + ("  (missing)" if f in missing else "") for f in FILES], HOW
-            )
+            raise incomplete_folder_error(folder, missing)
         sources = {f: common.file_signature(folder / f) for f in FILES}
         return common.load_cached(
             NAME, VERSION, common.key_options(opts), sources,

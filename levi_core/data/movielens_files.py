@@ -43,13 +43,25 @@ def _corrupt(path: Path, lineno: int, line: str, what: str) -> DataError:
     )
 
 
+def incomplete_folder_error(folder: Path, missing: list[str]) -> DataError:
+    """An ml-100k folder that has some of its files: the message names only the missing ones
+    (a list of all five would hide which one was left behind)."""
+    names = ", ".join(missing)
+    it, verb = ("it", "is") if len(missing) == 1 else ("them", "are")
+    return DataError(
+        f"{NAME}: {names} {verb} missing from {str(folder)!r} (the other ml-100k files are "
+        f"there). Copy {it} from the same unzipped ml-100k download "
+        f"(https://grouplens.org/datasets/movielens/100k/) into that folder and run again."
+    )
+
+
 def read_files(folder: Path) -> dict[str, list]:
     """Parse an ml-100k folder into row lists (one entry per rating, in u.data order)."""
     missing = [f for f in FILES if not (folder / f).is_file()]
+    if len(missing) == len(FILES):
+        raise common.missing_files_error(NAME, str(folder), list(FILES), HOW)
     if missing:
-        raise common.missing_files_error(
-            NAME, str(folder), [f + ("  (missing)" if f in missing else "") for f in FILES], HOW
-        )
+        raise incomplete_folder_error(folder, missing)
     genre_names: dict[int, str] = {}
     for i, line in enumerate(_lines(folder / "u.genre"), 1):
         parts = line.split("|")
