@@ -380,11 +380,20 @@ def cmd_check(args) -> int:
     if not specs:
         raise UserError(f"no baselines under {args.baselines_dir / args.preset}: run the tables "
                         f"(`bench run TABLE --preset {args.preset}`) then `bench check --update`")
+    results = {spec.name: collect(spec, args.preset, ledger) for spec in specs}
+    if not args.update and not any(r.n_records for r in results.values()):
+        raise UserError(f"no records under {ledger.root} for {', '.join(results)}: run the tables "
+                        f"first (`bench run TABLE --preset {args.preset}` for each), then check")
     failed = 0
     for spec in specs:
-        result = collect(spec, args.preset, ledger)
-        snap = snapshot(result)
+        result = results[spec.name]
         path = baseline_path(args.baselines_dir, args.preset, spec.name)
+        if not args.update and not result.n_records:
+            failed += 1
+            print(f"{spec.name}: FAILED, no records under {ledger.root}; run `bench run {spec.name} "
+                  f"--preset {args.preset}` first")
+            continue
+        snap = snapshot(result)
         if args.update:
             if not snap["values"]:
                 raise UserError(f"{spec.name}: no numbers to pin; run `bench run {spec.name} "

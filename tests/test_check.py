@@ -107,3 +107,15 @@ def test_an_injected_regression_still_fails_the_check(tmp_path, monkeypatch, cap
     out = capsys.readouterr().out
     [line] = [line for line in out.splitlines() if line.strip().startswith("ft|id:")]
     assert "regression" in line, out
+
+
+def test_check_without_records_says_so_in_one_line(tmp_path, capsys):
+    """Issue 20: with no records `bench check` printed a 'missing' line per baseline value."""
+    from bench.cli import main
+
+    assert main(["check", "--preset", "smoke", "--results-dir", str(tmp_path),
+                 "--baselines-dir", str(BASELINES)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.strip().splitlines()
+    assert "no records under" in line and "bench run TABLE --preset smoke" in line
