@@ -169,6 +169,9 @@ def _sds(shape, dtype):
     return jax.ShapeDtypeStruct(tuple(int(s) for s in shape), dtype)
 
 
+_COMPILED: dict[tuple, "ProgramCost"] = {}
+
+
 class ProgramPlanner:
     """Compiles each distinct program once (``cache``) and chooses its batch split."""
 
@@ -232,15 +235,17 @@ class ProgramPlanner:
         if kind == "forward":
             from levi_core.engines.transformer import _forward
 
-            lowered = _forward.lower(e.module, e.config, e.head, self.params(e),
-                                     self.inputs(e, batch, False), dtype=e.compute_dtype)
-            out = self._cost(name, s.backbone, kind, batch, label, e.compute_dtype, lowered)
+            out = self._cost(name, s.backbone, kind, batch, label, e.compute_dtype, lambda: _forward.lower(
+                e.module, e.config, e.head, self.params(e), self.inputs(e, batch, False),
+                dtype=e.compute_dtype))
             out.fits = self.limit is None or out.peak_bytes <= self.limit
             return out
         if kind == "heads":
-            apply_fn, params, extra, data = self._heads(e, batch)
-            lowered = training.lower_step(apply_fn, params, extra, data, e.task, e.optimizer,
-                                          optimize=self.optimize)
+            def lowered():
+                apply_fn, params, extra, data = self._heads(e, batch)
+                return training.lower_step(apply_fn, params, extra, data, e.task, e.optimizer,
+                                           optimize=self.optimize)
+
             out = self._cost(name, s.backbone, kind, batch, label, e.compute_dtype, lowered)
             # batch norm in the small CNN: a micro-batch would normalise with other statistics,
             # so a heads step is never split; the plan says when it does not fit
@@ -255,9 +260,10 @@ class ProgramPlanner:
         runs: dict[int, ProgramCost] = {}
 
         def peak_of(k: int) -> int:
-            lowered = training.lower_step(e.apply, params, {}, data, e.task, e.optimizer, labels, k,
-                                          optimize=self.optimize)
-            runs[k] = self._cost(name, s.backbone, kind, batch, label, e.compute_dtype, lowered, k)
+            runs[k] = self._cost(name, s.backbone, kind, batch, label, e.compute_dtype,
+                                 lambda: training.lower_step(e.apply, params, {}, data, e.task,
+                                                             e.optimizer, labels, k,
+                                                             optimize=self.optimize), k)
             return runs[k].peak_bytes
 
         split = training.choose_split(peak_of, batch, self.limit)
@@ -300,7 +306,17 @@ class ProgramPlanner:
                 "y": _sds((batch,), jnp.float32 if e.task == "regression" else jnp.int32)}
         return apply_fn, params, extra, data
 
-    def _cost(self, name, backbone, kind, batch, label, dtype, lowered, micro: int = 1) -> ProgramCost:
+    def _cost(self, name, backbone, kind, batch, label, dtype, lower, micro: int = 1) -> ProgramCost:
+        """The figures of one compiled program (``lower()`` gives it lowered); a program is
+        compiled once per process, whichever device's plan asks (only the split differs)."""
+        import dataclasses
+
+        key = (name, micro, self.optimize)
+        if key not in _COMPILED:
+            _COMPILED[key] = self._compile(name, backbone, kind, batch, label, dtype, lower(), micro)
+        return dataclasses.replace(_COMPILED[key])
+
+    def _compile(self, name, backbone, kind, batch, label, dtype, lowered, micro: int) -> ProgramCost:
         from levi_core import training
 
         cost, compiled, secs = _analyse(lowered)
