@@ -22,8 +22,9 @@ that fit (``training.choose_split``; the job's record says which in ``extras.bat
 
 Time: a step takes ``max(FLOPs / (MFU x peak), bytes / bandwidth)``; a job is its steps
 (``epochs`` x training rows / batch) plus one forward pass over every distinct evaluated example
-of its dataset (the predictions and the layer states kept for dependants); a dataset's frozen
-pre-trained states are computed once and shared. Jobs run one per device; a table's wall time
+of its dataset (the predictions and the layer states kept for dependants), plus a fixed cost
+per job (``JOB_OVERHEAD_S``: start, loading, compiling); a dataset's frozen pre-trained states
+are computed once and shared. Jobs run one per device; a table's wall time
 schedules each dependency level (``lp`` before ``lp_ft``, ``ht`` before ``levi``, ...) on N
 devices, longest job first.
 
@@ -63,6 +64,9 @@ from levi_core.errors import ConfigError
 from bench.devices import DEVICES, Device, get_device
 
 DEFAULT_MFU = 0.35
+# a job's fixed cost on the device's host: process start, data and weights loading, compiling
+# (mostly read back from the compilation cache), writing predictions; short jobs are mostly this
+JOB_OVERHEAD_S = 60.0
 OPTIMIZE = True  # compile as the jobs do (``ProgramPlanner``); tests turn it off for speed  # model FLOPs utilisation assumed when no gpu_check measurement is given
 
 
@@ -350,6 +354,7 @@ class TablePlan:
     device: str
     n_devices: int
     mfu: float
+    overhead_s: float = JOB_OVERHEAD_S
     jobs: list[JobCost] = field(default_factory=list)
     shared: list[JobCost] = field(default_factory=list)  # the pre-trained states, once per dataset
     wall_s: float = 0.0
@@ -387,7 +392,8 @@ def _schedule(durations: list[float], n: int) -> float:
 
 
 def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: float,
-               planner: ProgramPlanner) -> tuple[TablePlan, list[ProgramCost]]:
+               planner: ProgramPlanner, overhead_s: float = JOB_OVERHEAD_S
+               ) -> tuple[TablePlan, list[ProgramCost]]:
     from levi_core.methods import get_method
 
     from bench.jobs import plan as plan_jobs
@@ -397,7 +403,7 @@ def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: flo
     spec = get_table(table)
     settings = get_preset(preset).typed_settings(getattr(spec, "settings", {}).get(preset))
     jobs = plan_jobs(spec, preset)
-    out = TablePlan(table, preset, device.name, n_devices, mfu)
+    out = TablePlan(table, preset, device.name, n_devices, mfu, overhead_s=overhead_s)
     used: dict[str, ProgramCost] = {}
     counts: dict[tuple[str, str], int] = {}
     for j in jobs:
@@ -440,6 +446,7 @@ def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: flo
                 progs, split = [fwd.key], "none"
             else:  # ensembles and references: host work over stored predictions
                 secs, progs, split = 0.0, [], "none"
+            secs += overhead_s
             per_job[(ds_id, m)] = secs
             out.jobs.append(JobCost(ds_id, m, counts[(ds_id, m)], secs, progs, split))
             if get_method(m).composite and secs:
@@ -486,7 +493,8 @@ def render_markdown(plans: list[TablePlan], programs: list[ProgramCost], device:
                     limit: int | None, elapsed: float | None = None) -> str:
     lim = limit if limit is not None else device.usable_memory
     lines = [f"## {device.label}: {plans[0].n_devices} device(s), "
-             f"MFU {plans[0].mfu:.0%}, memory limit {_gb(lim)} per program", ""]
+             f"MFU {plans[0].mfu:.0%}, memory limit {_gb(lim)} per program, "
+             f"{plans[0].overhead_s:.0f} s fixed cost per job", ""]
     lines += ["### Programs (per call; XLA's analyses of the CPU compilation)", "",
               "| program | GFLOP | accessed | arguments | temporaries | peak | peak unsplit | split | fits | ms on device |",
               "|:--|--:|--:|--:|--:|--:|--:|:--|:--|--:|"]
@@ -499,9 +507,9 @@ def render_markdown(plans: list[TablePlan], programs: list[ProgramCost], device:
         lines += ["", f"### {t.table} ({t.preset}): {sum(j.count for j in t.jobs)} jobs, "
                       f"{_hours(t.device_s)} device-hours, about {_hours(t.wall_s)} h on "
                       f"{t.n_devices} x {device.name}", "",
-                  "| dataset | method | jobs | h per job | device-hours | split |", "|:--|:--|--:|--:|--:|:--|"]
+                  "| dataset | method | jobs | min per job | device-hours | split |", "|:--|:--|--:|--:|--:|:--|"]
         for j in t.shared + sorted(t.jobs, key=lambda j: (j.dataset, -j.count * j.seconds_each)):
-            lines.append(f"| {j.dataset} | {j.method} | {j.count} | {_hours(j.seconds_each)} | "
+            lines.append(f"| {j.dataset} | {j.method} | {j.count} | {j.seconds_each / 60:.1f} | "
                          f"{_hours(j.count * j.seconds_each)} | {j.split} |")
         for n in sorted(set(t.notes)):
             lines.append(f"\n- {n}")
@@ -593,6 +601,8 @@ def add_arguments(p) -> None:
                    help="read the MFU from `python -m bench.benchmarks.gpu_check --json` output")
     p.add_argument("--max-device-memory", default=None, metavar="SIZE",
                    help="memory a program may use, e.g. 40GB (default: 90%% of the device's)")
+    p.add_argument("--job-overhead", type=float, default=JOB_OVERHEAD_S, metavar="SECONDS",
+                   help=f"fixed seconds per job: start, loading, compiling (default {JOB_OVERHEAD_S:.0f})")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the plan as JSON")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write DIR/plan.md and DIR/plan.csv (e.g. tables/paper)")
@@ -625,6 +635,8 @@ def command(args) -> int:
     get_preset(args.preset)
     for t in args.tables:
         get_table(t)
+    if args.job_overhead < 0:
+        raise ConfigError(f"--job-overhead {args.job_overhead}: give seconds >= 0, e.g. 60")
     if args.mfu is not None and args.mfu_from:
         raise ConfigError("give --mfu or --mfu-from, not both")
     mfu = mfu_from(args.mfu_from) if args.mfu_from else (args.mfu or DEFAULT_MFU)
@@ -644,7 +656,7 @@ def command(args) -> int:
         plans, programs = [], {}
         for t in args.tables:
             print(f"{t}: planning ({args.preset}, {name})", file=sys.stderr, flush=True)
-            tp, used = plan_table(t, args.preset, device, n, mfu, planner)
+            tp, used = plan_table(t, args.preset, device, n, mfu, planner, args.job_overhead)
             plans.append(tp)
             programs.update({p.key: p for p in used})
         md.append(render_markdown(plans, list(programs.values()), device, limit))
@@ -657,7 +669,8 @@ def command(args) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "plan.md").write_text(PLAN_HEADER.format(tables=" ".join(args.tables),
-                                                       preset=args.preset, mfu=mfu) + "\n".join(md))
+                                                       preset=args.preset, mfu=mfu,
+                                                       overhead=args.job_overhead) + "\n".join(md))
         (out / "plan.csv").write_text(to_csv(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(js, indent=2))
@@ -668,8 +681,9 @@ PLAN_HEADER = """# What the paper's tables cost, before you rent
 
 Written by `bench plan` (`bench/plan.py`, whose docstring states the model): every program's
 FLOPs and memory come from XLA's analyses of the project's own programs compiled on abstract
-inputs (paper shapes, no weights); time is FLOPs / (MFU {mfu:.0%} x the datasheet peak), or
-bytes / bandwidth where larger. Tables: {tables}; preset {preset}. A program over the device's
+inputs (paper shapes, no weights); a step's time is FLOPs / (MFU {mfu:.0%} x the datasheet
+peak), or bytes / bandwidth where larger, and every job adds a fixed {overhead:.0f} s (start,
+loading, compiling). Tables: {tables}; preset {preset}. A program over the device's
 memory runs as gradient accumulation over micro-batches (the `split` column), as `bench run`
 does on that device. Memory figures are XLA's CPU buffer assignment: expect a GPU's or TPU's
 peak to differ by up to about a quarter.

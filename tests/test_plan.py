@@ -218,3 +218,25 @@ def test_plan_command_rejects_bad_input(capsys):
     assert "e.g. tpu-v5e:8" in capsys.readouterr().err
     assert main(["plan", "table4", "--max-device-memory", "lots"]) == 2
     assert "e.g. 80GB" in capsys.readouterr().err
+
+
+def test_a_job_over_the_memory_limit_splits_its_batch_and_says_so(tmp_path, monkeypatch):
+    """``bench run`` on a device too small for the step: the ``ft`` job plans its step, trains
+    on accumulated micro-batches, records the split, and scores as the unsplit job does. On
+    CPU without a limit nothing is planned and the record says ``none``."""
+    from levi_core.api import train_and_evaluate
+
+    sett = {"text": {"backbone": "bert-tiny", "weights": "random", "max_len": 32, "epochs": 1,
+                     "batch_size": 64}}
+    cfg = {"dataset": "movielens:fixture=1,max_train=256,max_eval=64", "method": "ft", "seed": 0,
+           "hparams": {"lr": 1e-3}, "settings": sett, "cache_dir": None}
+    whole = train_and_evaluate(cfg, tmp_path / "whole", {})
+    assert whole["extras"]["batch_split"] == "none"
+    monkeypatch.setenv(training.MEMORY_ENV, "1.5MB")
+    split = train_and_evaluate(cfg, tmp_path / "split", {})
+    assert split["extras"]["micro_batches"] > 1
+    assert "micro-batches" in split["extras"]["batch_split"]
+    assert split["extras"]["planned_peak_bytes"] <= 1.5e6
+    for role, values in whole["metrics"].items():
+        for metric, value in values.items():
+            assert split["metrics"][role][metric] == pytest.approx(value, rel=1e-4, abs=1e-5)
