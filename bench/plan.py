@@ -355,6 +355,7 @@ class TablePlan:
     n_devices: int
     mfu: float
     overhead_s: float = JOB_OVERHEAD_S
+    compute_s: float = 0.0  # the device-seconds of the programs, without the fixed costs
     jobs: list[JobCost] = field(default_factory=list)
     shared: list[JobCost] = field(default_factory=list)  # the pre-trained states, once per dataset
     wall_s: float = 0.0
@@ -363,6 +364,11 @@ class TablePlan:
     @property
     def device_s(self) -> float:
         return sum(j.count * j.seconds_each for j in self.jobs + self.shared)
+
+
+def small_model_job(method: str) -> bool:
+    """Whether a heads job trains LEVI's small model (lp, a3 and layer/<k> do not)."""
+    return not (method in ("lp", "a3") or method.startswith("layer/"))
 
 
 def _levels(methods: Iterable[str]) -> dict[str, int]:
@@ -429,28 +435,40 @@ def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: flo
         methods = {m for (d, m) in counts if d == ds_id}
         if methods & set(NEEDS_PRETRAINED_STATES):
             out.shared.append(JobCost(ds_id, "(pre-trained states)", 1, eval_s, [fwd.key], "none"))
+            out.compute_s += eval_s
         for m in sorted(methods):
             kind = TRAIN_KINDS.get(m)
             if kind is not None:
                 p = planner.program(e, kind)
                 used[p.key] = p
                 secs, progs, split = steps * p.seconds(device, mfu) + eval_s, [p.key, fwd.key], p.split
+                if not p.fits:
+                    split += " (does not fit)"
             elif m in HEADS or m.startswith("layer/"):
                 p = planner.program(e, "heads")
                 used[p.key] = p
                 # a step, then evaluation at about a third of a step per batch, over every role
                 evals = math.ceil(size.evaluated / p.batch) / 3
-                secs, progs, split = (head_steps + evals) * p.seconds(device, mfu), [p.key], "none"
+                secs, progs = (head_steps + evals) * p.seconds(device, mfu), [p.key]
+                # lp, a3 and layer/<k> have no small CNN: LEVI's heads bound their time, and
+                # their memory is a few states per example
+                small = small_model_job(m)
+                split = "none" if p.fits or not small else "none (does not fit: batch norm, no split)"
             elif m == "ft_zeroshot":  # three mixing weights on id_val, then every role once
                 secs = (3 * math.ceil(size.id_val / fwd.batch) * fwd.seconds(device, mfu) + eval_s)
                 progs, split = [fwd.key], "none"
             else:  # ensembles and references: host work over stored predictions
                 secs, progs, split = 0.0, [], "none"
+            out.compute_s += counts[(ds_id, m)] * secs
             secs += overhead_s
             per_job[(ds_id, m)] = secs
             out.jobs.append(JobCost(ds_id, m, counts[(ds_id, m)], secs, progs, split))
-            if get_method(m).composite and secs:
-                out.notes.append(f"{m}: composite; costed as its forward passes")
+            if not small_model_job(m) and (m in HEADS or m.startswith("layer/")):
+                out.notes.append("lp, a3 and layer/<k> are costed as LEVI's heads step (an upper "
+                                 "bound; they run no small model)")
+            if get_method(m).composite or m.startswith("ref/"):
+                out.notes.append("ensembles and reference rows train nothing: the fixed cost per "
+                                 "job only (ft_zeroshot adds its forward passes)")
     depth = _levels({m for _, m in counts})
     wall = 0.0
     for level in sorted(set(depth.values())):
@@ -505,14 +523,17 @@ def render_markdown(plans: list[TablePlan], programs: list[ProgramCost], device:
                      f"{p.seconds(device, plans[0].mfu) * 1e3:,.3g} |")
     for t in plans:
         lines += ["", f"### {t.table} ({t.preset}): {sum(j.count for j in t.jobs)} jobs, "
-                      f"{_hours(t.device_s)} device-hours, about {_hours(t.wall_s)} h on "
-                      f"{t.n_devices} x {device.name}", "",
+                      f"{_hours(t.device_s)} device-hours ({_hours(t.compute_s)} computing, "
+                      f"{_hours(t.device_s - t.compute_s)} fixed per-job costs), about "
+                      f"{_hours(t.wall_s)} h on {t.n_devices} x {device.name}", "",
                   "| dataset | method | jobs | min per job | device-hours | split |", "|:--|:--|--:|--:|--:|:--|"]
         for j in t.shared + sorted(t.jobs, key=lambda j: (j.dataset, -j.count * j.seconds_each)):
             lines.append(f"| {j.dataset} | {j.method} | {j.count} | {j.seconds_each / 60:.1f} | "
                          f"{_hours(j.count * j.seconds_each)} | {j.split} |")
+        if t.notes:
+            lines.append("")
         for n in sorted(set(t.notes)):
-            lines.append(f"\n- {n}")
+            lines.append(f"- {n}")
     if elapsed is not None:
         lines += ["", f"(planned in {elapsed:.0f} s)"]
     return "\n".join(lines) + "\n"
@@ -579,7 +600,8 @@ def run_plan(tables: list[str], preset: str, device_name: str, n_devices: int, m
 
 def to_json(plans, programs) -> dict:
     return {"programs": [asdict(p) for p in programs],
-            "tables": [{**asdict(t), "device_hours": t.device_s / 3600, "wall_hours": t.wall_s / 3600}
+            "tables": [{**asdict(t), "device_hours": t.device_s / 3600, "wall_hours": t.wall_s / 3600,
+                        "compute_hours": t.compute_s / 3600}
                        for t in plans]}
 
 
