@@ -582,7 +582,9 @@ def mfu_from(path: str, dtype: str = "float32") -> float:
 
 
 def run_plan(tables: list[str], preset: str, device_name: str, n_devices: int, mfu: float,
-             limit: int | None, log=print) -> tuple[list[TablePlan], list[ProgramCost], Device]:
+             limit: int | None, log=print, overhead_s: float = JOB_OVERHEAD_S
+             ) -> tuple[list[TablePlan], list[ProgramCost], Device]:
+    """The plan of ``tables`` on one device kind, for use from Python (``command`` is the CLI)."""
     device = get_device(device_name)
     if not 0 < mfu <= 1:
         raise ConfigError(f"--mfu {mfu}: give a fraction in (0, 1], e.g. 0.35")
@@ -592,7 +594,7 @@ def run_plan(tables: list[str], preset: str, device_name: str, n_devices: int, m
     plans, programs = [], {}
     for t in tables:
         log(f"{t}: planning its programs ({preset}, {device.name})")
-        tp, used = plan_table(t, preset, device, n_devices, mfu, planner)
+        tp, used = plan_table(t, preset, device, n_devices, mfu, planner, overhead_s)
         plans.append(tp)
         programs.update({p.key: p for p in used})
     return plans, list(programs.values()), device
