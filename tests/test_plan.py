@@ -240,3 +240,21 @@ def test_a_job_over_the_memory_limit_splits_its_batch_and_says_so(tmp_path, monk
     for role, values in whole["metrics"].items():
         for metric, value in values.items():
             assert split["metrics"][role][metric] == pytest.approx(value, rel=1e-4, abs=1e-5)
+
+
+def test_mfu_comes_from_a_gpu_check_json(tmp_path):
+    import json
+
+    from bench.plan import mfu_from
+
+    good = tmp_path / "gpu_check.json"
+    good.write_text(json.dumps({"table1": {"float32": {"timing": {"train_full": {"mfu": 0.41}}}}}))
+    assert mfu_from(str(good)) == 0.41
+    cpu = tmp_path / "cpu.json"  # the CPU fallback has no datasheet peak, so no MFU
+    cpu.write_text(json.dumps({"table1": {"float32": {"timing": {"train_full": {"mfu": None}}}}}))
+    with pytest.raises(ConfigError, match="give --mfu instead"):
+        mfu_from(str(cpu))
+    other = tmp_path / "other.json"
+    other.write_text("{}")
+    with pytest.raises(ConfigError, match="gpu_check --json"):
+        mfu_from(str(other))
