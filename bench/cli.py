@@ -1,4 +1,4 @@
-"""The ``bench`` command line: run, report, status, ls, data describe, speed.
+"""The ``bench`` command line: run, report, status, ls, data describe, speed, plan.
 
 Flags live here only; everything below takes plain arguments. A user mistake (unknown table,
 method, preset or flag; unreadable data; a results folder that is not a writable folder; a Ray
@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     speed = sub.add_parser("speed", help="backbone throughput benchmark (see bench/benchmarks/speed.py)",
                            add_help=False)
     speed.add_argument("speed_args", nargs=argparse.REMAINDER)
+
+    from bench import plan as _plan  # `bench plan`: its flags are defined beside its code
+
+    _plan.add_arguments(sub.add_parser(
+        "plan", help="FLOPs, peak memory, batch split and device-hours of tables on an accelerator"))
     return parser
 
 
@@ -469,6 +474,15 @@ def cmd_speed(args) -> int:
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "status": cmd_status, "check": cmd_check, "ls": cmd_ls,
             "data": cmd_data, "speed": cmd_speed}
+
+
+def cmd_plan(args) -> int:
+    from bench import plan
+
+    return plan.command(args)
+
+
+COMMANDS["plan"] = cmd_plan
 
 
 if __name__ == "__main__":

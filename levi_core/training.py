@@ -151,7 +151,7 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
         lr: float, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
         transform: Callable | None = None, prepare: Callable | None = None,
         select: EpochSelect | None = None, progress: str | None = None,
-        optimize: bool | None = None):
+        optimize: bool | None = None, micro_batches: int = 1):
     """Train ``params`` on ``data`` (``{"y": labels, ...inputs}``) with minibatches ``idx``.
 
     ``apply_fn(params, extra, batch) -> (out [B, H, O], new_extra)`` (``extra``: mutable model
@@ -161,13 +161,18 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     ``select``: choose the epoch on held-out data (see ``EpochSelect``). ``progress``: a
     label for a progress bar over the steps (``levi_core.progress``). ``optimize``: compile
     with XLA's backend optimisations (None: when the run has at least ``OPTIMIZE_STEPS`` steps).
+    ``micro_batches``: each step's batch is split into this many equal micro-batches whose
+    gradients are averaged before the one optimizer update (gradient accumulation: the same
+    update up to float rounding, less activation memory; see ``split_batch``).
 
     Returns ``(params, extra, losses [steps run] (NaN from a divergence on), diverged)``.
     """
     from levi_core.progress import bar
 
     optimize = len(idx) >= OPTIMIZE_STEPS if optimize is None else optimize
-    run = _program(apply_fn, task, optimizer, labels, cache_key, grid=False, optimize=optimize)
+    check_micro_batches(micro_batches, idx.shape[1] if idx.ndim == 2 else 0, extra)
+    run = _program(apply_fn, task, optimizer, labels, cache_key, grid=False, optimize=optimize,
+                   micro_batches=micro_batches)
     tx_state = make_optimizer(optimizer, labels).init(params)
     bad = jnp.array(False)
     losses = []
@@ -244,15 +249,16 @@ def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], 
 
 
 def _program(apply_fn, task: str, optimizer: str, labels, cache_key, grid: bool,
-             optimize: bool = False):
+             optimize: bool = False, micro_batches: int = 1):
     """The compiled training loop (``vmap``ped over learning rates for a grid), reused across
-    calls with the same ``cache_key``, task, optimizer and mask; ``optimize``: with XLA's
-    backend optimisations (long runs, ``OPTIMIZE_STEPS``)."""
+    calls with the same ``cache_key``, task, optimizer, mask and batch split; ``optimize``:
+    with XLA's backend optimisations (long runs, ``OPTIMIZE_STEPS``)."""
     label_key = None if labels is None else tuple(sorted(traverse_util.flatten_dict(labels).items()))
-    key = None if cache_key is None else (grid, cache_key, task, optimizer, label_key, optimize)
+    key = None if cache_key is None else (grid, cache_key, task, optimizer, label_key, optimize,
+                                          micro_batches)
     run = _PROGRAMS.get(key) if key is not None else None
     if run is None:
-        loop = _make_run(apply_fn, task, make_optimizer(optimizer, labels))
+        loop = _make_run(apply_fn, task, make_optimizer(optimizer, labels), micro_batches)
         if grid:
             loop = jax.vmap(loop, in_axes=(0, 0, 0, 0, None, None, 0))
         run = jax.jit(loop, compiler_options=None if optimize else COMPILER_OPTIONS)
@@ -289,16 +295,54 @@ def _chunk_steps(data: Mapping[str, np.ndarray], idx: np.ndarray) -> int:
     return int(max(1, min(len(idx), CHUNK_BYTES // per_step)))
 
 
-def _make_run(apply_fn, task, tx):
+def check_micro_batches(micro_batches: int, batch_size: int, extra) -> None:
+    """A batch split must be a whole number of equal micro-batches, and the model may keep no
+    mutable state (batch-norm statistics would see micro-batch statistics: another update)."""
+    from levi_core.errors import ConfigError
+
+    if micro_batches < 1 or (batch_size and batch_size % micro_batches):
+        raise ConfigError(f"micro_batches={micro_batches} must be a positive divisor of the batch "
+                          f"size {batch_size}; choose one of {divisors(batch_size)}")
+    if micro_batches > 1 and jax.tree_util.tree_leaves(extra):
+        raise ConfigError("gradient accumulation (micro_batches > 1) needs a model without mutable "
+                          "state such as batch norm; train it with micro_batches=1")
+
+
+def divisors(n: int) -> list[int]:
+    return [k for k in range(1, n + 1) if n % k == 0] if n else [1]
+
+
+def split_batch(batch, micro_batches: int):
+    """[B, ...] leaves -> [micro_batches, B / micro_batches, ...]: consecutive rows per part."""
+    return jax.tree_util.tree_map(
+        lambda a: a.reshape((micro_batches, a.shape[0] // micro_batches) + a.shape[1:]), batch)
+
+
+def _make_run(apply_fn, task, tx, micro_batches: int = 1):
     def run(params, extra, opt_state, bad, batches, valid, lr):
         def loss_fn(p, ex, batch):
             out, new_ex = apply_fn(p, ex, batch)
             return task_loss(out, batch["y"], task), new_ex
 
+        def loss_and_grads(p, ex, batch):
+            if micro_batches == 1:
+                return jax.value_and_grad(loss_fn, has_aux=True)(p, ex, batch)
+
+            # equal parts: the mean of the parts' mean losses (and of their gradients) is the
+            # whole batch's; only one part's activations are alive at a time
+            def part(acc, b):
+                (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, ex, b)
+                return (acc[0] + loss, jax.tree_util.tree_map(jnp.add, acc[1], g)), None
+
+            zero = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, p))
+            (loss, grads), _ = jax.lax.scan(part, zero, split_batch(batch, micro_batches))
+            scale = 1.0 / micro_batches
+            return (loss * scale, ex), jax.tree_util.tree_map(lambda g: g * scale, grads)
+
         def step(carry, inputs):
             p, ex, st, bad = carry
             batch, ok_step = inputs
-            (loss, new_ex), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, ex, batch)
+            (loss, new_ex), grads = loss_and_grads(p, ex, batch)
             updates, new_st = tx.update(grads, st, p)
             new_p = optax.apply_updates(p, jax.tree_util.tree_map(lambda u: -lr * u, updates))
             finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
@@ -314,6 +358,116 @@ def _make_run(apply_fn, task, tx):
         return p, ex, st, bad, losses
 
     return run
+
+
+# ---------------------------------------------------------------- memory: the batch split
+def lower_step(apply_fn, params, extra, batch, task: str, optimizer: str = "adam", labels=None,
+               micro_batches: int = 1, optimize: bool = True):
+    """One training step (the program ``fit`` runs, one step per chunk) lowered on abstract
+    inputs: ``params``, ``extra`` and ``batch`` ([B, ...] leaves, ``y`` included) may be
+    ``jax.ShapeDtypeStruct`` trees, so nothing is allocated whatever the model's size. The
+    caller compiles it and reads XLA's ``cost_analysis()`` / ``memory_analysis()``; with one
+    step per chunk the scan's body, which XLA counts once, runs once."""
+    sds = lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype)  # noqa: E731
+    params = jax.tree_util.tree_map(sds, params)
+    extra = jax.tree_util.tree_map(sds, extra)
+    opt_state = jax.eval_shape(make_optimizer(optimizer, labels).init, params)
+    stacked = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((1,) + tuple(np.shape(a)),
+                                                                    a.dtype), batch)
+    run = _program(apply_fn, task, optimizer, labels, None, grid=False, optimize=optimize,
+                   micro_batches=micro_batches)
+    return run.lower(params, extra, opt_state, jax.ShapeDtypeStruct((), bool), stacked,
+                     jax.ShapeDtypeStruct((1,), bool), jax.ShapeDtypeStruct((), jnp.float32))
+
+
+def peak_bytes(compiled) -> int:
+    """A compiled program's device memory while it runs, from XLA's buffer assignment: its
+    arguments, its outputs (less those aliased to arguments) and its temporaries."""
+    m = compiled.memory_analysis()
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+               + m.temp_size_in_bytes)
+
+
+def parse_bytes(text: str) -> int:
+    """``"80GB"``, ``"80 GiB"``, ``"512MB"`` or a plain byte count -> bytes (GB = 1e9, GiB = 2**30)."""
+    from levi_core.errors import ConfigError
+
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    t = str(text).strip().upper().replace(" ", "")
+    num = t.rstrip("KMGTIB")
+    try:
+        return int(float(num) * units[t[len(num):]])
+    except (KeyError, ValueError):
+        raise ConfigError(f"memory size {text!r}: give bytes or a number with GB, GiB, MB or MiB, "
+                          "e.g. 80GB") from None
+
+
+MEMORY_ENV = "LEVI_MAX_DEVICE_MEMORY"
+
+
+def device_memory_limit() -> int | None:
+    """The device memory a training step may use: ``$LEVI_MAX_DEVICE_MEMORY`` (e.g. ``80GB``),
+    else the accelerator's own limit where jax reports one (GPUs), else None (CPU: the batch
+    is never split, so no CPU run pays for planning)."""
+    import os
+
+    if os.environ.get(MEMORY_ENV):
+        return parse_bytes(os.environ[MEMORY_ENV])
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return None
+    try:
+        stats = dev.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory statistics: no limit known
+        return None
+    return int(stats["bytes_limit"]) if stats.get("bytes_limit") else None
+
+
+@dataclass(frozen=True)
+class BatchSplit:
+    """How a training step fits in device memory: ``micro_batches`` (1: no split) and the
+    planned peak bytes of the chosen program (and of the unsplit one), against ``limit``."""
+
+    micro_batches: int
+    peak: int
+    peak_unsplit: int
+    limit: int | None
+    fits: bool
+
+    def describe(self) -> str:
+        if self.micro_batches == 1:
+            return "none"
+        return f"gradient accumulation over {self.micro_batches} micro-batches"
+
+    def extras(self) -> dict[str, Any]:
+        return {"batch_split": self.describe(), "micro_batches": self.micro_batches,
+                "planned_peak_bytes": self.peak, "device_memory_limit": self.limit}
+
+
+def choose_split(peak_of: Callable[[int], int], batch_size: int, limit: int | None,
+                 max_tries: int = 4) -> BatchSplit:
+    """The fewest equal micro-batches whose step fits in ``limit`` bytes. ``peak_of(k)``: the
+    planned peak of the step split into ``k`` (a compilation, so few are tried): a split is
+    guessed from the unsplit step's temporaries (activations shrink about as 1 / k), then
+    checked; if none of ``max_tries`` fits, the last one tried is returned with ``fits`` False."""
+    p1 = peak_of(1)
+    if limit is None or p1 <= limit:
+        return BatchSplit(1, p1, p1, limit, limit is None or p1 <= limit)
+    cands = [k for k in divisors(batch_size) if k > 1]
+    best = BatchSplit(1, p1, p1, limit, False)
+    tried = 0
+    for k in cands:
+        if tried >= max_tries:
+            break
+        if p1 / k > limit and k != cands[-1]:  # even perfect scaling would not fit
+            continue
+        pk = peak_of(k)
+        tried += 1
+        best = BatchSplit(k, pk, p1, limit, pk <= limit)
+        if best.fits:
+            break
+    return best
 
 
 def loss_extras(losses: np.ndarray, diverged: bool) -> dict[str, Any]:

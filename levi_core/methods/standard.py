@@ -49,11 +49,12 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
         run = e.frozen_lower(MODES[method]) or e
     data = run.data() if run is not e else e.train_data()
     order = e.large_order(seed)
+    split = batch_split(run.apply, params, data, order, e, labels)
     with progress.phase("train_large"):
         params, _, losses, bad = training.fit(
             run.apply, params, {}, data, order, lr, e.task, e.optimizer, labels,
             cache_key=run.cache_key, prepare=e.trim_batch, progress=f"{method} lr={lr:g} train",
-            optimize=e.optimize_large)
+            optimize=e.optimize_large, micro_batches=split.micro_batches)
     # a run on the whole split keeps its layer states for the LEVI variants built on it; a
     # run on a draw of it does not (the dependants compute the selected run's, layer_states)
     keep = (ctx.workdir if write and method in KEEPS_STATES and e.train_examples is None
@@ -65,9 +66,33 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
             "method": method, "lr": lr, "seed": seed, "mode": MODES[method],
             "lora_rank": int(method == "lora") and getattr(e.s, "lora_rank", 0)})
     extras = training.loss_extras(losses, bad)
+    extras.update(split.extras())
     extras["trainable_params"] = training.count_params(params, labels)
     extras["train_examples"] = len(np.unique(order)) if len(order) else 0
     return RunOutput(predictions=preds, diverged=bad, extras=extras)
+
+
+def batch_split(apply_fn, params, data, order, e, labels) -> training.BatchSplit:
+    """How the training step fits the device (``training.choose_split``): planned only where a
+    memory limit is known (``$LEVI_MAX_DEVICE_MEMORY`` or the accelerator's); without one, as on
+    CPU, the batch is never split and nothing is compiled for the plan."""
+    limit = training.device_memory_limit()
+    if limit is None or order.ndim != 2 or not len(order):
+        return training.BatchSplit(1, 0, 0, limit, True)
+    import jax
+
+    batch = {k: jax.ShapeDtypeStruct((order.shape[1],) + np.shape(v)[1:], np.asarray(v[:1]).dtype)
+             for k, v in data.items()}
+
+    def peak_of(k):
+        return training.peak_bytes(training.lower_step(
+            apply_fn, params, {}, batch, e.task, e.optimizer, labels, k).compile())
+
+    split = training.choose_split(peak_of, order.shape[1], limit)
+    if not split.fits:
+        print(f"training step: planned peak {split.peak / 1e9:.1f} GB exceeds the device's "
+                     f"{limit / 1e9:.1f} GB even as {split.micro_batches} micro-batches; running anyway", flush=True)
+    return split
 
 
 for _m in MODES:
