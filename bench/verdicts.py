@@ -4,8 +4,7 @@ count only beyond their uncertainty, and the per-shift rule with its coverage.
 A claim rests on tests of the form "A is better than B on a column" (or "better than B minus
 a tolerance"): the difference ``A - B`` with its uncertainty (``bench.uncertainty``: seed
 spread and a paired bootstrap over evaluation examples). A test *holds* when A's advantage
-exceeds the threshold by more than ``t(0.975, df)`` standard errors (df by Welch-Satterthwaite,
-``bench.uncertainty``), *fails* when it falls short by more than that, and is *open* otherwise (the line says by how much the difference falls short).
+exceeds the threshold by more than ``t(0.975, df)`` standard errors (df: ``bench.uncertainty``), *fails* when it falls short by more than that, and is *open* otherwise (the line says by how much the difference falls short).
 Tests combine with ``at_least(k, ...)`` (``all_of``, ``any_of``): it holds when k hold, fails
 when fewer than k can still hold, and is open otherwise. So a verdict is only ``supported`` or
 ``contradicted`` when every difference it rests on is larger than its uncertainty.
@@ -183,8 +182,8 @@ def uncertainty_note(tests: Sequence[Test], shown: str = "") -> str:
                     if t.gap is not None and t.state != OPEN and t.text() in shown})
     if not bases:
         return ""
-    return ("± is t(0.975, df) standard errors of the difference, df by Welch-Satterthwaite "
-            f"({'; '.join(bases)})")
+    return ("± is the seed part of the difference's standard error at t(0.975, seeds - 1) and "
+            f"its bootstrap part at 1.96, combined in quadrature ({'; '.join(bases)})")
 
 
 def verdict(claim: str, statement: str, status: str, details: Sequence[str],

@@ -281,6 +281,26 @@ def test_the_threshold_is_t_with_welch_satterthwaite_degrees_of_freedom():
     assert critical_value(welch_df(1e-4, 3, 1.0)) == pytest.approx(Z, abs=1e-3)
 
 
+def test_decisions_take_each_part_at_its_own_quantile():
+    """Welch-Satterthwaite from estimated variances over-decides with 3 seeds and its lower bound
+    n - 1 is needlessly deaf (the calibration benchmark); a decision takes the seed part at
+    t(n - 1) and the bootstrap part at the normal quantile."""
+    from bench.uncertainty import DF_RULE, Gap, decision_df
+
+    from bench.uncertainty import Z, critical_for
+
+    assert DF_RULE == "parts"
+    assert decision_df(0.01, 3, 0.01, "seeds") == 2.0
+    assert decision_df(0.01, 3, 0.01, "welch") == pytest.approx(8.0)
+    assert decision_df(None, 1, 0.01) == float("inf")
+    # each part at its own quantile: t(0.975, 2) = 4.303 for the seeds, 1.96 for the bootstrap
+    g = Gap("a", "b", "c", "rmse", 0.0, 0.05, 0.03, 0.04, 3, None, "")
+    assert g.critical * g.se == pytest.approx(((4.3027 * 0.03) ** 2 + (Z * 0.04) ** 2) ** 0.5, rel=1e-4)
+    assert critical_for(0.01, 3, 0.0) == pytest.approx(4.3027, abs=1e-4)   # seeds alone: t
+    assert critical_for(0.0, 3, 0.01) == pytest.approx(Z)                  # bootstrap alone: z
+    assert critical_for(None, 1, 0.01) == pytest.approx(Z)
+
+
 def test_a_gap_of_three_seed_errors_is_not_decided_with_three_seeds_alone(tmp_path):
     """With 3 seeds and no bootstrap, |d| = 3 se (beyond 1.96, below t(0.975, 2) = 4.30) is open."""
     from bench.verdicts import OPEN, Test

@@ -32,8 +32,10 @@ import sys
 
 import numpy as np
 
-from bench.uncertainty import N_BOOT, make_gap, paired_boot_se, union_bootstrap
-from bench.verdicts import HOLDS, FAILS, Test
+from bench.uncertainty import DF_RULE, N_BOOT, critical_for, make_gap, paired_boot_se, union_bootstrap
+from bench.verdicts import HOLDS, FAILS, OPEN, Test
+
+RULES = ("seeds", "parts", "welch")
 
 
 def simulate_column(rng, args, delta: float):
@@ -58,11 +60,16 @@ def simulate_column(rng, args, delta: float):
     return per_seed, stats
 
 
-def decide(per_seed: np.ndarray, stats: np.ndarray, seeds: int) -> str:
-    """The verdict code's state of "A beats B" on one simulated column."""
+def decide(per_seed: np.ndarray, stats: np.ndarray, seeds: int) -> dict[str, str]:
+    """The state of "A beats B" on one simulated column: under the verdict code itself
+    (``DF_RULE``, through ``verdicts.Test``) and under each df rule."""
     diffs = list(per_seed[:seeds] - per_seed[seeds:])
     gap = make_gap("a", "b", "sim", "rmse", diffs, paired_boot_se(stats, seeds), "simulated examples")
-    return Test("a", "b", "sim", gap).state
+    out = {"verdict code": Test("a", "b", "sim", gap).state}
+    for rule in RULES:
+        bound = critical_for(gap.se_seed, gap.n_seeds, gap.se_boot, rule) * gap.se
+        out[rule] = HOLDS if gap.advantage > bound else FAILS if gap.advantage < -bound else OPEN
+    return out
 
 
 def rate(hits: int, n: int) -> tuple[float, float, float]:
@@ -80,19 +87,18 @@ def run(args) -> dict:
         per_seed, stats = simulate_column(rng, args, 0.0)
         null_states.append(decide(per_seed, stats, args.seeds))
         null_diffs.append(float(np.mean(per_seed[:args.seeds] - per_seed[args.seeds:])))
-    decided = sum(s in (HOLDS, FAILS) for s in null_states)
-    out = {"null": rate(decided, args.sims), "sd_of_difference": float(np.std(null_diffs, ddof=1))}
+    out = {"null": {k: rate(sum(s[k] in (HOLDS, FAILS) for s in null_states), args.sims)
+                    for k in null_states[0]},
+           "sd_of_difference": float(np.std(null_diffs, ddof=1))}
     if args.power:
         # a true gap of two standard errors of the difference (its sd under the null), A worse
         sd = out["sd_of_difference"]
         # A's RMSE is about sqrt(((1 + delta) * example_sd)**2 + model_sd**2): solve for delta
         rmse0 = math.hypot(args.example_sd, args.model_sd)
         delta = math.sqrt((rmse0 + 2.0 * sd) ** 2 - args.model_sd ** 2) / args.example_sd - 1.0
-        right = 0
-        for _ in range(args.power_sims):
-            per_seed, stats = simulate_column(rng, args, delta)
-            right += decide(per_seed, stats, args.seeds) == FAILS  # A is worse: "A beats B" fails
-        out["power"] = rate(right, args.power_sims)
+        states = [decide(*simulate_column(rng, args, delta), args.seeds) for _ in range(args.power_sims)]
+        # A is worse: "A beats B" fails
+        out["power"] = {k: rate(sum(s[k] == FAILS for s in states), args.power_sims) for k in states[0]}
         out["true_gap"] = 2.0 * sd
     return out
 
@@ -115,15 +121,17 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = run(args)
-    p0, lo, hi = out["null"]
-    print(f"column: {args.column}, {args.seeds} seeds, {args.sims} replications with no true difference")
-    print(f"false decisions: {100 * p0:.1f}% (95% Monte Carlo interval {100 * lo:.1f}-{100 * hi:.1f}%); "
-          f"target at most 5%")
+    print(f"column: {args.column}, {args.seeds} seeds, {args.sims} replications with no true "
+          f"difference; the verdict code uses df rule {DF_RULE!r}")
+    for k, (p0, lo, hi) in out["null"].items():
+        print(f"false decisions, {k:>12}: {100 * p0:4.1f}% (95% Monte Carlo interval "
+              f"{100 * lo:.1f}-{100 * hi:.1f}%); target at most 5%")
     if "power" in out:
-        pw, plo, phi = out["power"]
-        print(f"true gap of 2 standard errors ({out['true_gap']:.4f} RMSE): decided correctly in "
-              f"{100 * pw:.1f}% ({100 * plo:.1f}-{100 * phi:.1f}%) of {args.power_sims} replications")
-    return 0 if lo <= 0.05 else 1
+        print(f"true gap of 2 standard errors ({out['true_gap']:.4f} RMSE), decided correctly in "
+              f"{args.power_sims} replications:")
+        for k, (pw, plo, phi) in out["power"].items():
+            print(f"  {k:>12}: {100 * pw:4.1f}% ({100 * plo:.1f}-{100 * phi:.1f}%)")
+    return 0 if out["null"]["verdict code"][1] <= 0.05 else 1
 
 
 if __name__ == "__main__":
