@@ -45,9 +45,10 @@ def test_augment_crops_and_flips_only():
 
 
 def test_pretraining_is_seeded():
-    config = get_config("vit-tiny")
+    # one block at 16 px: the test's cost is compiling three runs
+    config = get_config("vit-tiny", image_size=16, num_layers=1, hidden=16, num_heads=2, mlp_dim=32)
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8)
+    x = rng.integers(0, 256, (48, 16, 16, 3), dtype=np.uint8)
     y = (np.arange(48) % 3).astype(np.int32)
     x[y == 1, :, :, 0] = 255  # a learnable signal
     pc = PretrainConfig(epochs=2, batch_size=16, lr=3e-3, seed=0)

@@ -11,7 +11,7 @@ accuracy on the animal images of the test split (6,000, never trained on), and w
 
 which are committed, so a fresh clone runs the cpu tables with no manual step. Deterministic
 for a seed (see ``levi_core.backbones.pretrain``); the defaults are what the committed weights
-were trained with (about 25 minutes on a shared 2-core machine):
+were trained with (26 minutes on the shared 2-core machine, 2 epochs):
 
     python -m bench.benchmarks.pretrain_cifar_vit [--data-dir ../shared/data/cifar10]
 """

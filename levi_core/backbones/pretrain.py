@@ -17,6 +17,8 @@ every method of the paper puts a new head on the backbone.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -73,6 +75,40 @@ class _Classifier(nn.Module):
         return nn.Dense(self.num_classes, name="head")(out.hidden_states[-1][:, 0])
 
 
+@functools.lru_cache(maxsize=8)
+def _programs(config: ViTConfig, num_classes: int, pc: PretrainConfig, steps_per_epoch: int):
+    """(optimizer, jitted step, jitted predict) for a recipe, once per process: runs that
+    differ only in their seed (tests, seed studies) share one compilation."""
+    model = _Classifier(config, num_classes)
+    total = steps_per_epoch * pc.epochs
+    warmup = max(1, int(pc.warmup_epochs * steps_per_epoch))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.lr, warmup, max(total, warmup + 1))
+    # No weight decay on biases, norms, the CLS token and position embeddings (the usual ViT
+    # practice: decaying them only hurts).
+    def decay_mask(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, leaf: leaf.ndim == 2 and "pos_embed" not in str(path[-1]), params)
+
+    tx = optax.chain(optax.clip_by_global_norm(pc.clip_norm),
+                     optax.adamw(schedule, weight_decay=pc.weight_decay, mask=decay_mask))
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):
+        def loss_fn(p):
+            logits = model.apply({"params": p}, scale_images(xb))
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    @jax.jit
+    def predict(params, xb):
+        return jnp.argmax(model.apply({"params": params}, scale_images(xb)), -1)
+
+    return tx, step, predict
+
+
 def pretrain(config: ViTConfig, train: tuple[np.ndarray, np.ndarray],
              held_out: tuple[np.ndarray, np.ndarray], num_classes: int,
              pc: PretrainConfig = PretrainConfig(), label: str | None = "pre-training",
@@ -90,29 +126,8 @@ def pretrain(config: ViTConfig, train: tuple[np.ndarray, np.ndarray],
     params = {"body": body, "head": head["params"]["head"]}
     steps_per_epoch = len(x_train) // pc.batch_size
     total = steps_per_epoch * pc.epochs
-    warmup = max(1, int(pc.warmup_epochs * steps_per_epoch))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.lr, warmup, max(total, warmup + 1))
-    # No weight decay on biases, norms, the CLS token and position embeddings (the usual ViT
-    # practice: decaying them only hurts).
-    decay_mask = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: leaf.ndim == 2 and "pos_embed" not in str(path[-1]), params)
-    tx = optax.chain(optax.clip_by_global_norm(pc.clip_norm),
-                     optax.adamw(schedule, weight_decay=pc.weight_decay, mask=decay_mask))
+    tx, step, predict = _programs(config, num_classes, dataclasses.replace(pc, seed=0), steps_per_epoch)
     opt_state = tx.init(params)
-
-    @jax.jit
-    def step(params, opt_state, xb, yb):
-        def loss_fn(p):
-            logits = model.apply({"params": p}, scale_images(xb))
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    @jax.jit
-    def predict(params, xb):
-        return jnp.argmax(model.apply({"params": params}, scale_images(xb)), -1)
 
     def accuracy(params, x, y) -> float:
         preds = [np.asarray(predict(params, x[i:i + 500])) for i in range(0, len(x), 500)]
