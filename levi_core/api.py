@@ -100,8 +100,12 @@ def backbone_identity(s) -> dict[str, str] | None:
     if s.weights != "pretrained":
         return {"backbone": s.backbone, "weights": s.weights}
     from levi_core.backbones.weights import weights_identity
+    from levi_core.errors import UserError
 
-    return {**weights_identity(s.backbone, s.weights_dir), "weights": s.weights}
+    try:
+        return {**weights_identity(s.backbone, s.weights_dir), "weights": s.weights}
+    except UserError:  # weights that cannot be found were not used (e.g. ref/mf, synthetic)
+        return {"backbone": s.backbone, "weights": s.weights, "sha256": None}
 
 
 def preflight(dataset_ids, settings, data_dir: str | None = None) -> list[str]:

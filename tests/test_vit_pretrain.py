@@ -90,6 +90,10 @@ def test_records_carry_the_weights_sha256(tmp_path, monkeypatch):
     assert ident["sha256"] == _manifest()["sha256"] and ident["backbone"] == NAME
     assert backbone_identity(VisionSettings(backbone="vit-tiny", weights="random")) == {
         "backbone": "vit-tiny", "weights": "random"}
+    # weights that cannot be found were not used (ref/mf, a job on another modality): no sha
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("LEVI_WEIGHTS_DIR", raising=False)
+    assert backbone_identity(VisionSettings())["sha256"] is None
     # a changed file is caught against its manifest, with the fix
     root = tmp_path / "pretrained"
     shutil.copytree(weights_mod.BUNDLED_ROOT / NAME, root / NAME)
