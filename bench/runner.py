@@ -283,6 +283,7 @@ def make_record(job: Job, result: Mapping[str, Any], dep_ids: Mapping[str, str],
         "extras": result.get("extras", {}),
         "dataset_fingerprint": result.get("dataset_fingerprint"),
         "settings": result.get("settings"),
+        "backbone": result.get("backbone"),  # name, and sha256 of pre-trained weights
         "deps": dict(dep_ids),
         "timings": result.get("timings", {}),
         "provenance": {**commit, **(result.get("worker") or {})},

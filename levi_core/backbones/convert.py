@@ -113,15 +113,15 @@ _T5_UNUSED = (r"^decoder\.", r"^lm_head\.")
 
 
 # -------------------------------------------------------------------------------------- ViT
+def _patch_kernel(w):  # [D, C, P, P] -> [(py, px, c), D]
+    return w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+
+
 def vit_rules(c: ViTConfig) -> list[Rule]:
     d, p = c.hidden, c.patch_size
-
-    def patch_kernel(w):  # [D, C, P, P] -> [(py, px, c), D]
-        return w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
-
     rules = [
         Rule(("patch_embed", "kernel"), ("embeddings.patch_embeddings.projection.weight",),
-             ((d, c.channels, p, p),), patch_kernel),
+             ((d, c.channels, p, p),), _patch_kernel),
         Rule(("patch_embed", "bias"), ("embeddings.patch_embeddings.projection.bias",), ((d,),), _ident),
         Rule(("cls",), ("embeddings.cls_token",), ((1, 1, d),), _ident),
         Rule(("pos_embed",), ("embeddings.position_embeddings",), ((1, c.seq_len, d),), _ident),
@@ -251,6 +251,35 @@ def convert(tensors: Mapping[str, np.ndarray], config: BackboneConfig, source: s
             f"({_describe(config)}): {shown}; the checkpoint has more layers or another architecture"
         )
     return params
+
+
+# How each rule's function is undone: Flax value -> the checkpoint tensors, given their shapes.
+_INVERSE: dict[Callable, Callable] = {
+    _ident: lambda a, shapes: [a],
+    _t: lambda a, shapes: [a.T],
+    _qkv_kernel: lambda a, shapes: [x.T for x in np.split(a, 3, axis=1)],
+    _qkv_bias: lambda a, shapes: np.split(a, 3),
+    _patch_kernel: lambda a, shapes: [a.reshape(shapes[0][2], shapes[0][3], shapes[0][1], -1)
+                                      .transpose(3, 2, 0, 1)],
+}
+
+
+def export(params: Mapping, config: BackboneConfig) -> dict[str, np.ndarray]:
+    """Flax params -> checkpoint tensors under the hub's names (the inverse of ``convert``), so
+    weights trained here are an ordinary Hugging Face checkpoint (``transformers``' ViTModel
+    reads the ViT's) and load back through the same checked path as downloaded ones. LoRA
+    parameters have no checkpoint name and are an error."""
+    out: dict[str, np.ndarray] = {}
+    for rule in rules_for(config):
+        node = params
+        for key in rule.path:
+            node = node[key]
+        tensors = _INVERSE[rule.fn](np.asarray(node, np.float32), rule.shapes)
+        for name, shape, t in zip(rule.sources, rule.shapes, tensors):
+            if tuple(t.shape) != tuple(shape):  # an inverse bug, never a user error
+                raise AssertionError(f"export: {name} has shape {t.shape}, expected {shape}")
+            out[name] = np.ascontiguousarray(t)
+    return out
 
 
 def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:

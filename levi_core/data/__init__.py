@@ -14,6 +14,7 @@ from levi_core.data.base import (  # noqa: F401
 from levi_core.data import movielens  # noqa: F401,E402
 from levi_core.data import amazon  # noqa: F401,E402
 from levi_core.data import imagenet, retinopathy  # noqa: F401,E402
+from levi_core.data import cifar_vehicles  # noqa: F401,E402
 from levi_core.data.fixtures import fixture_dataset, write_fixture  # noqa: F401,E402
 from levi_core.data.describe import describe  # noqa: F401,E402
 from levi_core.data import synthetic  # noqa: E402,F401  (registers `synthetic`)

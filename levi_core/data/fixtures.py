@@ -24,6 +24,9 @@ the ``smoke`` preset loads them with the option ``fixture=1`` (e.g. ``movielens:
   * ``imagenet``: ``sketch/<wnid>/*.JPEG`` (ImageNet-Sketch zip), ``imagenet-a/<wnid>/*.jpg``
     and ``imagenet-r/<wnid>/*.jpg`` (the Hendrycks tars, with README.txt),
     ``imagenetv2-matched-frequency-format-val/<class index>/*.jpeg`` (ImageNetV2 tar).
+  * ``cifar_vehicles``: the CIFAR-10 image folder, ``train/<class>/NNNN.jpg`` (10 per class)
+    and ``test/<class>/NNNN.jpg`` (5 per class) for all ten classes, 32 x 32; each class has
+    its own mean colour, so a model can learn something from them.
 Everything depends only on ``seed``.
 """
 
@@ -279,11 +282,28 @@ def _imagenet(folder: Path, rng: np.random.Generator) -> None:
             _jpeg(d / f"{rng.integers(0, 1 << 40):x}.jpeg", 30, 40, rng)
 
 
+def _cifar_vehicles(folder: Path, rng: np.random.Generator) -> None:
+    from PIL import Image
+
+    from levi_core.data.cifar_folder import CLASSES
+
+    for split, n in (("train", 10), ("test", 5)):
+        for k, c in enumerate(CLASSES):
+            d = folder / split / c
+            d.mkdir(parents=True)
+            colour = np.array([(k * 97) % 256, (k * 57 + 80) % 256, (k * 31 + 160) % 256])
+            for i in range(n):
+                noise = rng.integers(-30, 30, size=(32, 32, 3))
+                arr = np.clip(colour + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(d / f"{i:04d}.jpg", format="JPEG", quality=90)
+
+
 GENERATORS = {"movielens": _movielens, "amazon": _amazon, "retinopathy": _retinopathy, "imagenet": _imagenet,
-              "amazon2023": _amazon2023}
+              "amazon2023": _amazon2023, "cifar_vehicles": _cifar_vehicles}
 # Each fixture's random stream. The first four are the positions these names had in the sorted
 # list of generators before amazon2023 existed: fixed here so adding a fixture changes no other.
-STREAMS = {"amazon": 0, "imagenet": 1, "movielens": 2, "retinopathy": 3, "amazon2023": 4}
+STREAMS = {"amazon": 0, "imagenet": 1, "movielens": 2, "retinopathy": 3, "amazon2023": 4,
+           "cifar_vehicles": 5}
 
 
 def write_fixture(name: str, folder: str | os.PathLike, seed: int = 0) -> Path:

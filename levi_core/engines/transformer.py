@@ -34,7 +34,7 @@ import numpy as np
 
 from levi_core import features as feature_cache
 from levi_core import progress, training
-from levi_core.backbones import build_module, get_config, init_backbone, load_backbone, tuning
+from levi_core.backbones import build_module, get_config, get_preset, init_backbone, load_backbone, tuning
 from levi_core.backbones.outputs import default_pooling, pool
 from levi_core.backbones.tokenization import tokenizer_for
 from levi_core.data.base import Dataset, fingerprint_splits
@@ -357,7 +357,13 @@ class TransformerEngine(Engine):
     def checkpoint(self) -> str:
         """Names the fixed pre-trained weights in cache keys (random ones: the seed-0 draw)."""
         s = self.s
-        return f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
+        name = f"{s.backbone}:{s.weights}" + (":seed0" if s.weights == "random" else "")
+        if s.weights == "pretrained" and get_preset(s.backbone).bundled:
+            # weights this project builds can be rebuilt: their content names them
+            from levi_core.backbones.weights import weights_identity
+
+            name += ":" + weights_identity(s.backbone, s.weights_dir)["sha256"][:16]
+        return name
 
     def _pretrained_states(self, roles) -> dict[str, np.ndarray]:
         """The frozen pre-trained model's states of ``roles``, cached. The training split and
