@@ -13,7 +13,6 @@ overrides, and a non-folder value such as ``none`` disables it).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -38,26 +37,8 @@ HOW = (
 
 def shared_local_dir(repo_root: str | Path | None = None) -> Path | None:
     """The CIFAR-10 image folder of this project's machines, if there is one:
-    ``$LEVI_CIFAR10_DIR``, else ``<repo root>/../shared/data/cifar10``; for a git worktree also
-    the same path next to the main checkout."""
-    if os.environ.get(ENV):
-        p = Path(os.environ[ENV])
-        return p if (p / "train").is_dir() else None
-    root = Path(repo_root) if repo_root else Path(__file__).resolve().parents[2]
-    roots = [root]
-    git = root / ".git"
-    if git.is_file():  # a worktree: ".git" says "gitdir: <main>/.git/worktrees/<name>"
-        text = git.read_text().strip()
-        if text.startswith("gitdir:"):
-            for parent in Path(text.split(":", 1)[1].strip()).parents:
-                if parent.name == ".git":
-                    roots.append(parent.parent)
-                    break
-    for r in roots:
-        p = (r / ".." / "shared" / "data" / "cifar10").resolve()
-        if (p / "train").is_dir():
-            return p
-    return None
+    ``$LEVI_CIFAR10_DIR``, else ``<repo root>/../shared/data/cifar10`` (``common.shared_data_dir``)."""
+    return common.shared_data_dir("cifar10", "train", ENV, repo_root)
 
 
 def check_layout(name: str, folder: Path | None, classes: Sequence[str]) -> None:

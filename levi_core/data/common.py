@@ -336,3 +336,27 @@ def image_size_of(path: Path) -> tuple[int, int]:
 def label_counts(labels: np.ndarray) -> dict[str, int]:
     values, counts = np.unique(np.asarray(labels), return_counts=True)
     return {str(v.item() if hasattr(v, "item") else v): int(c) for v, c in zip(values, counts)}
+
+
+def shared_data_dir(folder: str, marker: str, env: str, repo_root: str | Path | None = None) -> Path | None:
+    """A dataset folder of this project's machines (never copied into the project), if there is
+    one: ``$env``, else ``<repo root>/../shared/data/<folder>``; for a git worktree also the same
+    path next to the main checkout. A folder counts when ``marker`` (a file or folder) is in it."""
+    if os.environ.get(env):  # set to a non-folder (e.g. "none") to disable
+        p = Path(os.environ[env])
+        return p if (p / marker).exists() else None
+    root = Path(repo_root) if repo_root else Path(__file__).resolve().parents[2]
+    roots = [root]
+    git = root / ".git"
+    if git.is_file():  # a worktree: ".git" says "gitdir: <main>/.git/worktrees/<name>"
+        text = git.read_text().strip()
+        if text.startswith("gitdir:"):
+            for parent in Path(text.split(":", 1)[1].strip()).parents:
+                if parent.name == ".git":
+                    roots.append(parent.parent)
+                    break
+    for r in roots:
+        p = (r / ".." / "shared" / "data" / folder).resolve()
+        if (p / marker).exists():
+            return p
+    return None

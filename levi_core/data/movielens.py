@@ -91,29 +91,11 @@ DEFAULTS: dict[str, object] = {
 
 def shared_local_dir(repo_root: str | Path | None = None) -> Path | None:
     """The genuine ml-100k folder of this project's machines, if there is one:
-    ``$LEVI_MOVIELENS_DIR``, else ``<repo root>/../shared/data/movielens_100k``; for a git
-    worktree also the same path next to the main checkout. Never copied into the project."""
-    import os
+    ``$LEVI_MOVIELENS_DIR``, else ``<repo root>/../shared/data/movielens_100k``
+    (``common.shared_data_dir``). Never copied into the project."""
+    from levi_core.data.common import shared_data_dir
 
-    if os.environ.get("LEVI_MOVIELENS_DIR"):  # set to a non-folder (e.g. "none") to disable
-        p = Path(os.environ["LEVI_MOVIELENS_DIR"])
-        return p if (p / "u.data").is_file() else None
-    root = Path(repo_root) if repo_root else Path(__file__).resolve().parents[2]
-    roots = [root]
-    git = root / ".git"
-    if git.is_file():  # a worktree: ".git" says "gitdir: <main>/.git/worktrees/<name>"
-        text = git.read_text().strip()
-        if text.startswith("gitdir:"):
-            gitdir = Path(text.split(":", 1)[1].strip())
-            for parent in gitdir.parents:
-                if parent.name == ".git":
-                    roots.append(parent.parent)
-                    break
-    for r in roots:
-        p = (r / ".." / "shared" / "data" / "movielens_100k").resolve()
-        if (p / "u.data").is_file():
-            return p
-    return None
+    return shared_data_dir("movielens_100k", "u.data", "LEVI_MOVIELENS_DIR", repo_root)
 
 
 def age_bucket(age: int) -> int:
