@@ -289,7 +289,7 @@ def test_composites_and_dependent_methods(runs, tmp_path):
                              {"lp": deps["lp"], "lp_ft": deps["lp_ft"]})
     alpha = rec["extras"]["alpha"]
     scores = rec["extras"]["id_val_by_alpha"]
-    assert set(scores) == {"0.25", "0.5", "0.75"}  # the endpoints are the lp and lp_ft rows
+    assert set(scores) == {str(round(0.1 * i, 1)) for i in range(11)}  # WiSE-FT's grid, 0 to 1
     assert scores[str(alpha)] == max(scores.values()) == rec["metrics"]["id_val"]["accuracy"]
     # a3 runs on LEVI's own large model (the selected ht run), without the small model
     rec = train_and_evaluate(_cfg("a3"), tmp_path / "a3", {"ht": deps["ht"]})
