@@ -20,6 +20,8 @@ from levi_core.engines.transformer import _forward, distinct_rows, trim_padding
 from levi_core.methods.registry import RunContext
 from levi_core.settings import Settings
 
+pytestmark = pytest.mark.slow  # end to end: `python -m pytest -m 'not slow'` skips it
+
 ML = "movielens:fixture=1,max_train=384,max_eval=96"
 
 

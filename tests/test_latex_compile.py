@@ -21,6 +21,8 @@ from bench.render import latex, markdown
 from bench.runner import expected_settings, job_settings
 from bench.specs import TABLES
 
+pytestmark = pytest.mark.slow  # end to end: `python -m pytest -m 'not slow'` skips it
+
 ROLES = ("id_val", "id_test", "ood/a", "ood/[b]", "ood/time", "ood/product/x_y", "ood/test")
 
 

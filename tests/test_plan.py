@@ -14,6 +14,8 @@ from levi_core.backbones import build_module, get_config, init_backbone
 from levi_core.backbones.outputs import masked_mean
 from levi_core.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # end to end: `python -m pytest -m 'not slow'` skips it
+
 
 def _tiny_text_step():
     config = get_config("bert-tiny")

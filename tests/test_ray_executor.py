@@ -15,6 +15,8 @@ from bench.render import csv_text
 from bench.runner import run_jobs
 from bench.specs import Column, MetricGrid, TableSpec
 
+pytestmark = pytest.mark.slow  # end to end: `python -m pytest -m 'not slow'` skips it
+
 SPEC = TableSpec(name="toyray", title="Toy", caption="Toy.", seeds=(0, 1),
                  sections=(MetricGrid(rows=("toy_fit", "toy_ens"),
                                       columns=(Column("ood", "OOD", "toy", "ood/mean", "rmse"),)),))

@@ -22,6 +22,8 @@ from bench.runner import run_jobs
 from bench.jobs import plan
 from bench.specs import TABLES, get_table
 
+pytestmark = pytest.mark.slow  # end to end: `python -m pytest -m 'not slow'` skips it
+
 BASELINES = Path(__file__).resolve().parent.parent / "results" / "baselines"
 SMOKE_TABLES = sorted(p.stem for p in (BASELINES / "smoke").glob("*.json"))
 

@@ -16,6 +16,8 @@ from levi_core.backbones.pretrain import PretrainConfig, augment, pretrain
 from levi_core.errors import WeightsError
 from levi_core.settings import VisionSettings
 
+pytestmark = pytest.mark.slow  # end to end: `python -m pytest -m 'not slow'` skips it
+
 NAME = "vit-cifar-animals"
 
 
