@@ -96,7 +96,11 @@ class VisionSettings:
     weights_dir: str | None = None
     optimizer: str = "sgd"
     epochs: int = 3
+    # as TextSettings: every method of a seed on the same seeded draw of this many training
+    # rows (None: the whole split), and early stopping of the heads on id_val
+    train_examples: int | None = None
     head_epochs: int | None = None
+    head_patience: int | None = None
     batch_size: int | None = None
     eval_batch_size: int | None = None
     lora_rank: int = 8
@@ -111,11 +115,15 @@ class VisionSettings:
     compute_dtype: str = "float32"  # as TextSettings.compute_dtype
 
     _COERCE = {"epochs": int, "head_epochs": _opt_int, "batch_size": _opt_int,
+               "train_examples": _opt_int, "head_patience": _opt_int,
                "eval_batch_size": _opt_int, "lora_rank": int, "small_conv": _ints,
                "adapter_hidden": int, "levi_layers": _ints}
 
     def check(self) -> None:
         _check_common(self, "vision")
+        for k in ("train_examples", "head_patience"):
+            if getattr(self, k) is not None and getattr(self, k) < 1:
+                raise ConfigError(f"vision.{k} must be a positive integer or None, got {getattr(self, k)}")
         if self.small_pool not in POOLS:
             raise ConfigError(f"vision.small_pool must be one of {POOLS}, got {self.small_pool!r}")
 

@@ -139,3 +139,21 @@ def test_presets_wire_the_shift():
     for preset in ("smoke", "paper"):  # beyond the paper: only under cpu
         for spec in (TABLE2, TABLE4):
             assert not any(d.startswith("cifar_vehicles") for d in spec.needs(preset)[0])
+
+
+def test_vision_heads_learn_from_the_seed_draw_and_stop_early(tmp_path):
+    """The cpu protocol of the text tables holds for images too: the api cuts the training split
+    to the seed's draw (vision.train_examples) and heads keep their best epoch on id_val
+    (vision.head_patience)."""
+    from bench.presets import PRESETS
+    from levi_core.api import train_and_evaluate
+    from levi_core.data.base import with_train_draw
+
+    vision = {**PRESETS["smoke"].settings["vision"], "train_examples": 20, "head_epochs": 4,
+              "head_patience": 1}
+    rec = train_and_evaluate({"dataset": "cifar_vehicles:fixture=1", "method": "lp", "seed": 0,
+                              "hparams": {"lr": 0.01}, "settings": {"vision": vision}}, tmp_path)
+    full = load_dataset("cifar_vehicles:fixture=1")
+    assert rec["dataset_fingerprint"] == with_train_draw(full, 0, 20).fingerprint != full.fingerprint
+    assert rec["settings"]["train_examples"] == 20 and rec["settings"]["head_patience"] == 1
+    assert 1 <= rec["extras"]["best_epoch"] <= rec["extras"]["epochs_run"] <= 4
