@@ -196,7 +196,9 @@ def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Le
             payload = {
                 "job_id": j.id,
                 "config": {**fields, "settings": settings_map, "cache_dir": cache_dir,
-                           "data_dir": data_dir_for(j.dataset, data_dir)},
+                           "data_dir": data_dir_for(j.dataset, data_dir),
+                           # outlives a killed attempt (the workdir does not): training resumes
+                           "resume_dir": str(ledger.root / "cache" / "resume" / j.id)},
                 "workdir": str(ledger.fresh_workdir(j.id)),
                 "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in info.items()
                          if name != SEED0_DEP},

@@ -30,7 +30,8 @@ def train_and_evaluate(
     Args:
       config: ``dataset`` (id), ``method``, ``seed``, ``hparams`` (dict), ``settings`` (a
         mapping for ``Settings.from_mapping``: unknown keys fail), and optionally ``data_dir``
-        and ``cache_dir`` (the feature cache).
+        and ``cache_dir`` (the feature cache) and ``resume_dir`` (a folder kept across attempts
+        of this job, where long phases leave what a killed attempt's successor resumes from).
       workdir: folder for this job's artifacts (created if missing).
       deps: dependency method name -> artifact folder of its selected run.
 
@@ -64,6 +65,7 @@ def train_and_evaluate(
         deps={k: Path(v) for k, v in (deps or {}).items()},
         cache_dir=config.get("cache_dir"),
         grid=tuple(config.get("grid") or ()),
+        resume_dir=Path(config["resume_dir"]) if config.get("resume_dir") else None,
     )
     progress.reset()
     with meter:

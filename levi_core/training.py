@@ -151,7 +151,8 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
         lr: float, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
         transform: Callable | None = None, prepare: Callable | None = None,
         select: EpochSelect | None = None, progress: str | None = None,
-        optimize: bool | None = None, micro_batches: int = 1):
+        optimize: bool | None = None, micro_batches: int = 1,
+        checkpoint: "TrainCheckpoint | None" = None):
     """Train ``params`` on ``data`` (``{"y": labels, ...inputs}``) with minibatches ``idx``.
 
     ``apply_fn(params, extra, batch) -> (out [B, H, O], new_extra)`` (``extra``: mutable model
@@ -164,6 +165,8 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     ``micro_batches``: each step's batch is split into this many equal micro-batches whose
     gradients are averaged before the one optimizer update (gradient accumulation: the same
     update up to float rounding, less activation memory; see ``split_batch``).
+    ``checkpoint``: keep the run's state there every few minutes and resume from it, so that a
+    killed job restarts where it stopped (``TrainCheckpoint``; runs without epoch selection).
 
     Returns ``(params, extra, losses [steps run] (NaN from a divergence on), diverged)``.
     """
@@ -179,14 +182,31 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     lr_arr = jnp.float32(lr)
     per_epoch = select.steps_per_epoch if select is not None else max(1, len(idx))
     best = None
+    start, max_chunk = 0, None
+    if checkpoint is not None:
+        if select is not None:
+            raise ValueError("a training checkpoint resumes runs without epoch selection only")
+        fingerprint = checkpoint.fingerprint(idx, lr, optimizer, micro_batches)
+        resumed = checkpoint.load((params, extra, tx_state), fingerprint)
+        if resumed is not None:
+            (params, extra, tx_state), bad, done, start = resumed
+            losses.append(done)
+            bad = jnp.asarray(bad)
+        max_chunk = checkpoint.steps_per_chunk
     with bar(progress, total=len(idx), unit="step") as pbar:
-        for lo in range(0, len(idx), per_epoch):
+        pbar.update(start)
+        for lo in range(start, len(idx), per_epoch):
+            pos = lo
             for n_rows, stacked, valid in _chunks(data, idx[lo: lo + per_epoch], transform,
-                                                  prepare, offset=lo):
+                                                  prepare, offset=lo, max_steps=max_chunk):
                 params, extra, tx_state, bad, part = run(params, extra, tx_state, bad, stacked,
                                                          valid, lr_arr)
                 losses.append(np.asarray(part)[:n_rows])
                 pbar.update(n_rows)
+                pos += n_rows
+                if checkpoint is not None and pos < len(idx) and checkpoint.due():
+                    checkpoint.save((params, extra, tx_state), bad, np.concatenate(losses), pos,
+                                    fingerprint)
             if select is None:
                 continue
             if bool(bad):
@@ -202,7 +222,87 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     if best is not None:
         params, extra = best[1], best[2]
     losses = np.concatenate(losses) if losses else np.zeros(0)
+    if checkpoint is not None:
+        checkpoint.clear()
     return params, extra, losses.astype(np.float64), bool(bad)
+
+
+@dataclass
+class TrainCheckpoint:
+    """Where a long training run keeps its state, so that a killed job resumes mid-run.
+
+    A large model's epoch is one job of hundreds of steps; without this, a job killed near its
+    end (a lost node, a session that ends) starts over. ``fit`` runs the steps in chunks of
+    ``steps_per_chunk`` and, once ``every_s`` seconds have passed since the last save, writes
+    the parameters, mutable model state, optimizer state, losses so far and the next step
+    (atomically, one file). A later ``fit`` with the same run (same batches, learning rate,
+    optimizer and split: ``fingerprint``) continues from there; any other run ignores the file.
+    The same chunking is used whether or not the run was interrupted, so a resumed run's
+    numbers are those of an uninterrupted one. ``fit`` removes the file when the run ends.
+    """
+
+    folder: Path
+    every_s: float = 300.0
+    steps_per_chunk: int = 16
+    _last: float = field(default=0.0, repr=False)
+
+    FILE = "train_state.msgpack"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder) / self.FILE
+
+    @staticmethod
+    def fingerprint(idx: np.ndarray, lr: float, optimizer: str, micro_batches: int) -> str:
+        import hashlib
+
+        h = hashlib.sha256(np.ascontiguousarray(idx).tobytes())
+        h.update(repr((idx.shape, float(lr), optimizer, int(micro_batches))).encode())
+        return h.hexdigest()[:20]
+
+    def due(self) -> bool:
+        import time
+
+        now = time.monotonic()
+        if not self._last:
+            self._last = now
+        if now - self._last < self.every_s:
+            return False
+        self._last = now
+        return True
+
+    def save(self, state, bad, losses: np.ndarray, step: int, fingerprint: str) -> None:
+        import os
+
+        from flax import serialization
+
+        payload = {"state": serialization.to_state_dict(jax.device_get(state)),
+                   "bad": np.asarray(bool(bad)), "losses": np.asarray(losses, np.float32),
+                   "step": np.asarray(int(step)), "fingerprint": fingerprint}
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".partial")
+        tmp.write_bytes(serialization.msgpack_serialize(payload))
+        os.replace(tmp, self.path)
+
+    def load(self, target, fingerprint: str):
+        """``(state, bad, losses, next step)`` of a saved run of ``fingerprint``, else None."""
+        from flax import serialization
+
+        if not self.path.exists():
+            return None
+        try:
+            payload = serialization.msgpack_restore(self.path.read_bytes())
+            if payload.get("fingerprint") != fingerprint:
+                return None
+            state = serialization.from_state_dict(target, payload["state"])
+        except Exception:  # a torn or foreign file: start over rather than fail the job
+            return None
+        state = jax.tree_util.tree_map(jnp.asarray, state)
+        return state, bool(payload["bad"]), np.asarray(payload["losses"]), int(payload["step"])
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.path.with_suffix(".partial").unlink(missing_ok=True)
 
 
 def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
@@ -267,11 +367,15 @@ def _program(apply_fn, task: str, optimizer: str, labels, cache_key, grid: bool,
     return run
 
 
-def _chunks(data, idx: np.ndarray, transform, prepare, offset: int = 0):
+def _chunks(data, idx: np.ndarray, transform, prepare, offset: int = 0,
+            max_steps: int | None = None):
     """``(rows, stacked batches, valid)`` per chunk of steps, gathered on the host; the last
     chunk is padded with no-op steps (``valid`` False) so that every chunk has one shape.
-    ``offset``: the step number of ``idx[0]`` (what ``transform`` is told)."""
+    ``offset``: the step number of ``idx[0]`` (what ``transform`` is told); ``max_steps``: at
+    most this many steps a chunk (a checkpointed run saves between chunks)."""
     chunk = _chunk_steps(data, idx)
+    if max_steps is not None:
+        chunk = max(1, min(chunk, max_steps))
     for lo in range(0, len(idx), chunk):
         rows = idx[lo: lo + chunk]
         batches = [{k: v[r] for k, v in data.items()} for r in rows]

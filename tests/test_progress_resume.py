@@ -198,3 +198,91 @@ def test_bench_status_shows_running_jobs_and_their_phase(probe_table, tmp_path, 
     path.write_text(json.dumps({**info, "host": "elsewhere", "updated": time.time() - 300}))
     main(["status", "--preset", "smoke", "--results-dir", str(tmp_path)])
     assert "stale lease (no heartbeat for 5m00s" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------ a killed training run resumes
+def _linear_run():
+    """A tiny regression trained by ``training.fit``: 10 steps of 4 rows."""
+    import jax.numpy as jnp
+
+    from levi_core import training
+
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(40, 3)).astype(np.float32),
+            "y": rng.normal(size=40).astype(np.float32)}
+    params = {"w": jnp.zeros((3, 1)), "b": jnp.zeros((1,))}
+
+    def apply_fn(p, extra, batch):
+        return (batch["x"] @ p["w"] + p["b"])[:, None, :], extra
+
+    idx = training.batch_indices(40, 4, 1, [0])
+    return training, apply_fn, params, data, idx
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_training_run_resumes_from_its_checkpoint(tmp_path):
+    training, apply_fn, params, data, idx = _linear_run()
+    seen = []
+
+    def watch(kill_at=None):
+        def transform(batch, step):
+            if step == kill_at:
+                raise _Killed
+            seen.append(step)
+            return batch
+        return transform
+
+    def ckpt(folder):  # save after every chunk of 3 steps
+        return training.TrainCheckpoint(folder, every_s=0.0, steps_per_chunk=3)
+
+    def fit(transform, checkpoint):
+        return training.fit(apply_fn, params, {}, data, idx, 0.05, "regression",
+                            transform=transform, checkpoint=checkpoint, optimize=False)
+
+    whole = fit(watch(), ckpt(tmp_path / "whole"))
+    assert not (tmp_path / "whole" / training.TrainCheckpoint.FILE).exists()  # cleared at the end
+    seen.clear()
+    with pytest.raises(_Killed):  # killed while gathering step 7: steps 0-5 were saved
+        fit(watch(kill_at=7), ckpt(tmp_path / "run"))
+    assert (tmp_path / "run" / training.TrainCheckpoint.FILE).exists()
+    seen.clear()
+    resumed = fit(watch(), ckpt(tmp_path / "run"))
+    assert seen == list(range(6, 10))  # only the steps after the last save ran again
+    for a, b in zip(jax_leaves(whole[0]), jax_leaves(resumed[0])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(whole[2], resumed[2])  # the losses of all 10 steps
+    assert len(resumed[2]) == 10 and not resumed[3]
+
+
+def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
+    training, apply_fn, params, data, idx = _linear_run()
+    folder = tmp_path / "run"
+
+    def transform(batch, step):
+        if step == 7:
+            raise _Killed
+        return batch
+
+    with pytest.raises(_Killed):
+        training.fit(apply_fn, params, {}, data, idx, 0.05, "regression", transform=transform,
+                     checkpoint=training.TrainCheckpoint(folder, every_s=0.0, steps_per_chunk=3),
+                     optimize=False)
+    seen = []
+
+    def record(batch, step):
+        seen.append(step)
+        return batch
+
+    training.fit(apply_fn, params, {}, data, idx, 0.01, "regression", optimize=False,
+                 transform=record,
+                 checkpoint=training.TrainCheckpoint(folder, every_s=0.0, steps_per_chunk=3))
+    assert seen == list(range(10))  # started over: the saved state was lr 0.05's
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]

@@ -65,6 +65,8 @@ class RunContext:
       grid: the hyperparameters of every job of this method, dataset and seed (this one's
         included), when the harness says: methods training small models on cached states
         train them in one batched program (``levi_core.methods.grids``).
+      resume_dir: a folder that outlives a killed attempt of this job (unlike ``workdir``,
+        which each attempt starts empty): long phases keep their progress there (None: none).
     """
 
     dataset: Dataset
@@ -75,6 +77,7 @@ class RunContext:
     deps: Mapping[str, Path] = field(default_factory=dict)
     cache_dir: str | None = None
     grid: tuple = ()
+    resume_dir: Path | None = None
 
     @property
     def lr(self) -> float:

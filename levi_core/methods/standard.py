@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +32,8 @@ from levi_core.metrics import better, compute
 
 MODES = {"ft": "all", "fs": "all", "lp_ft": "all", "ht": "half", "lora": "lora"}
 KEEPS_STATES = ("ft", "ht", "lora")
+# runs of fewer steps restart from scratch when killed: they are minutes at most
+CHECKPOINT_MIN_STEPS = 200
 
 
 def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float | None = None,
@@ -54,7 +58,8 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
         params, _, losses, bad = training.fit(
             run.apply, params, {}, data, order, lr, e.task, e.optimizer, labels,
             cache_key=run.cache_key, prepare=e.trim_batch, progress=f"{method} lr={lr:g} train",
-            optimize=e.optimize_large, micro_batches=split.micro_batches)
+            optimize=e.optimize_large, micro_batches=split.micro_batches,
+            checkpoint=train_checkpoint(ctx, order))
     # a run on the whole split keeps its layer states for the LEVI variants built on it; a
     # run on a draw of it does not (the dependants compute the selected run's, layer_states)
     keep = (ctx.workdir if write and method in KEEPS_STATES and e.train_examples is None
@@ -70,6 +75,14 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
     extras["trainable_params"] = training.count_params(params, labels)
     extras["train_examples"] = len(np.unique(order)) if len(order) else 0
     return RunOutput(predictions=preds, diverged=bad, extras=extras)
+
+
+def train_checkpoint(ctx: RunContext, order: np.ndarray) -> training.TrainCheckpoint | None:
+    """A checkpoint for a run long enough to be worth resuming, where the harness gives a
+    folder that outlives the attempt; short runs (tests, smoke tables) keep one chunk."""
+    if ctx.resume_dir is None or len(order) < CHECKPOINT_MIN_STEPS:
+        return None
+    return training.TrainCheckpoint(Path(ctx.resume_dir) / "train_large")
 
 
 def batch_split(apply_fn, params, data, order, e, labels) -> training.BatchSplit:
