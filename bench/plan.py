@@ -507,33 +507,139 @@ def _hours(s: float) -> str:
     return f"{s / 3600:.1f}" if s >= 360 else f"{s / 3600:.2f}"
 
 
-def render_markdown(plans: list[TablePlan], programs: list[ProgramCost], device: Device,
-                    limit: int | None, elapsed: float | None = None) -> str:
-    lim = limit if limit is not None else device.usable_memory
-    lines = [f"## {device.label}: {plans[0].n_devices} device(s), "
-             f"MFU {plans[0].mfu:.0%}, memory limit {_gb(lim)} per program, "
-             f"{plans[0].overhead_s:.0f} s fixed cost per job", ""]
-    lines += ["### Programs (per call; XLA's analyses of the CPU compilation)", "",
-              "| program | GFLOP | accessed | arguments | temporaries | peak | peak unsplit | split | fits | ms on device |",
-              "|:--|--:|--:|--:|--:|--:|--:|:--|:--|--:|"]
-    for p in sorted(programs, key=lambda p: p.key):
-        lines.append(f"| {p.key} | {p.flops / 1e9:,.2f} | {_gb(p.bytes_accessed)} | "
-                     f"{_gb(p.argument_bytes)} | {_gb(p.temp_bytes)} | {_gb(p.peak_bytes)} | "
-                     f"{_gb(p.peak_unsplit_bytes)} | {p.split} | {'yes' if p.fits else '**no**'} | "
-                     f"{p.seconds(device, plans[0].mfu) * 1e3:,.3g} |")
-    for t in plans:
-        lines += ["", f"### {t.table} ({t.preset}): {sum(j.count for j in t.jobs)} jobs, "
-                      f"{_hours(t.device_s)} device-hours ({_hours(t.compute_s)} computing, "
-                      f"{_hours(t.device_s - t.compute_s)} fixed per-job costs), about "
-                      f"{_hours(t.wall_s)} h on {t.n_devices} x {device.name}", "",
-                  "| dataset | method | jobs | min per job | device-hours | split |", "|:--|:--|--:|--:|--:|:--|"]
-        for j in t.shared + sorted(t.jobs, key=lambda j: (j.dataset, -j.count * j.seconds_each)):
-            lines.append(f"| {j.dataset} | {j.method} | {j.count} | {j.seconds_each / 60:.1f} | "
-                         f"{_hours(j.count * j.seconds_each)} | {j.split} |")
-        if t.notes:
+@dataclass
+class DeviceRun:
+    """One device kind's plan of the asked tables: what ``render_markdown`` lays side by side."""
+
+    device: Device
+    plans: list[TablePlan]
+    programs: list[ProgramCost]
+    limit: int | None = None
+
+    @property
+    def usable(self) -> int:
+        return self.limit if self.limit is not None else self.device.usable_memory
+
+
+def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+            + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _program_rows(runs: list[DeviceRun]) -> tuple[list[str], list[str], list[list[str]]]:
+    """One row per program: XLA's device-independent figures once (FLOPs, bytes, memory of the
+    whole batch), then per device the split chosen, its peak, whether it fits, its step time."""
+    keys = sorted({p.key for r in runs for p in r.programs})
+    by_dev = [{p.key: p for p in r.programs} for r in runs]
+    header = ["program", "GFLOP", "accessed", "arguments", "peak unsplit"]
+    align = [":--", "--:", "--:", "--:", "--:"]
+    for r in runs:
+        header += [f"{r.device.name}: split", "peak", "fits", "ms"]
+        align += [":--", "--:", ":--", "--:"]
+    rows = []
+    for k in keys:
+        present = [d[k] for d in by_dev if k in d]
+        # the unsplit compilation carries the whole batch's figures; a split one differs only
+        # by the accumulation loop's bookkeeping
+        base = next((p for p in present if p.micro_batches == 1), present[0])
+        row = [k, f"{base.flops / 1e9:,.2f}", _gb(base.bytes_accessed), _gb(base.argument_bytes),
+               _gb(base.peak_unsplit_bytes)]
+        for r, d in zip(runs, by_dev):
+            p = d.get(k)
+            row += (["-"] * 4 if p is None else
+                    [p.split, _gb(p.peak_bytes), "yes" if p.fits else "**no**",
+                     f"{p.seconds(r.device, r.plans[0].mfu) * 1e3:,.3g}"])
+        rows.append(row)
+    return header, align, rows
+
+
+def _job_groups(runs: list[DeviceRun], table_index: int, skip: set
+                ) -> list[tuple[str, int, list[JobCost | None]]]:
+    """A table's jobs grouped by what they cost: methods that run the same programs for the same
+    time on every device share one row (``fs, ft, lp_ft``), and jobs that train nothing share
+    one row per table, so no two rows repeat each other's figures. ``skip``: the (dataset,
+    method, jobs) an earlier table of the plan listed already (the same runs, run once)."""
+    per_dev = [{(j.dataset, j.method): j for j in r.plans[table_index].shared + r.plans[table_index].jobs}
+               for r in runs]
+    names = [n for n in per_dev[0] if (*n, per_dev[0][n].count) not in skip]
+    groups: dict[tuple, list[tuple[str, str]]] = {}
+    for name in names:
+        jobs = [d.get(name) for d in per_dev]
+        trains = any(j is not None and j.programs for j in jobs)
+        cost = tuple((round(j.seconds_each / 60, 1), j.split) if j else None for j in jobs)
+        key = (trains, jobs[0].count if trains else None, cost if trains else None)
+        groups.setdefault(key, []).append(name)
+    out = []
+    for key, members in groups.items():
+        by_ds: dict[str, list[str]] = {}
+        for ds, m in members:
+            by_ds.setdefault(ds, []).append(m)
+        label = "; ".join(f"{ds}: {', '.join(ms)}" for ds, ms in by_ds.items())
+        if not key[0]:
+            label = f"train nothing (fixed cost only): {label}"
+        count = sum(per_dev[0][n].count for n in members)
+        totals = []
+        for d in per_dev:
+            js = [d[n] for n in members if n in d]
+            totals.append((sum(j.count * j.seconds_each for j in js), js))
+        out.append((label, count, totals))
+    out.sort(key=lambda g: -g[2][0][0])
+    return out
+
+
+def render_markdown(runs: list[DeviceRun], elapsed: float | None = None) -> str:
+    """Every device side by side: a summary per table, the programs once, then each table's jobs
+    grouped by cost, with a column pair (minutes per job, device-hours) per device."""
+    lines = ["## Devices", ""]
+    for r in runs:
+        p0 = r.plans[0]
+        lines.append(f"- **{r.device.name}**: {r.device.label}, {p0.n_devices} device(s), MFU "
+                     f"{p0.mfu:.0%}, memory limit {_gb(r.usable)} per program, "
+                     f"{p0.overhead_s:.0f} s fixed cost per job")
+    header, align = ["table", "jobs"], [":--", "--:"]
+    for r in runs:
+        header += [f"{r.device.name}: device-hours", "computing", f"wall h on {r.plans[0].n_devices}"]
+        align += ["--:", "--:", "--:"]
+    rows = []
+    for i, t in enumerate(runs[0].plans):
+        row = [f"{t.table} ({t.preset})", str(sum(j.count for j in t.jobs))]
+        for r in runs:
+            tp = r.plans[i]
+            row += [_hours(tp.device_s), _hours(tp.compute_s), _hours(tp.wall_s)]
+        rows.append(row)
+    lines += ["", "## Tables", ""] + _table(header, align, rows)
+    header, align, rows = _program_rows(runs)
+    lines += ["", "## Programs (per call; XLA's analyses of the CPU compilation)", ""]
+    lines += _table(header, align, rows)
+    listed: set = set()
+    for i, t in enumerate(runs[0].plans):
+        lines += ["", f"### {t.table} ({t.preset})", ""]
+        mine = {(j.dataset, j.method, j.count) for j in t.shared + t.jobs}
+        earlier = mine & listed
+        if earlier:
+            n = sum(c for _, _, c in earlier)
+            lines += [f"{n} of its jobs ({', '.join(sorted({m for _, m, _ in earlier}))}) are "
+                      "listed under an earlier table above: the same runs, run once for both.", ""]
+        header, align = ["jobs of", "jobs"], [":--", "--:"]
+        for r in runs:
+            header += [f"{r.device.name}: min per job", "device-hours", "split"]
+            align += ["--:", "--:", ":--"]
+        rows = []
+        for label, count, totals in _job_groups(runs, i, listed):
+            row = [label, str(count)]
+            for total_s, js in totals:
+                each = sorted({f"{j.seconds_each / 60:.1f}" for j in js})
+                splits = sorted({j.split for j in js})
+                row += ["-".join((each[0], each[-1])) if len(each) > 1 else each[0],
+                        _hours(total_s), ", ".join(splits)]
+            rows.append(row)
+        if rows:
+            lines += _table(header, align, rows)
+        listed |= mine
+        notes = sorted({n for r in runs for n in r.plans[i].notes})
+        if notes:
             lines.append("")
-        for n in sorted(set(t.notes)):
-            lines.append(f"- {n}")
+        lines += [f"- {n}" for n in notes]
     if elapsed is not None:
         lines += ["", f"(planned in {elapsed:.0f} s)"]
     return "\n".join(lines) + "\n"
@@ -607,7 +713,7 @@ def to_json(plans, programs) -> dict:
                        for t in plans]}
 
 
-__all__ = ["DEVICES", "DEFAULT_MFU", "run_plan", "render_markdown", "csv_rows", "to_csv", "to_json",
+__all__ = ["DEVICES", "DEFAULT_MFU", "run_plan", "render_markdown", "DeviceRun", "csv_rows", "to_csv", "to_json",
            "mfu_from", "ProgramPlanner", "plan_table"]
 
 
@@ -669,7 +775,7 @@ def command(args) -> int:
     limit = training.parse_bytes(args.max_device_memory) if args.max_device_memory else None
     devices = [parse_device(d) for d in (args.device or ["h100-80gb"])]
     t0 = time.perf_counter()
-    md, rows, js = [], [], []
+    runs, rows, js = [], [], []
     planner = None
     for name, n in devices:
         device = get_device(name)
@@ -683,18 +789,19 @@ def command(args) -> int:
             tp, used = plan_table(t, args.preset, device, n, mfu, planner, args.job_overhead)
             plans.append(tp)
             programs.update({p.key: p for p in used})
-        md.append(render_markdown(plans, list(programs.values()), device, limit))
+        runs.append(DeviceRun(device, plans, list(programs.values()), limit))
         rows += csv_rows(plans, list(programs.values()))
         js.append({"device": name, **to_json(plans, list(programs.values()))})
     elapsed = time.perf_counter() - t0
-    text = "\n".join(md) + f"\n(planned in {elapsed:.0f} s on this machine's CPU)\n"
+    md = render_markdown(runs)
+    text = md + f"\n(planned in {elapsed:.0f} s on this machine's CPU)\n"
     print(text)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "plan.md").write_text(PLAN_HEADER.format(tables=" ".join(args.tables),
                                                        preset=args.preset, mfu=mfu,
-                                                       overhead=args.job_overhead) + "\n".join(md))
+                                                       overhead=args.job_overhead) + md)
         (out / "plan.csv").write_text(to_csv(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(js, indent=2))
