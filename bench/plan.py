@@ -566,7 +566,7 @@ def _job_groups(runs: list[DeviceRun], table_index: int, skip: set
     for name in names:
         jobs = [d.get(name) for d in per_dev]
         trains = any(j is not None and j.programs for j in jobs)
-        cost = tuple((round(j.seconds_each / 60, 1), j.split) if j else None for j in jobs)
+        cost = tuple((round(j.seconds_each), j.split) if j else None for j in jobs)
         key = (trains, jobs[0].count if trains else None, cost if trains else None)
         groups.setdefault(key, []).append(name)
     out = []
@@ -622,16 +622,16 @@ def render_markdown(runs: list[DeviceRun], elapsed: float | None = None) -> str:
                       "listed under an earlier table above: the same runs, run once for both.", ""]
         header, align = ["jobs of", "jobs"], [":--", "--:"]
         for r in runs:
-            header += [f"{r.device.name}: min per job", "device-hours", "split"]
+            header += [f"{r.device.name}: s per job", "device-hours", "split"]
             align += ["--:", "--:", ":--"]
         rows = []
         for label, count, totals in _job_groups(runs, i, listed):
             row = [label, str(count)]
             for total_s, js in totals:
-                each = sorted({f"{j.seconds_each / 60:.1f}" for j in js})
+                each = sorted({f"{j.seconds_each:,.0f}" for j in js}, key=lambda x: float(x.replace(",", "")))
                 splits = sorted({j.split for j in js})
                 row += ["-".join((each[0], each[-1])) if len(each) > 1 else each[0],
-                        _hours(total_s), ", ".join(splits)]
+                        f"{total_s / 3600:.3f}", ", ".join(splits)]
             rows.append(row)
         if rows:
             lines += _table(header, align, rows)
