@@ -17,7 +17,7 @@ and every later job reads them from disk instead of running the backbone at each
   ``levi/lora``) read them from their dependency's folder.
 
 Stored arrays are ``[S, N, D]`` float16 (S = number of states: the embedding output, then one
-per block; see ``levi_core.methods.large.select_states``), read with ``allow_pickle=False``.
+per block; see ``levi_core.engines.forward.select_states``), read with ``allow_pickle=False``.
 float16 halves the disk and memory for the cached states; pooled states are O(1)-scale, so the
 rounding (relative 5e-4) is far below what training noise does to the heads.
 
