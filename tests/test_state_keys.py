@@ -5,7 +5,7 @@ pre-trained model's states (``<cache_dir>/features/``), ht's stored lower half
 (``<cache_dir>/boundary/``) and a trained model's states (``<cache_dir>/trained_states/``),
 plus the metadata a trained job writes beside its states (``features.json``, checked by every
 job that reads them). Should any field of those keys change, however harmless the change looks
-in the code, every existing cache is silently recomputed (hours for the large datasets) and a
+in the code, every existing cache is silently recomputed (a backbone pass over every dataset) and a
 results folder's stored states stop matching. The values below were computed by the code that
 built these keys before they were gathered into one function; they must never change without
 a deliberate decision to rebuild every cache.

@@ -81,9 +81,9 @@ class FrozenLower:
     def if_stored(engine) -> "FrozenLower | None":
         """The boundary of ``engine``'s dataset when it is stored or being built (an ``ht`` job
         holds its claim; then this waits for it), else None: the pre-trained model's layer
-        states then run only the upper blocks on it, instead of computing the lower half a
-        second time (MovieLens with MiniLM: about 10 of the 20 minutes of those states). A
-        table without ``ht`` never builds a boundary for this."""
+        states then run only the upper blocks on it, instead of computing the lower half (half
+        the blocks, so about half of that pass) a second time; ``bench/benchmarks/ht_speed.py``
+        measures both. A table without ``ht`` never builds a boundary for this."""
         where = _applies(engine)
         if where is None:
             return None

@@ -19,6 +19,9 @@
   splits (``forward_roles``); text batches are cut to their longest row (``trim_padding``),
   evaluation in length order; ``compute_dtype`` bfloat16 runs the backbone on bfloat16 copies
   of its float32 parameters.
+* The forward pass itself (``select_states``, ``trim_padding``, ``distinct_rows``, the
+  compiled ``_forward``) is made of pure functions in ``levi_core.engines.forward``, shared
+  with ``levi_core.engines.half``; this module holds the engine's state and caches.
 """
 
 from __future__ import annotations
@@ -49,10 +52,10 @@ _TOKENIZED: dict[Any, Any] = {}
 
 
 class TransformerEngine(Engine):
-    # a backbone step costs milliseconds and its program is shared by every learning rate and
-    # seed of a grid (and cached on disk), so XLA's optimisations pay for their compile time
-    # even on short runs (smoke Table 1: 82 -> 71 s); the MLP engine keeps the length rule,
-    # since its short synthetic runs amplify the optimised code's different rounding
+    # a backbone step is costly and its program is shared by every learning rate and seed of a
+    # grid (and cached on disk), so XLA's optimisations pay for their compile time even on
+    # short runs; the MLP engine keeps the length rule (``training.OPTIMIZE_STEPS``), since
+    # its short synthetic runs amplify the optimised code's different rounding
     optimize_large = True
 
     def __init__(self, ds: Dataset, s, cache_dir: str | None = None):
