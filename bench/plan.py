@@ -10,7 +10,7 @@ XLA's analyses of it: ``cost_analysis()`` (FLOPs, bytes accessed) and ``memory_a
 * ``train/all`` (``ft``, ``fs``, ``lp_ft``, ``a1``), ``train/half`` (``ht``), ``train/lora``
   (``lora``): one step of ``levi_core.training.fit`` with the engine's ``apply`` and the tuning
   mode's optimizer mask, at the preset's batch (``training.lower_step``);
-* ``forward``: the evaluation / layer-state pass (``engines.transformer._forward``) at the
+* ``forward``: the evaluation / layer-state pass (``engines.forward._forward``) at the
   evaluation batch;
 * ``heads``: one step of LEVI's ``TaskHeads`` (small model + an adapting layer per state) at the
   training batch: the bound used for every job that trains on cached states (``lp``, ``levi*``,
@@ -237,7 +237,7 @@ class ProgramPlanner:
         if kind == "heads" and e.modality == "text":
             name += f" ({e.ds.name})"
         if kind == "forward":
-            from levi_core.engines.transformer import _forward
+            from levi_core.engines.forward import _forward
 
             out = self._cost(name, s.backbone, kind, batch, label, e.compute_dtype, lambda: _forward.lower(
                 e.module, e.config, e.head, self.params(e), self.inputs(e, batch, False),

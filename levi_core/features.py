@@ -5,7 +5,8 @@ the large model's pooled hidden states, so they are computed once per
 
     (large-model checkpoint, dataset fingerprint, split role, pooling, max_len)
 
-and every later job reads them from disk instead of running the backbone at each step.
+and every later job reads them from disk instead of running the backbone at each step. The
+engine builds every such key in one place (``TransformerEngine.states_key``).
 
 * Pre-trained (or fixed random "pre-trained") backbones: under ``settings["cache_dir"]``
   (``<cache_dir>/features/<sha256 of the key fields>.npz``), content-addressed by the key above;
@@ -17,7 +18,7 @@ and every later job reads them from disk instead of running the backbone at each
   ``levi/lora``) read them from their dependency's folder.
 
 Stored arrays are ``[S, N, D]`` float16 (S = number of states: the embedding output, then one
-per block; see ``levi_core.methods.large.select_states``), read with ``allow_pickle=False``.
+per block; see ``levi_core.engines.forward.select_states``), read with ``allow_pickle=False``.
 float16 halves the disk and memory for the cached states; pooled states are O(1)-scale, so the
 rounding (relative 5e-4) is far below what training noise does to the heads.
 
@@ -142,8 +143,8 @@ def cached_states(
 ) -> dict[str, np.ndarray]:
     """role -> [S, N, D] states for a frozen pre-trained model.
 
-    ``base_key`` holds the checkpoint id, dataset fingerprint, pooling and max_len; the role is
-    added per entry. ``compute(missing_roles)`` runs the backbone on the roles not cached yet
+    ``base_key`` holds the checkpoint id, dataset fingerprint, pooling and max_len
+    (``TransformerEngine.states_key``); the role is added per entry. ``compute(missing_roles)`` runs the backbone on the roles not cached yet
     (all of them in one call, so that an example shared by several roles runs once). With
     ``resumable``, it is called as ``compute(missing_roles, parts=FOLDER)``: a folder for its
     finished chunks (``run_in_chunks``), kept across an interrupt and removed once the entries

@@ -37,13 +37,13 @@ from flax import traverse_util
 
 PARAMS_FILE = "params.npz"
 RUN_FILE = "run.json"
-# XLA's backend optimisations cost more compile time (about 0.5 s a program on CPU, up to 10 s
-# for the heads) than they save on short runs (tests, smoke tables, the synthetic experiment's
-# 1,000 steps), so short runs skip them; a run of at least OPTIMIZE_STEPS steps is compiled with
-# them: on the whole MovieLens split an epoch of the small model alone (2,278 steps of 32) takes
-# 6.5 s optimised against 18 s. (Optimised code rounds differently: the threshold keeps every
-# smoke result as it was.) ``fit(optimize=...)`` overrides the rule: the transformer engine
-# compiles its large-model training optimised whatever its length (``Engine.optimize_large``).
+# XLA's backend optimisations cost compile time once per program and save time on every step,
+# so they pay only on long runs: short runs (tests, smoke tables, the synthetic experiment's
+# 1,000 steps) skip them, and a run of at least OPTIMIZE_STEPS steps (an epoch of the small
+# model on the whole MovieLens split is one) is compiled with them. Optimised code rounds
+# differently, so the threshold also keeps every smoke result as it was. ``fit(optimize=...)``
+# overrides the rule: the transformer engine compiles its large-model training optimised
+# whatever its length (``Engine.optimize_large``).
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 OPTIMIZE_STEPS = 2000
 # Host memory for one chunk of gathered batches: text batches fit hundreds of steps, a batch of

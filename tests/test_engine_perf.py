@@ -16,7 +16,7 @@ from levi_core import features
 from levi_core.data.base import load_dataset
 from levi_core.engines import engine_for
 from levi_core.engines.base import batches, take
-from levi_core.engines.transformer import _forward, distinct_rows, trim_padding
+from levi_core.engines.forward import _forward, distinct_rows, trim_padding
 from levi_core.methods.registry import RunContext
 from levi_core.settings import Settings
 

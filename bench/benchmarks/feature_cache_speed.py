@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
 
     from levi_core.data.base import load_dataset
     from levi_core.engines import engine_for
-    from levi_core.engines.transformer import _pooled
+    from levi_core.engines.forward import _pooled
     from levi_core.methods.registry import RunContext
     from levi_core.models.small import RecSmall, TaskHeads
     from levi_core.settings import Settings

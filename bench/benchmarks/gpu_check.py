@@ -63,8 +63,7 @@ def table1_timing(backbone: str, dtype: str, steps: int, eval_batch: int = EVAL_
     from bench.benchmarks.speed import device_peak, program_flops
     from levi_core.backbones import build_module, get_config, init_backbone
     from levi_core.backbones.outputs import masked_mean
-    from levi_core.engines.half import _top
-    from levi_core.engines.transformer import _forward, compute_cast
+    from levi_core.engines.forward import _forward, _top, compute_cast
     from levi_core.training import make_optimizer
     import flax.linen as nn
 

@@ -35,7 +35,7 @@ def main(argv=None) -> dict:
 
     from levi_core import training
     from levi_core.engines.base import batches
-    from levi_core.engines.transformer import SEQ_MULTIPLE, distinct_rows
+    from levi_core.engines.forward import SEQ_MULTIPLE, distinct_rows
 
     extra = {"eval_batch_size": args.eval_batch_size} if args.eval_batch_size else {}
     ds, e = text_engine(args, **extra)

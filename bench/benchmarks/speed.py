@@ -212,7 +212,7 @@ def jax_step_parts(config, params, inputs, mask, dtype="float32"):
     import optax
 
     from levi_core.backbones import build_module, masked_mean
-    from levi_core.engines.transformer import compute_cast
+    from levi_core.engines.forward import compute_cast
 
     module = build_module(config)
     args = (tuple(jnp.asarray(a) for a in inputs), jnp.asarray(mask),
@@ -244,7 +244,7 @@ def _jax_bench(config, params, inputs, mask, steps, warmup, dtype="float32"):
 
     from levi_core.backbones import build_module, pool_layers
     from levi_core.backbones.outputs import default_pooling
-    from levi_core.engines.transformer import compute_cast
+    from levi_core.engines.forward import compute_cast
 
     module = build_module(config)
     kind = default_pooling(config.family)

@@ -48,7 +48,7 @@ class PretrainConfig:
 
 
 def scale_images(x: jnp.ndarray) -> jnp.ndarray:
-    """uint8 -> float32 in [-1, 1], as ``engines.transformer`` feeds the ViT."""
+    """uint8 -> float32 in [-1, 1], as ``engines.forward`` feeds the ViT."""
     return (x.astype(jnp.float32) / 255.0 - 0.5) / 0.5
 
 

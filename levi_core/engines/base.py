@@ -217,9 +217,9 @@ def replace_unknown(batch: dict, keys, frac: float, seed: int, step: int) -> dic
 def init_jit(module, key, *inputs) -> dict:
     """``module.init(key, *inputs)`` as one compiled program per (module, shapes) in a process.
 
-    Flax runs ``init`` eagerly, op by op, and every op of a new shape is compiled on its own:
-    a heads model took about 0.4 s to initialise on a smoke fixture, mostly compiling. Trailing
-    Python flags (``train=False``) stay static."""
+    Flax runs ``init`` eagerly, op by op, and every op of a new shape is compiled on its own,
+    so initialising a heads model is mostly compiling; one program per model compiles once.
+    Trailing Python flags (``train=False``) stay static."""
     arrays = list(inputs)
     flags = []
     while arrays and isinstance(arrays[-1], (bool, int, type(None))):

@@ -32,59 +32,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from levi_core import features as feature_cache
-from levi_core import progress, training
+from levi_core import progress
 from levi_core.backbones.outputs import default_pooling, pool
 from levi_core.engines.base import batches, take
+from levi_core.engines.forward import SEQ_MULTIPLE, _forward_top, _lower, _top, distinct_rows, gather_rows
 
 _LOADED: dict[str, "Boundary"] = {}
 # Above this the boundary is not stored and ht runs the whole model: MovieLens with MiniLM is
 # about 12 GB (100k examples x 80 tokens x 384 float32), ImageNet-scale image sets would be
 # several times that on disk.
 MAX_BYTES = 24 << 30
-
-
-def upper_states(hidden_states: tuple, config, k: int) -> list:
-    """States ``k + 1 .. L`` from a run of blocks ``k .. L - 1`` (``hidden_states`` = its input,
-    each block, then the final norm for pre-LN families), as ``select_states`` picks them."""
-    L = config.num_layers
-    hs = list(hidden_states)
-    if len(hs) == L - k + 2:  # T5, ViT: the last state is the final-normed one
-        return hs[1: L - k] + [hs[-1]]
-    return hs[1:]
-
-
-def _call(module, config, bparams, batch, dtype, **blocks):
-    from levi_core.engines.transformer import _backbone_call
-
-    return _backbone_call(module, config, bparams, batch, dtype, **blocks)
-
-
-def _pool_all(hidden_states, mask, config):
-    kind = default_pooling(config.family)
-    return jnp.stack([pool(h.astype(jnp.float32), mask, kind) for h in hidden_states])
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _lower(module, config, k: int, dtype: str, bparams, batch):
-    """The boundary [B, T, D] (float32) and pooled states ``0 .. k`` [k + 1, B, D]."""
-    out = _call(module, config, bparams, batch, dtype, stop=k)
-    return out.hidden_states[-1].astype(jnp.float32), _pool_all(out.hidden_states, out.mask, config)
-
-
-def _top(module, config, k: int, dtype: str, bparams, batch):
-    return _call(module, config, bparams, batch, dtype, start=k)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _forward_top(module, config, head, k: int, dtype: str, params, batch):
-    out = _top(module, config, k, dtype, params["body"], batch)
-    states = _pool_all(upper_states(out.hidden_states, config, k), out.mask, config)
-    return head.apply({"params": params["head"]}, states[-1]), states
 
 
 class Boundary:
@@ -120,9 +81,9 @@ class FrozenLower:
     def if_stored(engine) -> "FrozenLower | None":
         """The boundary of ``engine``'s dataset when it is stored or being built (an ``ht`` job
         holds its claim; then this waits for it), else None: the pre-trained model's layer
-        states then run only the upper blocks on it, instead of computing the lower half a
-        second time (MovieLens with MiniLM: about 10 of the 20 minutes of those states). A
-        table without ``ht`` never builds a boundary for this."""
+        states then run only the upper blocks on it, instead of computing the lower half (half
+        the blocks, so about half of that pass) a second time; ``bench/benchmarks/ht_speed.py``
+        measures both. A table without ``ht`` never builds a boundary for this."""
         where = _applies(engine)
         if where is None:
             return None
@@ -151,13 +112,7 @@ class FrozenLower:
     def predict(self, params, roles, keep_states_in: Path | None = None):
         """Predictions of ``roles`` (and their layer states, with ``keep_states_in``), running
         the tuned blocks only on the boundary rows those roles hold."""
-        e = self.e
-        res = self.forward_roles(params, roles, keep_states_in is not None)
-        preds = {r: training.to_prediction(out[:, None, :], e.task) for r, (out, _) in res.items()}
-        if keep_states_in is not None:
-            feature_cache.write_workdir_states(
-                keep_states_in, {r: st for r, (_, st) in res.items()}, e._feature_meta())
-        return preds
+        return self.e.predict_with(self.forward_roles, params, roles, keep_states_in)
 
     def forward_roles(self, params, roles, want_states: bool, parts: Path | None = None
                       ) -> dict[str, tuple]:
@@ -225,11 +180,8 @@ def _applies(engine) -> tuple[int, list[str]] | None:
 
 def _boundary_paths(engine, k: int, roles: list[str]) -> tuple[Path, Path]:
     """(folder, claim lock) of the boundary entry."""
-    s = engine.s
-    key = feature_cache.cache_key({"checkpoint": engine.checkpoint, "fingerprint": engine.ds.fingerprint,
-                                   "max_len": getattr(s, "max_len", None), "boundary": k,
-                                   "compute_dtype": engine.compute_dtype,
-                                   "roles": roles})
+    key = feature_cache.cache_key(engine.states_key("boundary", engine.ds.fingerprint,
+                                                    boundary=k, roles=roles))
     root = Path(engine.cache_dir) / "boundary"
     return root / key, root / f"{key}.lock"
 
@@ -249,8 +201,6 @@ def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
 def _build(engine, k: int, roles: list[str], folder: Path) -> bool:
     """Compute and publish the boundary; False when the training split's examples are not
     distinct or the boundary would pass ``MAX_BYTES`` (then the full path runs)."""
-    from levi_core.engines.transformer import SEQ_MULTIPLE, distinct_rows, gather_rows
-
     ds = engine.ds
     xs = [engine.inputs(r) for r in roles]
     src, row, inverse = distinct_rows([ds.splits[r].example_ids for r in roles], xs)

@@ -40,7 +40,8 @@ _PRETRAINED: dict[Any, Any] = {}
 def numpy_init(module: nn.Module, seed_seq: list[int], *inputs) -> dict:
     """Parameters of ``module`` drawn with numpy from ``seed_seq``: kernels LeCun normal
     (untruncated, std 1/sqrt(fan_in)), biases zero. Only shapes come from flax
-    (``eval_shape``: nothing is compiled; jax.random's init compiles for seconds on CPU)."""
+    (``eval_shape``: nothing is compiled, where jax.random's init compiles a program per
+    parameter shape)."""
     shapes = jax.eval_shape(lambda k: module.init(k, *inputs)["params"],
                             jax.ShapeDtypeStruct((2,), jnp.uint32))
     flat = traverse_util.flatten_dict(shapes)

@@ -19,6 +19,9 @@
   splits (``forward_roles``); text batches are cut to their longest row (``trim_padding``),
   evaluation in length order; ``compute_dtype`` bfloat16 runs the backbone on bfloat16 copies
   of its float32 parameters.
+* The forward pass itself (``select_states``, ``trim_padding``, ``distinct_rows``, the
+  compiled ``_forward``) is made of pure functions in ``levi_core.engines.forward``, shared
+  with ``levi_core.engines.half``; this module holds the engine's state and caches.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ import numpy as np
 from levi_core import features as feature_cache
 from levi_core import progress, training
 from levi_core.backbones import build_module, get_config, get_preset, init_backbone, load_backbone, tuning
-from levi_core.backbones.outputs import default_pooling, pool
+from levi_core.backbones.outputs import default_pooling
 from levi_core.backbones.tokenization import tokenizer_for
 from levi_core.data.base import Dataset, fingerprint_splits
 from levi_core.engines.base import FS_SEED_OFFSET, S_HEAD, S_INIT, Engine, batches, init_jit, take
+from levi_core.engines.forward import _forward, _pooled, distinct_rows, gather_rows, trim_padding
+from levi_core.engines.half import FrozenLower
 from levi_core.errors import ConfigError
 from levi_core.models.small import ConvSmall, RecSmall
 
@@ -46,124 +51,11 @@ _PRETRAINED: dict[Any, Any] = {}
 _TOKENIZED: dict[Any, Any] = {}
 
 
-def select_states(hidden_states: tuple, config) -> list:
-    """Embedding output + one state per block (pre-LN: the last one final-normed)."""
-    L = config.num_layers
-    hs = list(hidden_states)
-    if len(hs) == L + 2:  # T5, ViT: [emb, block_1..block_L, final_ln]
-        return hs[:L] + [hs[L + 1]]
-    return hs[: L + 1]  # BERT: [emb, block_1..block_L]
-
-
-def compute_cast(tree, dtype: str):
-    """Floating leaves of ``tree`` in the compute dtype: the bfloat16 option runs the backbone
-    on bfloat16 copies of float32 parameters (gradients reach the float32 originals through the
-    cast, so the optimizer state stays float32)."""
-    if dtype == "float32":
-        return tree
-    return jax.tree_util.tree_map(
-        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
-
-
-def _backbone_call(module, config, bparams, batch, dtype: str = "float32", **blocks):
-    bparams = compute_cast(bparams, dtype)
-    if "h" in batch:  # the tuned blocks of ht, from the stored boundary (engines.half)
-        return module.apply({"params": bparams}, None, batch.get("mask"),
-                            hidden=compute_cast(batch["h"], dtype), **blocks)
-    if "image" in batch:
-        x = batch["image"].astype(jnp.float32) / 255.0
-        x = (x - 0.5) / 0.5
-        size = config.image_size
-        if x.shape[1] != size or x.shape[2] != size:
-            x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "bilinear")
-        return module.apply({"params": bparams}, compute_cast(x, dtype), **blocks)
-    return module.apply({"params": bparams}, batch["ids"], batch["mask"], **blocks)
-
-
-def _pooled(module, config, bparams, batch, dtype: str = "float32"):
-    """[S, B, D] pooled layer states (float32 whatever the compute dtype)."""
-    out = _backbone_call(module, config, bparams, batch, dtype)
-    kind = default_pooling(config.family)
-    return jnp.stack([pool(h.astype(jnp.float32), out.mask, kind)
-                      for h in select_states(out.hidden_states, config)])
-
-
-# Text batches are cut to their longest row rounded up to this: few distinct shapes (one
-# compiled program each), little padding.
-SEQ_MULTIPLE = 16
-
-
-def trim_padding(batch: dict, multiple: int = SEQ_MULTIPLE) -> dict:
-    """A text batch (``ids``, ``mask`` [..., T]; hidden states ``h`` [..., T, D]) without its
-    all-padding positions beyond the longest row, rounded up to ``multiple``. Padding keys are
-    masked out of attention and pooling, so the numbers do not change (up to float rounding);
-    images pass unchanged."""
-    if "mask" not in batch:
-        return batch
-    mask = np.asarray(batch["mask"])
-    T = mask.shape[-1]
-    used = np.flatnonzero(mask.reshape(-1, T).any(axis=0))
-    keep = min(T, max(multiple, -(-(int(used[-1]) + 1 if used.size else 1) // multiple) * multiple))
-    if keep == T:
-        return batch
-    return {k: (v[..., :keep] if k in ("ids", "mask") else v[..., :keep, :] if k == "h" else v)
-            for k, v in batch.items()}
-
-
-def distinct_rows(example_ids, xs):
-    """Each distinct example once across splits.
-
-    ``example_ids``: per split, [N_i] ids; ``xs``: per split, the input arrays. Returns
-    ``(src_split [U], src_row [U], inverse)``: the U distinct examples (first occurrence) and,
-    per split, [N_i] indices into them. An id names one example in a dataset; should two
-    splits hold different inputs under one id, every row counts as distinct instead."""
-    ids = np.concatenate([np.asarray(i) for i in example_ids])
-    split_of = np.concatenate([np.full(len(i), k, np.int32) for k, i in enumerate(example_ids)])
-    row_of = np.concatenate([np.arange(len(i), dtype=np.int64) for i in example_ids])
-    sizes = np.cumsum([0] + [len(i) for i in example_ids])
-    _, first, inv = np.unique(ids, return_index=True, return_inverse=True)
-    if len(first) < len(ids):
-        rep = first[inv]  # the representative of every row
-        dup = np.flatnonzero(rep != np.arange(len(ids)))
-        for key in xs[0]:
-            a = np.stack([np.asarray(xs[split_of[j]][key][row_of[j]]) for j in rep[dup]])
-            b = np.stack([np.asarray(xs[split_of[j]][key][row_of[j]]) for j in dup])
-            if not np.array_equal(a, b):
-                first, inv = np.arange(len(ids)), np.arange(len(ids))
-                break
-    # distinct examples in order of first appearance (deterministic batches)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    first, inv = first[order], rank[inv.reshape(-1)]
-    return (split_of[first], row_of[first],
-            [inv[sizes[k]: sizes[k + 1]] for k in range(len(example_ids))])
-
-
-def gather_rows(xs, split_idx: np.ndarray, row_idx: np.ndarray) -> dict:
-    """Rows ``row_idx[i]`` of split ``split_idx[i]``, stacked in that order."""
-    out = {}
-    for key in xs[0]:
-        first = np.asarray(xs[0][key])
-        arr = np.empty((len(row_idx),) + first.shape[1:], first.dtype)
-        for k in np.unique(split_idx):
-            m = split_idx == k
-            arr[m] = np.asarray(xs[k][key])[row_idx[m]]
-        out[key] = arr
-    return out
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2), static_argnames=("dtype",))
-def _forward(module, config, head: nn.Module, params, batch, dtype: str = "float32"):
-    states = _pooled(module, config, params["body"], batch, dtype)
-    return head.apply({"params": params["head"]}, states[-1]), states
-
-
 class TransformerEngine(Engine):
-    # a backbone step costs milliseconds and its program is shared by every learning rate and
-    # seed of a grid (and cached on disk), so XLA's optimisations pay for their compile time
-    # even on short runs (smoke Table 1: 82 -> 71 s); the MLP engine keeps the length rule,
-    # since its short synthetic runs amplify the optimised code's different rounding
+    # a backbone step is costly and its program is shared by every learning rate and seed of a
+    # grid (and cached on disk), so XLA's optimisations pay for their compile time even on
+    # short runs; the MLP engine keeps the length rule (``training.OPTIMIZE_STEPS``), since
+    # its short synthetic runs amplify the optimised code's different rounding
     optimize_large = True
 
     def __init__(self, ds: Dataset, s, cache_dir: str | None = None):
@@ -263,8 +155,6 @@ class TransformerEngine(Engine):
     def frozen_lower(self, mode: str):
         """Half-tuning from the frozen lower blocks' output, computed once per dataset and
         shared by every ``ht`` run (``levi_core.engines.half``); None where it does not apply."""
-        from levi_core.engines.half import FrozenLower
-
         return FrozenLower.for_engine(self, mode)
 
     def train_data(self) -> dict[str, np.ndarray]:
@@ -276,7 +166,13 @@ class TransformerEngine(Engine):
 
     # ------------------------------------------------------------ computation
     def predict(self, params, roles, keep_states_in: Path | None = None):
-        res = self.forward_roles(params, roles, keep_states_in is not None)
+        return self.predict_with(self.forward_roles, params, roles, keep_states_in)
+
+    def predict_with(self, forward_roles, params, roles, keep_states_in: Path | None = None):
+        """Predictions of ``roles`` from ``forward_roles(params, roles, want_states)`` (this
+        engine's, or ht's upper blocks on its stored lower half: ``half.FrozenLower``) and, with
+        ``keep_states_in``, their layer states written there for dependants to read."""
+        res = forward_roles(params, roles, keep_states_in is not None)
         preds = {r: training.to_prediction(out[:, None, :], self.task) for r, (out, _) in res.items()}
         if keep_states_in is not None:
             feature_cache.write_workdir_states(keep_states_in, {r: st for r, (_, st) in res.items()},
@@ -348,10 +244,47 @@ class TransformerEngine(Engine):
         return {r: (out_u[inverse[i]], st_u[:, inverse[i]] if want_states else None)
                 for i, r in enumerate(roles)}
 
+    def states_key(self, states: str, fingerprint: str, **fields) -> dict[str, Any]:
+        """The fields that name a set of layer states of this backbone: their
+        ``features.cache_key`` is the name of the cache entry on disk, and a job that keeps a
+        trained model's states records them beside the states for its readers to check.
+
+        ``states`` says which:
+
+        * ``"pretrained"``: the fixed pre-trained model's pooled states
+          (``<cache_dir>/features/``, ``_pretrained_states``), named by its checkpoint;
+        * ``"boundary"``: ht's stored lower half (``<cache_dir>/boundary/``, ``engines.half``),
+          named by the checkpoint; ``fields`` add the block ``boundary=k`` and the ``roles``;
+        * ``"workdir"``: the pooled states a trained model's job writes into its own folder
+          (``features.json``), named by backbone and weights (the job folder names the rest);
+        * ``"trained"``: a trained model's pooled states computed later into
+          ``<cache_dir>/trained_states/`` (``_trained_states``): the ``"workdir"`` fields and
+          the compute dtype; ``fields`` add its parameters' digest ``params`` and the ``roles``.
+
+        ``fingerprint`` names the data (the splits whose states these are). The field sets
+        differ by history, not by design: a field added to a key names every existing entry
+        anew, so each kept the fields it had (the pre-trained states name the compute dtype
+        only when it is not float32: their key predates the option). ``tests/test_state_keys.py``
+        pins the resulting names."""
+        s = self.s
+        key: dict[str, Any] = {}
+        if states in ("pretrained", "boundary"):
+            key["checkpoint"] = self.checkpoint
+        elif states in ("workdir", "trained"):
+            key.update(backbone=s.backbone, weights=s.weights)
+        else:
+            raise ValueError(f"unknown kind of layer states {states!r}")
+        key["fingerprint"] = fingerprint
+        if states != "boundary":
+            key["pooling"] = default_pooling(self.config.family)
+        key["max_len"] = getattr(s, "max_len", None)
+        if states != "workdir" and (states != "pretrained" or self.compute_dtype != "float32"):
+            key["compute_dtype"] = self.compute_dtype
+        return {**key, **fields}
+
     def _feature_meta(self) -> dict[str, Any]:
-        return {"fingerprint": self.ds.fingerprint, "pooling": default_pooling(self.config.family),
-                "max_len": getattr(self.s, "max_len", None), "backbone": self.s.backbone,
-                "weights": self.s.weights}
+        """What a trained model's job records beside the layer states it keeps."""
+        return self.states_key("workdir", self.ds.fingerprint)
 
     @property
     def checkpoint(self) -> str:
@@ -370,15 +303,7 @@ class TransformerEngine(Engine):
         the evaluation splits are keyed apart (each by the fingerprint of its own splits): under
         a per-seed training draw (``with_train_draw``) the seeds share the evaluation entries
         and only the training rows are computed per seed."""
-        s = self.s
-        key = {"checkpoint": self.checkpoint,
-               "pooling": default_pooling(self.config.family), "max_len": getattr(s, "max_len", None)}
-        if self.compute_dtype != "float32":  # float32 entries keep the key they always had
-            key["compute_dtype"] = self.compute_dtype
-
         def compute(missing, parts=None):
-            from levi_core.engines.half import FrozenLower
-
             params = {"body": self.pretrained_body(), "head": self.new_head(0)}
             # an ht job's stored lower half holds states 0..k already: run the upper blocks only
             run = FrozenLower.if_stored(self) or self
@@ -390,7 +315,7 @@ class TransformerEngine(Engine):
             if group:
                 fingerprint = fingerprint_splits({r: self.ds.splits[r] for r in group})
                 out.update(feature_cache.cached_states(
-                    self.cache_dir, {**key, "fingerprint": fingerprint}, group, compute,
+                    self.cache_dir, self.states_key("pretrained", fingerprint), group, compute,
                     resumable=True))
         return {r: out[r] for r in roles}
 
@@ -418,8 +343,8 @@ class TransformerEngine(Engine):
         import tempfile
 
         digest = hashlib.sha256((dep / training.PARAMS_FILE).read_bytes()).hexdigest()[:24]
-        key = feature_cache.cache_key({"params": digest, **self._feature_meta(),
-                                       "compute_dtype": self.compute_dtype, "roles": list(roles)})
+        key = feature_cache.cache_key(self.states_key("trained", self.ds.fingerprint, params=digest,
+                                                      roles=list(roles)))
         root = Path(self.cache_dir) / "trained_states" if self.cache_dir else dep / "states"
         folder = root / key
 
