@@ -48,7 +48,7 @@ def check_grid(spec, jobs, preset: str, data_dirs, subset, flags: str = "") -> N
     command the message suggests so that it runs where the user's run would have."""
     from levi_core.api import preflight
 
-    from bench.runner import data_dir_for, job_settings
+    from bench.job_settings import data_dir_for, job_settings
 
     settings = job_settings(spec, preset)
     problems, ready = [], []
