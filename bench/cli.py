@@ -180,10 +180,10 @@ def cmd_run(args) -> int:
         raise UserError(f"{spec.name} [{args.preset}]: no job matches {args.subset.flags()} "
                         f"(see `bench ls` for datasets and methods)")
     ledger = Ledger(args.results_dir / args.preset)
-    from bench.preflight import check_grid, data_dir_flags, parse_data_dirs
+    from bench.preflight import check_inputs, data_dir_flags, parse_data_dirs
 
     args.data_dirs = parse_data_dirs(args.data_dir)
-    check_grid(spec, jobs, args.preset, args.data_dirs, args.subset,
+    check_inputs(spec, jobs, args.preset, args.data_dirs, args.subset,
                flags=_flags(_results_flag(args), data_dir_flags(args.data_dirs)))
     ledger.check_usable()  # a file, read-only or full disk: say so before any job starts
     if args.address and args.executor != "ray":

@@ -1,7 +1,7 @@
 """The scheduler: runs a table's jobs in dependency order, skipping what is finished.
 
-A job is *ready* when, for each method it depends on, every run of that method's grid (same
-dataset, seed, preset) is settled; it then receives the artifact folders of the selected runs
+A job is *ready* when, for each method it depends on, every run of that method's
+hyperparameter grid (same dataset, seed, preset) is settled; it then receives the artifact folders of the selected runs
 (selection on id_val only). A finished record is kept when its dependencies' selection is still
 the one it was computed from; otherwise it is *stale* and runs again. Failed jobs are retried
 by the next ``bench run``; done and diverged jobs never are.

@@ -170,7 +170,8 @@ def test_a_results_folder_of_the_older_layout_resumes(tmp_path, monkeypatch):
     jobs = plan(SPEC, "smoke")
     live, dead, done = jobs
     # a finished job, and a dead driver's lease (no lock file of its driver is left)
-    assert run_jobs([done], SPEC, "smoke", LocalExecutor(), Ledger(root), out=io.StringIO()).ran == 1
+    first = run_jobs([done], SPEC, "smoke", LocalExecutor(), Ledger(root), out=io.StringIO())
+    assert first.ran == 1
     (root / "claims").mkdir(exist_ok=True)
     (root / "claims" / f"{dead.id}.json").write_text(json.dumps(
         {"driver": "gone-1-abc", "host": "h", "pid": 1, "since": "2024-01-01T00:00:00Z"}))

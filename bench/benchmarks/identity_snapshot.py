@@ -1,8 +1,9 @@
 """Print every job's identity under every table and preset: a refactor must leave it unchanged.
 
 Each line is ``table preset job_id method dataset settings_json``, where settings_json is what
-a record must hold to be reused (``bench.job_settings.expected_settings``). Two snapshots taken before and
-after a change that should move nothing (``diff``) prove that no finished record went stale.
+a record must hold to be reused (``bench.job_settings.expected_settings``). Two snapshots taken
+before and after a change that should move nothing (``diff``) prove that no finished record
+went stale.
 
     python -m bench.benchmarks.identity_snapshot > before.txt
 """
