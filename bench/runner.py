@@ -189,11 +189,12 @@ class Scheduler:
         self.other_drivers: set[str] = set()  # the live drivers already named in the output
         self.to_run = 0
         self.done_count = 0
-        self.t_start = time.perf_counter()
+        self.t_start = 0.0  # when this run started its jobs: the ETA of the progress lines
 
     # ------------------------------------------------------------------ the session
     def run(self) -> RunSummary:
         self._read_existing()
+        self.t_start = time.perf_counter()
         self.ledger.open_session()
         try:
             self._advance()
