@@ -180,10 +180,10 @@ def cmd_run(args) -> int:
         raise UserError(f"{spec.name} [{args.preset}]: no job matches {args.subset.flags()} "
                         f"(see `bench ls` for datasets and methods)")
     ledger = Ledger(args.results_dir / args.preset)
-    from bench.preflight import check_grid, data_dir_flags, parse_data_dirs
+    from bench.preflight import check_inputs, data_dir_flags, parse_data_dirs
 
     args.data_dirs = parse_data_dirs(args.data_dir)
-    check_grid(spec, jobs, args.preset, args.data_dirs, args.subset,
+    check_inputs(spec, jobs, args.preset, args.data_dirs, args.subset,
                flags=_flags(_results_flag(args), data_dir_flags(args.data_dirs)))
     ledger.check_usable()  # a file, read-only or full disk: say so before any job starts
     if args.address and args.executor != "ray":
@@ -331,21 +331,21 @@ def cmd_status(args) -> int:
 
 
 def _print_running(ledger, specs, subset, preset: str, everything: bool) -> None:
-    """The jobs running now (counted as pending above), as their workers' leases tell, with
-    their phase; leases left by a worker that is gone are told apart."""
+    """The jobs running now (counted as pending above), as their workers' heartbeats tell, with
+    their phase; heartbeats left by a worker that is gone are told apart."""
+    from bench.heartbeats import describe, running
     from bench.jobs import plan
-    from bench.leases import describe, running
 
-    leases = running(ledger.root)
+    beats = running(ledger.root)
     if not everything:  # only the asked table's (or subset's) jobs
         ids = {j.id for spec in specs for j in subset.keep(plan(spec, preset))}
-        leases = [info for info in leases if info["job_id"] in ids]
-    if not leases:
+        beats = [info for info in beats if info["job_id"] in ids]
+    if not beats:
         return
-    live = [i for i in leases if not i["stale"]]
+    live = [i for i in beats if not i["stale"]]
     print(f"running now: {len(live)} job(s)"
-          + (f"; {len(leases) - len(live)} stale lease(s)" if len(live) < len(leases) else ""))
-    for info in live + [i for i in leases if i["stale"]]:
+          + (f"; {len(beats) - len(live)} stale heartbeat(s)" if len(live) < len(beats) else ""))
+    for info in live + [i for i in beats if i["stale"]]:
         print(f"  {describe(info)}")
 
 

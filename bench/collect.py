@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from bench.job_settings import expected_settings, job_settings
 from bench.jobs import Job, plan
 from bench.ledger import DIVERGED, Ledger
 from bench.sections import Column, resolve
@@ -85,8 +86,6 @@ class Records:
 
     @classmethod
     def load(cls, spec: TableSpec, preset: str, ledger: Ledger) -> "Records":
-        from bench.runner import expected_settings, job_settings
-
         jobs = plan(spec, preset)
         typed = job_settings(spec, preset)
         wanted = {ds: expected_settings(typed, ds) for ds in {j.dataset for j in jobs}}

@@ -2,7 +2,7 @@
 
 An executor takes payloads with ``submit`` and hands back finished results with ``wait``, in
 completion order; ``slots`` says how many jobs it can run at once (the scheduler submits no
-more, so a job is claimed just before it can start). The scheduler (bench.runner) decides what
+more, so a job's lease is taken just before it can start). The scheduler (bench.runner) decides what
 is ready; executors only run.
 
 System failures (a worker process killed, a node lost) are retried by Ray up to
@@ -87,8 +87,10 @@ class Resources:
 
 
 SYSTEM_RETRIES = 3  # attempts after a lost worker or node, before the job is recorded failed
+# Joining a cluster: how long before we say it does not answer. A head that answers at all
+# accepts a driver well within it; longer only delays the message that tells the fix.
 CONNECT_TIMEOUT_S = 6.0
-JOIN_STUCK = False  # set when ray.init is still trying after CONNECT_TIMEOUT_S  # joining a cluster: how long before we say it does not answer
+JOIN_STUCK = False  # set when ray.init is still trying after CONNECT_TIMEOUT_S
 _SYSTEM_FAILURES = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError",
                     "ObjectLostError", "OwnerDiedError", "TaskUnschedulableError")
 _ADDRESS = re.compile(r"^(?:(?P<scheme>ray)://)?(?P<host>[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\])"
@@ -232,9 +234,9 @@ class RayExecutor:
     def slots(self) -> int:
         """Jobs to keep submitted: twice what the cluster can run at once now (alive nodes'
         resources / one job's ask), so that a worker never waits for the driver between jobs,
-        while another driver on the same results folder still finds jobs left to claim."""
+        while another driver on the same results folder still finds jobs left to take."""
         when, n = self._slots
-        if time.monotonic() - when < 2.0:
+        if time.monotonic() - when < 2.0:  # asking the cluster is a round trip: not per job
             return n
         total = self._ray.cluster_resources()
         asks = {"CPU": self.resources.cpus, "GPU": self.resources.gpus, "TPU": self.resources.tpus}
@@ -308,9 +310,10 @@ def check_fits(resources: Resources, nodes: list[Mapping[str, float]], address: 
 def _join(ray, address: str, kwargs: dict[str, Any]) -> None:
     """``ray.init(address=...)`` that ends in seconds with the fix when the cluster refuses us.
 
-    Ray's C++ core retries a refused connection for 20 s or more and logs each retry to stderr;
-    we give it CONNECT_TIMEOUT_S, keep its log out of sight while it tries, and tell a missing
-    or wrong token (the common case since Ray turned token authentication on) from the rest."""
+    Ray's C++ core keeps retrying a refused connection, well past the point where the user
+    should be told, and logs each retry to stderr; we give it CONNECT_TIMEOUT_S, keep its log
+    out of sight while it tries, and tell a missing or wrong token (the common case since Ray
+    turned token authentication on) from the rest."""
     log = tempfile.TemporaryFile(mode="w+b")
     sys.stderr.flush()
     saved = os.dup(2)

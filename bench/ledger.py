@@ -3,8 +3,12 @@
 Layout under ``<results>/<preset>/``:
   ``records/<job_id>.json``  the job's record (state done / failed / diverged, metrics, provenance)
   ``artifacts/<job_id>/``     what later jobs may need (predictions, checkpoints)
-  ``claims/<job_id>.json``    which ``bench run`` is running the job right now
+  ``claims/<job_id>.json``    the job's lease: which ``bench run`` is running it right now
   ``claims/drivers/<id>.lock`` one per running ``bench run``, locked for as long as it lives
+
+(``claims/`` is the folder's legacy name, from when a lease was called a claim. It stays: a
+results folder that an older harness is still running, or that it left behind, is resumed
+as it is, and two drivers of either version on one folder honour each other's leases.)
 
 A record is written with a temporary file and ``os.replace``, so a reader sees either no
 record or a whole one: a run killed at any point leaves finished jobs recorded and the rest
@@ -13,12 +17,15 @@ is reported and its job counts as pending, so it is re-run (a folder is renamed 
 never deleted). So is a record written under another ``SCHEMA_VERSION``: it is never mixed with
 current records.
 
-Two ``bench run`` on one results folder share the work: a driver *claims* a job before it
-starts it. A claim is a file created with ``os.link`` (atomic, fails if the file exists) that
-names the driver; a driver holds an exclusive ``flock`` on its own lease file for its whole
-life, so the kernel (or the NFS server) drops the lease the moment the driver dies, however it
-dies. A claim whose driver's lease is free is dead and is taken over, under a short global
-lock so that two drivers never both take over one claim.
+Two ``bench run`` on one results folder share the work: a driver takes a job's *lease*
+before it starts it. A lease is a file created with ``os.link`` (atomic, fails if the file
+exists) that names the driver; a driver holds an exclusive ``flock`` on its own driver lock
+file for its whole life, so the kernel (or the NFS server) drops that lock the moment the
+driver dies, however it dies. A lease whose driver's lock is free is dead and is taken over,
+under a short global lock so that two drivers never both take over one lease.
+
+(``bench.heartbeats`` is another thing: what a worker reports about its running job, for
+``bench status``; it never decides who runs a job.)
 """
 
 from __future__ import annotations
@@ -47,6 +54,12 @@ SCHEMA_VERSION = 3  # 3: records hold the resolved settings of their modality
 
 
 NOT_A_FILE = "a folder where a record file belongs"
+
+# On-disk names of the job leases. They keep the names of the time a lease was called a claim,
+# so that a results folder written (or still being written) by an older harness resumes as it
+# is: renaming them would let two drivers of different versions run one job twice.
+LEASES_DIR = "claims"
+LEASE_TMP_PREFIX = ".tmp-claim-"
 
 
 class ResultsDirError(UserError):
@@ -86,17 +99,23 @@ class Ledger:
     outdated: list[tuple[Path, int]] = field(default_factory=list)  # (record, its schema version)
     other_settings: list[str] = field(default_factory=list)  # job ids whose record has other settings
     moved_aside: list[tuple[Path, Path]] = field(default_factory=list)  # (record path, new name)
-    _lease_fd: int | None = field(default=None, repr=False)
+    _driver_fd: int | None = field(default=None, repr=False)  # holds this driver's lock
     _token: str | None = field(default=None, repr=False)
-    _claimed: set[str] = field(default_factory=set, repr=False)
+    _leased: set[str] = field(default_factory=set, repr=False)  # the job leases we hold
 
     @property
     def records_dir(self) -> Path:
         return self.root / "records"
 
     @property
-    def claims_dir(self) -> Path:
-        return self.root / "claims"
+    def leases_dir(self) -> Path:
+        """Where the job leases live (``LEASES_DIR``, a legacy name kept on disk)."""
+        return self.root / LEASES_DIR
+
+    @property
+    def drivers_dir(self) -> Path:
+        """One lock file per live ``bench run`` on this results folder."""
+        return self.leases_dir / "drivers"
 
     def artifacts_dir(self, job_id: str) -> Path:
         return self.root / "artifacts" / job_id
@@ -104,8 +123,8 @@ class Ledger:
     def record_path(self, job_id: str) -> Path:
         return self.records_dir / f"{job_id}.json"
 
-    def claim_path(self, job_id: str) -> Path:
-        return self.claims_dir / f"{job_id}.json"
+    def lease_path(self, job_id: str) -> Path:
+        return self.leases_dir / f"{job_id}.json"
 
     # ------------------------------------------------------------------ records
     def read(self, job_id: str) -> dict[str, Any] | None:
@@ -199,14 +218,14 @@ class Ledger:
         """Delete temp files left by a writer killed before its rename; return how many.
 
         A temp file younger than a minute may be another live driver's write in progress, so
-        it is left alone (a write takes milliseconds)."""
+        it is left alone (a write is far shorter than that: an older one is a leftover)."""
         if not self.records_dir.is_dir():
             return 0
         n = 0
         now = time.time()
         leftovers = list(self.records_dir.glob(".tmp-*.partial"))
-        if self.claims_dir.is_dir():
-            leftovers += list(self.claims_dir.glob(".tmp-claim-*"))
+        if self.leases_dir.is_dir():
+            leftovers += list(self.leases_dir.glob(f"{LEASE_TMP_PREFIX}*"))
         for path in leftovers:
             try:
                 if now - path.stat().st_mtime > 60 or not self._others_alive():
@@ -232,7 +251,7 @@ class Ledger:
         """Fail now, with one clear message, when the results folder cannot hold records."""
         try:
             self.records_dir.mkdir(parents=True, exist_ok=True)
-            self.claims_dir.mkdir(parents=True, exist_ok=True)
+            self.leases_dir.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(dir=self.records_dir, prefix=".tmp-probe-", suffix=".partial")
             try:
                 os.write(fd, b"{}\n" * 64)
@@ -243,17 +262,17 @@ class Ledger:
         except OSError as e:
             raise results_dir_error(self.root, e) from e
 
-    # ------------------------------------------------------------------ claims
+    # ------------------------------------------------------------------ job leases
     @property
     def session(self) -> str | None:
-        """This driver's claim token while a session is open."""
+        """This driver's token (the name its leases carry) while a session is open."""
         return self._token
 
     def open_session(self) -> str:
-        """Start holding claims: create and lock this driver's lease file."""
+        """Start holding leases: create and lock this driver's lock file."""
         if self._token is not None:
             return self._token
-        drivers = self.claims_dir / "drivers"
+        drivers = self.drivers_dir
         try:
             drivers.mkdir(parents=True, exist_ok=True)
             token = f"{platform.node()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -263,27 +282,27 @@ class Ledger:
             os.write(fd, json.dumps(self._holder_info(token)).encode())
         except OSError as e:
             raise results_dir_error(self.root, e) from e
-        self._lease_fd, self._token = fd, token
+        self._driver_fd, self._token = fd, token
         return token
 
     def close_session(self) -> None:
-        """Release every claim this driver still holds and its lease."""
-        for job_id in list(self._claimed):
-            self.release(job_id)
-        if self._lease_fd is not None:
-            (self.claims_dir / "drivers" / f"{self._token}.lock").unlink(missing_ok=True)
-            os.close(self._lease_fd)
-        self._lease_fd = self._token = None
+        """Release every lease this driver still holds, then its driver lock."""
+        for job_id in list(self._leased):
+            self.release_lease(job_id)
+        if self._driver_fd is not None:
+            (self.drivers_dir / f"{self._token}.lock").unlink(missing_ok=True)
+            os.close(self._driver_fd)
+        self._driver_fd = self._token = None
 
     def _holder_info(self, token: str) -> dict[str, Any]:
         return {"driver": token, "host": platform.node(), "pid": os.getpid(),
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def _driver_alive(self, token: str) -> bool:
-        """Whether the driver behind a claim still lives (its lease file is locked)."""
+        """Whether the driver behind a lease still lives (its driver lock file is locked)."""
         if token == self._token:
             return True
-        path = self.claims_dir / "drivers" / f"{token}.lock"
+        path = self.drivers_dir / f"{token}.lock"
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError:
@@ -298,58 +317,58 @@ class Ledger:
         return False
 
     def _others_alive(self) -> bool:
-        drivers = self.claims_dir / "drivers"
+        drivers = self.drivers_dir
         if not drivers.is_dir():
             return False
         return any(self._driver_alive(p.stem) for p in drivers.glob("*.lock")
                    if p.stem != self._token)
 
-    def holder(self, job_id: str) -> dict[str, Any] | None:
-        """Who holds the job's claim, if a live driver does (None: free, dead holder, or us)."""
-        info = self._read_claim(job_id)
+    def lease_holder(self, job_id: str) -> dict[str, Any] | None:
+        """Who holds the job's lease, if a live driver does (None: free, dead holder, or us)."""
+        info = self._read_lease(job_id)
         if info is None or info.get("driver") == self._token:
             return None
         return info if self._driver_alive(str(info.get("driver"))) else None
 
-    def _read_claim(self, job_id: str) -> dict[str, Any] | None:
+    def _read_lease(self, job_id: str) -> dict[str, Any] | None:
         try:
-            info = json.loads(self.claim_path(job_id).read_text(encoding="utf-8"))
+            info = json.loads(self.lease_path(job_id).read_text(encoding="utf-8"))
             return info if isinstance(info, dict) else {"driver": "?"}
         except FileNotFoundError:
             return None
         except (ValueError, UnicodeDecodeError):
-            return {"driver": "?"}  # unreadable: no live driver writes such a claim
+            return {"driver": "?"}  # unreadable: no live driver writes such a lease
 
-    def claim(self, job_id: str) -> dict[str, Any] | None:
-        """Claim a job for this driver. None: it is ours now; else the live holder's info.
+    def take_lease(self, job_id: str) -> dict[str, Any] | None:
+        """Take a job's lease for this driver. None: it is ours now; else the live holder's info.
 
-        After a successful claim, re-read the record: another driver may have finished the job
-        between our last look and our claim."""
+        After a lease is taken, re-read the record: another driver may have finished the job
+        between our last look and our lease."""
         self.open_session()
-        path = self.claim_path(job_id)
+        path = self.lease_path(job_id)
         mine = self._holder_info(self._token)
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.claims_dir, prefix=".tmp-claim-")
+            fd, tmp = tempfile.mkstemp(dir=self.leases_dir, prefix=LEASE_TMP_PREFIX)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(mine, f)
             try:
                 while True:
                     try:
-                        os.link(tmp, path)  # atomic: fails when a claim exists
-                        self._claimed.add(job_id)
+                        os.link(tmp, path)  # atomic: fails when a lease exists
+                        self._leased.add(job_id)
                         return None
                     except FileExistsError:
                         pass
-                    current = self._read_claim(job_id)
+                    current = self._read_lease(job_id)
                     if current is None:
                         continue  # released in between: try again
                     if current.get("driver") == self._token:
-                        self._claimed.add(job_id)
+                        self._leased.add(job_id)
                         return None
                     if self._driver_alive(str(current.get("driver"))):
                         return current
                     if self._take_over(job_id, current, tmp):
-                        self._claimed.add(job_id)
+                        self._leased.add(job_id)
                         return None
             finally:
                 os.unlink(tmp)
@@ -357,19 +376,19 @@ class Ledger:
             raise results_dir_error(self.root, e) from e
 
     def _take_over(self, job_id: str, dead: dict[str, Any], tmp: str) -> bool:
-        """Replace a dead driver's claim with ours, under a global lock (one taker wins)."""
-        with open(self.claims_dir / ".takeover.lock", "a") as lock:
+        """Replace a dead driver's lease with ours, under a global lock (one taker wins)."""
+        with open(self.leases_dir / ".takeover.lock", "a") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            if self._read_claim(job_id) != dead:
+            if self._read_lease(job_id) != dead:
                 return False  # someone else took it over (or it was released): look again
             spare = tmp + ".replace"
             os.link(tmp, spare)
-            os.replace(spare, self.claim_path(job_id))
+            os.replace(spare, self.lease_path(job_id))
             return True
 
-    def release(self, job_id: str) -> None:
-        """Drop our claim on a job (after its record is written, or when giving it up)."""
-        self._claimed.discard(job_id)
-        info = self._read_claim(job_id)
+    def release_lease(self, job_id: str) -> None:
+        """Drop our lease on a job (after its record is written, or when giving it up)."""
+        self._leased.discard(job_id)
+        info = self._read_lease(job_id)
         if info is not None and info.get("driver") == self._token:
-            self.claim_path(job_id).unlink(missing_ok=True)
+            self.lease_path(job_id).unlink(missing_ok=True)

@@ -1,7 +1,7 @@
-"""Before a grid starts: where each dataset's files are, and what would make every job fail.
+"""Before a table's jobs start: where each dataset's files are, and what would make every job fail.
 
-``bench run`` stops here in seconds (missing data, missing or malformed weights) instead of
-failing job by job, and names the ``--datasets`` filter that runs what can run.
+``bench run`` stops here, before any job (missing data, missing or malformed weights), instead
+of failing job by job, and names the ``--datasets`` filter that runs what can run.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ def parse_data_dirs(values: list[str]) -> dict[str, str]:
     return out
 
 
-def check_grid(spec, jobs, preset: str, data_dirs, subset, flags: str = "") -> None:
-    """Fail in seconds, before any job, when data or weights are missing (never mid-grid).
+def check_inputs(spec, jobs, preset: str, data_dirs, subset, flags: str = "") -> None:
+    """Fail before any job when data or weights are missing (never once jobs have run).
 
     ``flags``: the user's other flags (``--results-dir``, ``--data-dir``), repeated in the
     command the message suggests so that it runs where the user's run would have."""
     from levi_core.api import preflight
 
-    from bench.runner import data_dir_for, job_settings
+    from bench.job_settings import data_dir_for, job_settings
 
     settings = job_settings(spec, preset)
     problems, ready = [], []

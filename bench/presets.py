@@ -12,7 +12,7 @@ says which settings produced it.
   the same seeded draw of the training split, scored on the whole evaluation sets; and a
   real-image shift (CIFAR-10 vehicles under corruptions) with the project's own pre-trained ViT;
   2-core machine.
-- ``smoke``: tiny random backbones on generated fixtures; seconds; what CI runs.
+- ``smoke``: tiny random backbones on generated fixtures, small enough that CI runs every table.
 
 Settings are one mapping per modality (``text``, ``vision``, ``tabular``) whose keys and
 defaults are the fields of ``levi_core.settings`` (an unknown key fails when the preset is
@@ -77,19 +77,22 @@ PRESETS: dict[str, Preset] = {
                    "for a 2-core machine",
             # Equal data: every method of a seed (large-model trainings, LP, LEVI and its
             # variants, A1-A5, layer/<k>, the references) learns from the same seeded draw of
-            # 10,000 training ratings (levi_core.data.base.with_train_draw). The large models
-            # train one epoch over it in batches of 32 (312 Adam steps), at two learning rates
-            # of the paper's grid selected on seed 0 and reused for seeds 1-2 (the LP-FT
-            # protocol); heads (lp, LEVI, A3-A5, layer/<k>) train up to 20 epochs with the
-            # epoch chosen on id_val (early stopping, patience 3, best weights). Every method is
-            # scored on the whole id_test and every rating of every OOD set; id_val, read after
-            # every epoch of every head, is a fixed stratified sample of 2,000.
+            # ``train_examples`` training ratings (levi_core.data.base.with_train_draw), so that
+            # methods differ in what they do, not in what they saw. The large models train
+            # ``epochs`` over it at two learning rates of the paper's grid, selected on seed 0
+            # and reused for the other seeds (the LP-FT protocol), which keeps the costliest
+            # methods to one job per later seed; heads (lp, LEVI, A3-A5, layer/<k>) train up to
+            # ``head_epochs`` with the epoch chosen on id_val (early stopping after
+            # ``head_patience`` epochs without gain, best weights kept). Every method is scored
+            # on the whole id_test and every rating of every OOD set; id_val, read after every
+            # epoch of every head, is a fixed stratified sample (``max_val``) to keep that cheap.
             # Vision (CIFAR-10 vehicles, beyond the paper): the project's ViT pre-trained on
             # CIFAR-10's animals (`bench.benchmarks.pretrain_cifar_vit`, weights committed);
-            # LEVI's adapting layers scaled to its width (128 hidden units for width 96, as the
-            # paper's 1024 for ViT-B's 768). As for text, every method of a seed learns from the
-            # same seeded draw of 4,000 training images and heads stop early on id_val; scored
-            # on a fixed sample of 2,000 id_val / id_test images and 1,000 per OOD set.
+            # LEVI's adapting layers scaled to its width (``adapter_hidden`` in the paper's
+            # ratio of hidden units to backbone width). As for text, every method of a seed
+            # learns from the same seeded draw of training images and heads stop early on
+            # id_val; scored on fixed samples of id_val / id_test and of each OOD set
+            # (``max_eval``, ``max_ood``).
             settings={"text": {"backbone": "minilm-l6", "max_len": 64, "epochs": 1,
                                "batch_size": 32, "train_examples": 10_000,
                                "head_epochs": 20, "head_patience": 3},

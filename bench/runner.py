@@ -1,7 +1,7 @@
 """The scheduler: runs a table's jobs in dependency order, skipping what is finished.
 
-A job is *ready* when, for each method it depends on, every run of that method's grid (same
-dataset, seed, preset) is settled; it then receives the artifact folders of the selected runs
+A job is *ready* when, for each method it depends on, every run of that method's
+hyperparameter grid (same dataset, seed, preset) is settled; it then receives the artifact folders of the selected runs
 (selection on id_val only). A finished record is kept when its dependencies' selection is still
 the one it was computed from; otherwise it is *stale* and runs again. Failed jobs are retried
 by the next ``bench run``; done and diverged jobs never are.
@@ -13,17 +13,15 @@ import sys
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, Callable, Collection, Mapping, Sequence, TextIO
 
-from levi_core.data.base import declaration
 from levi_core.methods import get_method
-from levi_core.settings import Settings, settings_dict
 
 from bench import provenance
+from bench.heartbeats import heartbeat_path
+from bench.job_settings import data_dir_for, expected_settings, job_settings
 from bench.jobs import REFERENCE_SEED, Job, reuses_seed0
-from bench.leases import lease_path
 from bench.ledger import DONE, FAILED, FINISHED, NOT_A_FILE, SCHEMA_VERSION, Ledger
-from bench.presets import get_preset
 from bench.selection import select_record
 from bench.specs import TableSpec
 
@@ -39,18 +37,12 @@ class RunSummary:
     elsewhere: int = 0  # jobs another `bench run` on the same results folder ran meanwhile
 
 
+# How often a driver looks again at jobs that another driver is running: short enough that a
+# dependent starts soon after its dependency's record appears, long enough to cost nothing.
 POLL_S = 0.5
-SEED0_DEP = "@seed0"  # the dependency name of seed 0's selected run (``reuses_seed0`` jobs)  # how often a driver looks at jobs that another driver is running
-
-
-def job_settings(spec: TableSpec, preset: str) -> Settings:
-    """The typed settings every job of a table runs with under a preset (unknown keys fail)."""
-    return get_preset(preset).typed_settings(getattr(spec, "settings", {}).get(preset))
-
-
-def expected_settings(settings: Settings, dataset_id: str) -> dict[str, Any] | None:
-    """What a job's record must hold to be reused: its dataset modality's settings."""
-    return settings_dict(settings.for_modality(declaration(dataset_id).modality))
+# The dependency name under which a ``reuses_seed0`` job gets seed 0's selected run: its
+# hyperparameters are the ones this job runs with.
+SEED0_DEP = "@seed0"
 
 
 def reusable(rec: Mapping[str, Any], dep_ids: Mapping[str, str], settings: Mapping | None) -> str | None:
@@ -62,7 +54,7 @@ def reusable(rec: Mapping[str, Any], dep_ids: Mapping[str, str], settings: Mappi
     return None
 
 
-def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, list[Job]],
+def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, Sequence[Job]],
                           records: Mapping[str, dict]) -> tuple[str, dict[str, Job] | str]:
     """('wait', reason) | ('blocked', reason) | ('ready', {dep method: selected job}); a job
     that reuses seed 0's hyperparameters also gets seed 0's selected run as ``SEED0_DEP``."""
@@ -92,185 +84,287 @@ def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, list[Job]],
     return "ready", chosen
 
 
-def data_dir_for(dataset_id: str, data_dir: str | Mapping[str, str] | None) -> str | None:
-    """The local folder of a dataset: one folder for all, or a per-dataset-name mapping."""
-    if data_dir is None or isinstance(data_dir, str):
-        return data_dir
-    name = dataset_id.partition(":")[0]
-    return data_dir.get(name, data_dir.get("*"))
+def blocked_record(job: Job) -> dict[str, Any]:
+    """What stands for a blocked job among the settled records (never written): its
+    dependents see it settled without a finished run, so they are blocked in turn."""
+    return {"job_id": job.id, "state": "blocked", "metrics": {}}
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A job whose dependencies are settled, with the run selected for each of them."""
+
+    job: Job
+    deps: Mapping[str, Job]  # dependency name -> its selected job (``SEED0_DEP`` included)
+
+    @property
+    def dep_ids(self) -> dict[str, str]:
+        return {name: dj.id for name, dj in self.deps.items()}
+
+
+@dataclass
+class NextSteps:
+    """What ``next_steps`` decided for each pending job; every one is in exactly one of
+    ``launch``, ``reuse``, ``wait`` and ``blocked`` (``stale`` names those of ``launch`` whose
+    finished record is not kept)."""
+
+    launch: list[Launch] = field(default_factory=list)
+    reuse: list[tuple[Job, dict[str, Any]]] = field(default_factory=list)  # finished record kept
+    wait: list[Job] = field(default_factory=list)
+    blocked: list[tuple[Job, str]] = field(default_factory=list)  # (job, why)
+    stale: list[tuple[Job, str]] = field(default_factory=list)  # (job, why it runs again)
+
+
+def next_steps(pending: Sequence[Job], groups: Mapping[tuple, Sequence[Job]],
+               settled: Mapping[str, dict], records: Mapping[str, dict],
+               wanted: Mapping[str, Mapping | None], elsewhere: Collection[str] = ()) -> NextSteps:
+    """What to do next with each pending job: a pure function (no files, no executor).
+
+    ``groups``: every planned job by ``Job.group`` (the runs of one method's hyperparameter
+    values on one dataset, seed and preset); ``settled``: the records that count as settled for
+    dependency purposes (finished records kept, and whatever this session produced, failed
+    included, so that dependents are never waited on forever); ``records``: the records found
+    on disk at the last look; ``wanted``: the settings a record of each dataset must hold to be
+    kept; ``elsewhere``: jobs whose lease another live driver holds, waited on, never launched.
+
+    One pass in ``pending`` order: a job reused or blocked earlier in the pass counts as
+    settled for the jobs after it (the plan lists dependencies first)."""
+    steps = NextSteps()
+    known = dict(settled)
+    for job in pending:
+        if job.id in elsewhere:
+            steps.wait.append(job)
+            continue
+        status, info = selected_dependencies(job, groups, known)
+        if status == "wait":
+            steps.wait.append(job)
+            continue
+        if status == "blocked":
+            steps.blocked.append((job, str(info)))
+            known[job.id] = blocked_record(job)
+            continue
+        launch = Launch(job, info)
+        rec = records.get(job.id)
+        if rec is not None and rec["state"] in FINISHED:
+            why = reusable(rec, launch.dep_ids, wanted[job.dataset])
+            if why is None:
+                steps.reuse.append((job, rec))
+                known[job.id] = rec
+                continue
+            steps.stale.append((job, why))
+        steps.launch.append(launch)
+    return steps
+
+
+class Scheduler:
+    """Runs a table's jobs on an executor, in dependency order, sharing a results folder with
+    any other live driver; ``run`` returns the summary.
+
+    What to run next is decided by ``next_steps``; this class does the rest: it reads and
+    writes records, takes and releases job leases, submits to the executor and reports."""
+
+    def __init__(self, jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Ledger,
+                 data_dir: str | Mapping[str, str] | None = None, out: TextIO | None = None,
+                 on_record: Callable[[dict], None] | None = None) -> None:
+        self.spec, self.preset, self.executor, self.ledger = spec, preset, executor, ledger
+        self.jobs, self.data_dir, self.on_record = jobs, data_dir, on_record
+        # stderr is looked up per run, not at import: a caller (or a test) may have replaced it
+        self.out = out if out is not None else sys.stderr
+        self.summary = RunSummary(planned=len(jobs))
+        self.groups: dict[tuple, list[Job]] = defaultdict(list)
+        for j in jobs:
+            self.groups[j.group].append(j)
+        self.settled: dict[str, dict] = {}  # see ``next_steps``
+        self.existing: dict[str, dict] = {}  # the records on disk at our last look
+        settings = job_settings(spec, preset)
+        self.settings_map = settings.as_dict()
+        self.wanted = {j.dataset: expected_settings(settings, j.dataset) for j in jobs}
+        self.cache_dir = str(ledger.root / "cache")
+        self.commit = provenance.code_version()
+        self.pending: list[Job] = list(jobs)  # not decided yet, or another driver runs them
+        self.ready: deque[Launch] = deque()  # to start when the executor has a free slot
+        # submitted jobs: the job, its dependencies' ids, the hyperparameters it runs with
+        self.in_flight: dict[str, tuple[Job, dict[str, str], dict]] = {}
+        self.elsewhere: dict[str, Job] = {}  # leased by another live driver: wait for its record
+        self.other_drivers: set[str] = set()  # the live drivers already named in the output
+        self.to_run = 0
+        self.done_count = 0
+        self.t_start = 0.0  # when this run started its jobs: the ETA of the progress lines
+
+    # ------------------------------------------------------------------ the session
+    def run(self) -> RunSummary:
+        self._read_existing()
+        self.t_start = time.perf_counter()
+        self.ledger.open_session()
+        try:
+            self._advance()
+        except BaseException:
+            self.ledger.close_session()
+            raise
+        print(f"{self.spec.name} [{self.preset}]: {len(self.jobs)} jobs, {self.summary.skipped} "
+              f"already finished, running the rest on {self.executor.name}", file=self.out)
+        try:
+            while self.executor.pending() or self.elsewhere:
+                if not self.executor.pending():
+                    time.sleep(POLL_S)
+                    result = None
+                else:
+                    result = self.executor.wait(timeout=POLL_S if self.elsewhere else None)
+                if result is not None:
+                    self._record(result)
+                self._poll_elsewhere()
+                self._advance()
+        finally:
+            self.ledger.close_session()  # releases the leases of jobs that did not finish here
+        for j in self.pending:  # only possible if a dependency never settled
+            self.summary.blocked.append(f"{j.describe()}: dependencies never settled")
+        return self.summary
+
+    def _read_existing(self) -> None:
+        """Load the finished records of the planned jobs; report the ones that cannot count."""
+        ledger, out = self.ledger, self.out
+        ledger.remove_partial_writes()
+        for j in self.jobs:
+            r = ledger.read(j.id)
+            if r is not None:
+                self.existing[j.id] = r
+        for path, why in ledger.corrupt:
+            aside = " (the folder is renamed aside, kept)" if why == NOT_A_FILE else ""
+            print(f"warning: corrupt record {path} ({why}); its job will run again{aside}",
+                  file=out)
+        for path, version in ledger.outdated:
+            print(f"warning: record {path} has schema version {version}, this harness writes "
+                  f"{SCHEMA_VERSION}; it is not mixed into tables and its job will run again",
+                  file=out)
+
+    # ------------------------------------------------------------------ deciding
+    def _decide(self) -> None:
+        """Apply ``next_steps`` to the pending jobs."""
+        steps = next_steps(self.pending, self.groups, self.settled, self.existing, self.wanted,
+                           self.elsewhere)
+        for j, why in steps.blocked:
+            self.summary.blocked.append(f"{j.describe()}: {why}")
+            self.settled[j.id] = blocked_record(j)
+        for j, rec in steps.reuse:
+            self.settled[j.id] = rec
+            self.summary.skipped += 1
+        for j, why in steps.stale:
+            self.summary.stale += 1
+            print(f"stale: {j.describe()} ({why}); re-running", file=self.out)
+        self.ready.extend(steps.launch)
+        self.pending = steps.wait
+
+    def _advance(self) -> None:
+        self._decide()
+        while self._launch():  # a record written by another driver meanwhile: decide again
+            self._decide()
+
+    # ------------------------------------------------------------------ running
+    def _launch(self) -> bool:
+        """Start ready jobs while the executor has free slots, each under its lease; True when
+        another driver's record changed what a job needs (then decide again)."""
+        ledger, executor = self.ledger, self.executor
+        recheck = False
+        while self.ready and executor.pending() < executor.slots():
+            launch = self.ready.popleft()
+            j = launch.job
+            holder = ledger.take_lease(j.id)
+            if holder is not None:
+                self.elsewhere[j.id] = j
+                self.pending.append(j)  # waited on until the lease is free
+                self._say_elsewhere(holder)
+                continue
+            latest = ledger.read(j.id)  # another driver may have recorded it since we looked
+            if latest != self.existing.get(j.id):
+                ledger.release_lease(j.id)
+                self._took_over(j, latest)
+                recheck = True
+                continue
+            self._submit(launch)
+        return recheck
+
+    def _say_elsewhere(self, holder: Mapping[str, Any]) -> None:
+        driver = str(holder.get("driver"))
+        if driver not in self.other_drivers:  # one line per other driver, not one per job
+            self.other_drivers.add(driver)
+            print(f"elsewhere: another bench run (host {holder.get('host')}, pid "
+                  f"{holder.get('pid')}) is running jobs of this table; this one waits "
+                  f"for their records (counted in the summary)", file=self.out)
+
+    def _submit(self, launch: Launch) -> None:
+        j, ledger = launch.job, self.ledger
+        fields = j.fields()
+        if SEED0_DEP in launch.deps:  # seed 0's selected hyperparameters, resolved now
+            fields["hparams"] = launch.deps[SEED0_DEP].hparams_dict
+        dep_ids = launch.dep_ids
+        payload = {
+            "job_id": j.id,
+            "config": {**fields, "settings": self.settings_map, "cache_dir": self.cache_dir,
+                       "data_dir": data_dir_for(j.dataset, self.data_dir),
+                       # outlives a killed attempt (the workdir does not): training resumes
+                       "resume_dir": str(self.ledger.root / "cache" / "resume" / j.id)},
+            "workdir": str(ledger.fresh_workdir(j.id)),
+            "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in launch.deps.items()
+                     if name != SEED0_DEP},
+            "dep_ids": dep_ids,
+            "describe": j.describe(),
+            "heartbeat": str(heartbeat_path(ledger.root, j.id)),
+        }
+        self.in_flight[j.id] = (j, dep_ids, fields["hparams"])
+        self.executor.submit(payload)
+        self.to_run += 1
+
+    def _record(self, result: Mapping[str, Any]) -> None:
+        """Write a finished job's record, release its lease and report it."""
+        job, dep_ids, hparams = self.in_flight.pop(result["job_id"])
+        record = make_record(job, result, dep_ids=dep_ids, commit=self.commit)
+        folder = data_dir_for(job.dataset, self.data_dir)
+        if folder:  # where its data came from: the hints of a later report repeat it
+            record["provenance"]["data_dir"] = str(folder)
+        if hparams != job.hparams_dict:
+            record["extras"]["hparams_from_seed0"] = hparams
+        self.ledger.write(record)
+        self.ledger.release_lease(job.id)
+        self.settled[job.id] = record
+        self.summary.ran += 1
+        self.summary.states[record["state"]] += 1
+        self.done_count += 1
+        elapsed = time.perf_counter() - self.t_start
+        waiting = len(self.pending) - len(self.elsewhere)  # another driver's jobs are not counted
+        print(format_progress(self.done_count, self.to_run + waiting + len(self.ready), job, record,
+                              elapsed), file=self.out)
+        if self.on_record:
+            self.on_record(record)
+
+    # ------------------------------------------------------------------ other drivers
+    def _took_over(self, j: Job, latest: dict | None) -> None:
+        """Another driver settled (or gave up) a job: use its record, or decide on it again."""
+        if j in self.pending:
+            self.pending.remove(j)
+        if latest is not None and latest["state"] == FAILED:
+            self.settled[j.id] = latest  # its failure this session; the next `bench run` retries it
+            self.summary.elsewhere += 1
+            return
+        if latest is None:
+            self.existing.pop(j.id, None)
+        else:
+            self.existing[j.id] = latest
+            self.summary.elsewhere += 1
+        self.pending.append(j)
+
+    def _poll_elsewhere(self) -> None:
+        for job_id, j in list(self.elsewhere.items()):
+            if self.ledger.lease_holder(job_id) is None:  # released, or its driver died: look again
+                del self.elsewhere[job_id]
+                self._took_over(j, self.ledger.read(job_id))
 
 
 def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Ledger,
              data_dir: str | Mapping[str, str] | None = None, out: TextIO | None = None,
              on_record: Callable[[dict], None] | None = None) -> RunSummary:
-    out = out if out is not None else sys.stderr  # looked up per call: stderr may be replaced
-    summary = RunSummary(planned=len(jobs))
-    by_group: dict[tuple, list[Job]] = defaultdict(list)
-    for j in jobs:
-        by_group[j.group].append(j)
-    # records settled for dependency purposes in this invocation: finished ones on disk, and
-    # whatever this run produces (failed included, so dependents are not waited on forever)
-    settled: dict[str, dict] = {}
-    existing: dict[str, dict] = {}
-    ledger.remove_partial_writes()
-    for j in jobs:
-        r = ledger.read(j.id)
-        if r is not None:
-            existing[j.id] = r
-    for path, why in ledger.corrupt:
-        aside = " (the folder is renamed aside, kept)" if why == NOT_A_FILE else ""
-        print(f"warning: corrupt record {path} ({why}); its job will run again{aside}", file=out)
-    for path, version in ledger.outdated:
-        print(f"warning: record {path} has schema version {version}, this harness writes "
-              f"{SCHEMA_VERSION}; it is not mixed into tables and its job will run again", file=out)
-
-    settings = job_settings(spec, preset)
-    settings_map = settings.as_dict()
-    cache_dir = str(ledger.root / "cache")
-    wanted_settings = {j.dataset: expected_settings(settings, j.dataset) for j in jobs}
-    commit = provenance.code_version()
-    waiting = list(jobs)
-    in_flight: dict[str, tuple[Job, dict[str, str], dict]] = {}  # job, dep ids, hparams run
-    ready: deque[tuple[Job, dict[str, Job], dict[str, str]]] = deque()  # to start when a slot frees
-    elsewhere: dict[str, Job] = {}  # claimed by another live driver: wait for its record
-    other_drivers: set[str] = set()  # the live drivers already named in the output
-    to_run = 0
-    t_start = time.perf_counter()
-    done_count = 0
-
-    def schedule() -> None:
-        nonlocal waiting
-        still: list[Job] = []
-        for j in waiting:
-            status, info = selected_dependencies(j, by_group, settled)
-            if status == "wait":
-                still.append(j)
-                continue
-            if status == "blocked":
-                summary.blocked.append(f"{j.describe()}: {info}")
-                settled[j.id] = {"job_id": j.id, "state": "blocked", "metrics": {}}
-                continue
-            dep_ids = {name: dj.id for name, dj in info.items()}
-            rec = existing.get(j.id)
-            if rec is not None and rec["state"] in FINISHED:
-                why = reusable(rec, dep_ids, wanted_settings[j.dataset])
-                if why is None:
-                    settled[j.id] = rec
-                    summary.skipped += 1
-                    continue
-                summary.stale += 1
-                print(f"stale: {j.describe()} ({why}); re-running", file=out)
-            ready.append((j, info, dep_ids))
-        waiting = still
-
-    def advance() -> None:
-        schedule()
-        while launch():  # a record written by another driver meanwhile: evaluate its job again
-            schedule()
-
-    def launch() -> bool:
-        """Start ready jobs while the executor has free slots; a job is claimed first."""
-        nonlocal to_run
-        recheck = False
-        while ready and executor.pending() < executor.slots():
-            j, info, dep_ids = ready.popleft()
-            holder = ledger.claim(j.id)
-            if holder is not None:
-                elsewhere[j.id] = j
-                driver = str(holder.get("driver"))
-                if driver not in other_drivers:  # one line per other driver, not one per job
-                    other_drivers.add(driver)
-                    print(f"elsewhere: another bench run (host {holder.get('host')}, pid "
-                          f"{holder.get('pid')}) is running jobs of this table; this one waits "
-                          f"for their records (counted in the summary)", file=out)
-                continue
-            latest = ledger.read(j.id)  # another driver may have recorded it since we looked
-            if latest != existing.get(j.id):
-                ledger.release(j.id)
-                took_over(j, latest)
-                recheck = True
-                continue
-            fields = j.fields()
-            if SEED0_DEP in info:  # seed 0's selected hyperparameters, resolved now
-                fields["hparams"] = info[SEED0_DEP].hparams_dict
-            payload = {
-                "job_id": j.id,
-                "config": {**fields, "settings": settings_map, "cache_dir": cache_dir,
-                           "data_dir": data_dir_for(j.dataset, data_dir),
-                           # outlives a killed attempt (the workdir does not): training resumes
-                           "resume_dir": str(ledger.root / "cache" / "resume" / j.id)},
-                "workdir": str(ledger.fresh_workdir(j.id)),
-                "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in info.items()
-                         if name != SEED0_DEP},
-                "dep_ids": dep_ids,
-                "describe": j.describe(),
-                "lease": str(lease_path(ledger.root, j.id)),
-            }
-            in_flight[j.id] = (j, dep_ids, fields["hparams"])
-            executor.submit(payload)
-            to_run += 1
-        return recheck
-
-    def took_over(j: Job, latest: dict | None) -> None:
-        """Another driver settled (or gave up) a job: use its record, or look at it again."""
-        if latest is not None and latest["state"] == FAILED:
-            settled[j.id] = latest  # its failure this session; the next `bench run` retries it
-            summary.elsewhere += 1
-            return
-        if latest is None:
-            existing.pop(j.id, None)
-        else:
-            existing[j.id] = latest
-            summary.elsewhere += 1
-        waiting.append(j)
-
-    def poll_elsewhere() -> None:
-        for job_id, j in list(elsewhere.items()):
-            if ledger.holder(job_id) is None:  # released, or its driver died: look again
-                del elsewhere[job_id]
-                took_over(j, ledger.read(job_id))
-
-    ledger.open_session()
-    try:
-        advance()
-    except BaseException:
-        ledger.close_session()
-        raise
-    print(f"{spec.name} [{preset}]: {len(jobs)} jobs, {summary.skipped} already finished, "
-          f"running the rest on {executor.name}", file=out)
-    try:
-        while executor.pending() or elsewhere:
-            if not executor.pending():
-                time.sleep(POLL_S)
-                result = None
-            else:
-                result = executor.wait(timeout=POLL_S if elsewhere else None)
-            if result is not None:
-                job, dep_ids, hparams = in_flight.pop(result["job_id"])
-                record = make_record(job, result, dep_ids=dep_ids, commit=commit)
-                folder = data_dir_for(job.dataset, data_dir)
-                if folder:  # where its data came from: the hints of a later report repeat it
-                    record["provenance"]["data_dir"] = str(folder)
-                if hparams != job.hparams_dict:
-                    record["extras"]["hparams_from_seed0"] = hparams
-                ledger.write(record)
-                ledger.release(job.id)
-                settled[job.id] = record
-                summary.ran += 1
-                summary.states[record["state"]] += 1
-                done_count += 1
-                elapsed = time.perf_counter() - t_start
-                print(format_progress(done_count, to_run + len(waiting) + len(ready), job, record,
-                                      elapsed), file=out)
-                if on_record:
-                    on_record(record)
-            poll_elsewhere()
-            advance()
-    finally:
-        ledger.close_session()  # releases the claims of jobs that did not finish here
-    for j in waiting:  # only possible if a dependency never settled
-        summary.blocked.append(f"{j.describe()}: dependencies never settled")
-    return summary
+    """Run ``jobs`` (one table's plan under ``preset``) on ``executor``, recording into
+    ``ledger``; see ``Scheduler``."""
+    return Scheduler(jobs, spec, preset, executor, ledger, data_dir, out, on_record).run()
 
 
 def make_record(job: Job, result: Mapping[str, Any], dep_ids: Mapping[str, str],

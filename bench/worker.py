@@ -26,12 +26,12 @@ JOB_LOG_ENV = "BENCH_JOB_LOG"
 
 def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Run one job. ``payload``: job_id, config, workdir, deps (name -> artifact folder), and
-    optionally ``describe`` (how progress lines name the job) and ``lease`` (the file that
-    tells ``bench status`` this job runs, and in which phase: ``bench.leases``)."""
+    optionally ``describe`` (how progress lines name the job) and ``heartbeat`` (the file that
+    tells ``bench status`` this job runs, and in which phase: ``bench.heartbeats``)."""
     import contextlib
 
     from bench import provenance
-    from bench.leases import Lease
+    from bench.heartbeats import Heartbeat
     from levi_core import progress
 
     started = time.time()
@@ -40,10 +40,10 @@ def execute(payload: Mapping[str, Any]) -> dict[str, Any]:
     _log_start(payload["job_id"], node)
     describe = payload.get("describe") or payload["job_id"]
     progress.set_job(describe)
-    lease = (Lease(payload["lease"], payload["job_id"], describe) if payload.get("lease")
-             else contextlib.nullcontext())
+    heartbeat = (Heartbeat(payload["heartbeat"], payload["job_id"], describe)
+                 if payload.get("heartbeat") else contextlib.nullcontext())
     try:
-        with lease:
+        with heartbeat:
             _empty(Path(payload["workdir"]))  # a retried attempt starts from nothing
             from levi_core.api import train_and_evaluate
 

@@ -10,7 +10,7 @@ training it, evaluating it) and must not be silent while it does:
   (``set_job``). ``label=None`` shows nothing (tests, inner loops). ``LEVI_PROGRESS=0`` turns
   every bar off, ``=1`` forces bars on.
 * ``listen(fn)``: ``fn(event)`` hears each phase entered and, every few seconds, a bar's count:
-  the worker keeps the job's lease file (``bench status``'s running jobs) up to date with it.
+  the worker keeps the job's heartbeat file (``bench status``'s running jobs) up to date with it.
 * ``phase(name)``: adds the seconds spent inside it to the job's per-phase totals
   (``timings()``), which ``api.train_and_evaluate`` writes into the record
   (``timings.phases``: ``features``, ``train_large``, ``evaluate``, ``train_heads``, ...), so

@@ -147,7 +147,7 @@ def test_disk_full_mid_run_keeps_finished_records_and_leaves_no_partial_file(tmp
     records = tmp_path / "smoke" / "records"
     assert len(list(records.glob("*.json"))) == 1  # the finished one is kept, whole
     assert not list(records.glob(".tmp-*"))  # the cut write left nothing behind
-    assert not list((tmp_path / "smoke" / "claims").glob("*.json"))  # claims released
+    assert not list((tmp_path / "smoke" / "claims").glob("*.json"))  # job leases released
     monkeypatch.setattr(ledger_mod.os, "fsync", real_fsync)
     assert main(["run", TOY.name, "--preset", "smoke", "--executor", "local",
                  "--results-dir", str(tmp_path)]) == 0  # space freed: it resumes

@@ -18,7 +18,7 @@ from bench.collect import collect
 from bench.jobs import plan
 from bench.ledger import Ledger
 from bench.render import latex, markdown
-from bench.runner import expected_settings, job_settings
+from bench.job_settings import expected_settings, job_settings
 from bench.specs import TABLES
 
 pytestmark = pytest.mark.slow  # end to end: `python -m pytest -m 'not slow'` skips it

@@ -1,4 +1,4 @@
-"""The ledger under concurrency: claims, dead holders, two drivers at once, schema versions."""
+"""The ledger under concurrency: job leases, dead holders, two drivers at once, schema versions."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ sys.path[:0] = [{root!r}]
 from pathlib import Path
 from bench.ledger import Ledger
 ledger = Ledger(Path(sys.argv[1]))
-assert ledger.claim(sys.argv[2]) is None
-print("claimed", flush=True)
+assert ledger.take_lease(sys.argv[2]) is None
+print("leased", flush=True)
 time.sleep(60)
 """
 
@@ -34,45 +34,45 @@ def _holder(root: Path, job_id: str) -> subprocess.Popen:
     code = HOLD.format(root=str(TESTS.parent))
     proc = subprocess.Popen([sys.executable, "-c", code, str(root), job_id], stdout=subprocess.PIPE,
                             text=True)
-    assert proc.stdout.readline().strip() == "claimed"
+    assert proc.stdout.readline().strip() == "leased"
     return proc
 
 
-def test_claim_is_exclusive_and_released(tmp_path):
+def test_lease_is_exclusive_and_released(tmp_path):
     a, b = Ledger(tmp_path), Ledger(tmp_path)
-    assert a.claim("j1") is None
-    assert a.claim("j1") is None  # ours already
-    held = b.claim("j1")
+    assert a.take_lease("j1") is None
+    assert a.take_lease("j1") is None  # ours already
+    held = b.take_lease("j1")
     assert held is not None and held["pid"] == os.getpid() and held["driver"] == a.session
-    a.release("j1")
-    assert b.claim("j1") is None
+    a.release_lease("j1")
+    assert b.take_lease("j1") is None
     b.close_session()
     a.close_session()
-    assert not list((tmp_path / "claims").glob("*.json"))
+    assert not list((tmp_path / "claims").glob("*.json"))  # the leases' legacy folder name
     assert not list((tmp_path / "claims" / "drivers").iterdir())
 
 
-def test_claim_of_a_live_driver_is_respected_and_of_a_dead_one_taken_over(tmp_path):
+def test_lease_of_a_live_driver_is_respected_and_of_a_dead_one_taken_over(tmp_path):
     proc = _holder(tmp_path, "j1")
     try:
         ledger = Ledger(tmp_path)
-        held = ledger.claim("j1")
+        held = ledger.take_lease("j1")
         assert held is not None and held["pid"] == proc.pid
-        assert ledger.holder("j1")["pid"] == proc.pid
+        assert ledger.lease_holder("j1")["pid"] == proc.pid
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert ledger.holder("j1") is None  # its driver died: the claim is dead
-    assert ledger.claim("j1") is None
-    assert json.loads(ledger.claim_path("j1").read_text())["pid"] == os.getpid()
+    assert ledger.lease_holder("j1") is None  # its driver died: the lease is dead
+    assert ledger.take_lease("j1") is None
+    assert json.loads(ledger.lease_path("j1").read_text())["pid"] == os.getpid()
     ledger.close_session()
 
 
-def test_unreadable_claim_is_taken_over(tmp_path):
+def test_unreadable_lease_is_taken_over(tmp_path):
     ledger = Ledger(tmp_path)
-    ledger.claims_dir.mkdir(parents=True)
-    ledger.claim_path("j1").write_text('{"driver": "gone-12')  # cut short
-    assert ledger.claim("j1") is None
+    ledger.leases_dir.mkdir(parents=True)
+    ledger.lease_path("j1").write_text('{"driver": "gone-12')  # cut short
+    assert ledger.take_lease("j1") is None
     ledger.close_session()
 
 
@@ -146,7 +146,7 @@ def test_two_drivers_on_one_results_folder_share_the_work(tmp_path):
     assert any("another bench run (host" in err for _, err in outs)
     ledger = Ledger(tmp_path / "res")
     assert len(ledger.read_all()) == n_jobs and not ledger.corrupt
-    assert not list(ledger.claims_dir.glob("*.json"))  # every claim released
+    assert not list(ledger.leases_dir.glob("*.json"))  # every lease released
 
 
 def test_status_and_report_name_records_of_another_version(tmp_path, capsys, monkeypatch):

@@ -1,6 +1,6 @@
 """Long jobs show progress and keep their work: progress lines at a steady pace with rate and
 ETA off a terminal (what a Ray worker's relayed stderr shows), running jobs and their phase in
-`bench status` (with stale leases told apart), and a feature extraction that resumes from the
+`bench status` (with stale heartbeats told apart), and a feature extraction that resumes from the
 chunks an interrupted run finished."""
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def test_run_in_chunks_recomputes_a_chunk_file_cut_short(tmp_path):
 
 @pytest.fixture
 def probe_table(monkeypatch):
-    """Method ``lease_probe`` (enters a phase and a bar, then waits for the test) and a table
+    """Method ``heartbeat_probe`` (enters a phase and a bar, then waits for the test) and a table
     running it, registered for one test."""
     from bench import specs
     from levi_core.methods import registry
@@ -132,9 +132,9 @@ def probe_table(monkeypatch):
     monkeypatch.setattr(registry, "_IMPLS", dict(registry._IMPLS))
     monkeypatch.setattr(specs, "TABLES", dict(specs.TABLES))
     monkeypatch.setattr(progress, "NOTIFY_S", 0.0)
-    registry.register_method(Method("lease_probe", "waits for the test", {"lr": (1,)}))
+    registry.register_method(Method("heartbeat_probe", "waits for the test", {"lr": (1,)}))
 
-    @registry.implements("lease_probe", "toy")
+    @registry.implements("heartbeat_probe", "toy")
     def probe(ctx):
         with progress.phase("train_large"):
             with progress.bar("probe train", total=10, unit="step") as b:
@@ -145,7 +145,7 @@ def probe_table(monkeypatch):
 
     specs.register_table(specs.TableSpec(
         name="probe", title="Probe", caption="Probe.", seeds=(0,),
-        sections=(specs.MetricGrid(rows=("lease_probe",),
+        sections=(specs.MetricGrid(rows=("heartbeat_probe",),
                                    columns=(specs.Column("id", "ID", "toy", "id_test", "rmse"),)),)))
     return inside, release
 
@@ -154,7 +154,7 @@ def test_bench_status_shows_running_jobs_and_their_phase(probe_table, tmp_path, 
     from bench.cli import main
     from bench.executors import LocalExecutor
     from bench.jobs import plan
-    from bench.leases import lease_path
+    from bench.heartbeats import heartbeat_path
     from bench.ledger import Ledger
     from bench.runner import run_jobs
     from bench.specs import get_table
@@ -173,31 +173,31 @@ def test_bench_status_shows_running_jobs_and_their_phase(probe_table, tmp_path, 
         assert main(["status", "probe", "--preset", "smoke", "--results-dir", str(tmp_path)]) == 0
         out = capsys.readouterr().out
         assert "running now: 1 job(s)" in out
-        assert re.search(r"lease_probe toy seed=0 lr=1: train_large \(probe train: 3/10 steps "
+        assert re.search(r"heartbeat_probe toy seed=0 lr=1: train_large \(probe train: 3/10 steps "
                          r"\(30%\).*\) for \d+s, started \d\d:\d\d:\d\d UTC", out), out
     finally:
         release.set()
         runner.join(30)
     assert ledger.read(job.id)["state"] == "done"
-    assert not lease_path(ledger.root, job.id).exists()  # the worker removed it
+    assert not heartbeat_path(ledger.root, job.id).exists()  # the worker removed it
     main(["status", "probe", "--preset", "smoke", "--results-dir", str(tmp_path)])
     assert "running now" not in capsys.readouterr().out
 
-    # a killed worker's lease: its process is gone (this host), or it stopped beating (any host)
+    # a killed worker's heartbeat file: its process is gone (this host), or it stopped beating (any host)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    path = lease_path(ledger.root, job.id)
+    path = heartbeat_path(ledger.root, job.id)
     info = {"job_id": job.id, "job": job.describe(), "host": socket.gethostname(),
             "pid": gone.pid, "started": time.time() - 600, "phase": "features",
             "phase_since": time.time() - 500, "updated": time.time() - 5}
     path.write_text(json.dumps(info))
     main(["status", "--preset", "smoke", "--results-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "running now: 0 job(s); 1 stale lease(s)" in out
-    assert f"stale lease (its worker (pid {gone.pid}) is gone; last phase features" in out
+    assert "running now: 0 job(s); 1 stale heartbeat(s)" in out
+    assert f"stale heartbeat (its worker (pid {gone.pid}) is gone; last phase features" in out
     path.write_text(json.dumps({**info, "host": "elsewhere", "updated": time.time() - 300}))
     main(["status", "--preset", "smoke", "--results-dir", str(tmp_path)])
-    assert "stale lease (no heartbeat for 5m00s" in capsys.readouterr().out
+    assert "stale heartbeat (no heartbeat for 5m00s" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------ a killed training run resumes

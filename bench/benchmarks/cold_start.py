@@ -27,8 +27,8 @@ from scipy import stats
 from levi_core.api import train_and_evaluate
 
 from bench.collect import role_value
+from bench.job_settings import job_settings
 from bench.presets import get_preset
-from bench.runner import job_settings
 from bench.specs import TABLE1
 
 

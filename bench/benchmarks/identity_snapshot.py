@@ -1,8 +1,9 @@
 """Print every job's identity under every table and preset: a refactor must leave it unchanged.
 
 Each line is ``table preset job_id method dataset settings_json``, where settings_json is what
-a record must hold to be reused (``runner.expected_settings``). Two snapshots taken before and
-after a change that should move nothing (``diff``) prove that no finished record went stale.
+a record must hold to be reused (``bench.job_settings.expected_settings``). Two snapshots taken
+before and after a change that should move nothing (``diff``) prove that no finished record
+went stale.
 
     python -m bench.benchmarks.identity_snapshot > before.txt
 """
@@ -13,7 +14,7 @@ import sys
 
 from bench.jobs import canonical_json, plan
 from bench.presets import PRESETS
-from bench.runner import expected_settings, job_settings
+from bench.job_settings import expected_settings, job_settings
 from bench.specs import all_tables
 
 

@@ -1,13 +1,13 @@
-"""Running jobs, as their workers report them: one lease file per job that is running now.
+"""Running jobs, as their workers report them: one heartbeat file per job that is running now.
 
 A worker (``bench.worker.execute``) writes ``<results>/<preset>/running/<job_id>.json`` when a
 job starts: the job, host, pid, start time, the phase it is in (``levi_core.progress``'s
 phases: ``features``, ``train_large``, ``train_heads``, ``evaluate`` ...) and the latest count
 of that phase's progress bar with its rate and ETA. A heartbeat rewrites it every
 ``HEARTBEAT_S`` and the worker removes it when the job ends, so ``bench status`` can tell a job
-that runs from one that waits, and a lease left by a killed worker (no heartbeat for
-``STALE_S``, or its process gone on this host) from a live one. Leases only inform: the
-driver's claims (``bench.ledger``) decide who runs a job.
+that runs from one that waits, and a file left by a killed worker (no heartbeat for
+``STALE_S``, or its process gone on this host) from a live one. Heartbeats only inform: the
+drivers' job leases (``bench.ledger``) decide who runs a job.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import Any, Mapping
 
 from levi_core import progress
 
-LEASES = "running"
+HEARTBEATS = "running"
 HEARTBEAT_S = 10.0
 STALE_S = 60.0
 
 
-def lease_path(root: Path, job_id: str) -> Path:
-    """Where the lease of ``job_id`` lives under a results root (``results/<preset>``)."""
-    return Path(root) / LEASES / f"{job_id}.json"
+def heartbeat_path(root: Path, job_id: str) -> Path:
+    """Where the heartbeat of ``job_id`` lives under a results root (``results/<preset>``)."""
+    return Path(root) / HEARTBEATS / f"{job_id}.json"
 
 
-class Lease:
-    """The lease a worker keeps while its job runs (a context manager)."""
+class Heartbeat:
+    """The heartbeat file a worker keeps while its job runs (a context manager)."""
 
     def __init__(self, path: str | Path, job_id: str, describe: str):
         self.path = Path(path)
@@ -42,10 +42,10 @@ class Lease:
             "started": time.time(), "phase": "starting", "phase_since": time.time(), "bar": None}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="lease")
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="heartbeat")
         self._unlisten = lambda: None
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> "Heartbeat":
         self._write()
         self._unlisten = progress.listen(self._hear)
         self._beat.start()
@@ -75,7 +75,7 @@ class Lease:
 
     def _write(self) -> None:
         """Atomically (a reader never sees half a file); a failure to write is ignored: the
-        lease only informs ``bench status``, and the job must go on."""
+        heartbeat only informs ``bench status``, and the job must go on."""
         with self._lock:
             if self._stop.is_set():
                 return
@@ -90,7 +90,7 @@ class Lease:
 
 
 def stale_reason(info: Mapping[str, Any], now: float | None = None) -> str | None:
-    """Why a lease no longer stands for a running job, or None while it does."""
+    """Why a heartbeat file no longer stands for a running job, or None while it does."""
     now = time.time() if now is None else now
     if info.get("host") == socket.gethostname():
         try:
@@ -106,8 +106,8 @@ def stale_reason(info: Mapping[str, Any], now: float | None = None) -> str | Non
 
 
 def running(root: Path) -> list[dict[str, Any]]:
-    """Every lease under a results root, each with ``stale`` (None, or why it is stale)."""
-    folder = Path(root) / LEASES
+    """Every heartbeat under a results root, each with ``stale`` (None, or why it is stale)."""
+    folder = Path(root) / HEARTBEATS
     out = []
     for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
         try:
@@ -125,8 +125,9 @@ def describe(info: Mapping[str, Any], now: float | None = None) -> str:
     started = time.strftime("%H:%M:%S UTC", time.gmtime(info.get("started", now)))
     where = f"host {info.get('host')} pid {info.get('pid')}"
     if info.get("stale"):
-        return (f"{info.get('job')}: stale lease ({info['stale']}; last phase {info.get('phase')}, "
-                f"started {started}, {where}); the next `bench run` runs it again")
+        return (f"{info.get('job')}: stale heartbeat ({info['stale']}; last phase "
+                f"{info.get('phase')}, started {started}, {where}); the next `bench run` runs it "
+                f"again")
     text = f"{info.get('job')}: {info.get('phase')}"
     bar = info.get("bar")
     if bar and bar.get("bar"):
