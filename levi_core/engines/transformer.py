@@ -179,18 +179,18 @@ class TransformerEngine(Engine):
         self.n_out = 1 if ds.task == "regression" else int(ds.num_classes)
         self.num_layers = self.head_state = self.config.num_layers
         self.optimizer = s.optimizer
-        self.batch_size = int(s.batch_size or ds.batch_size or 200)
-        self.eval_batch_size = int(s.eval_batch_size or max(self.batch_size, 256))
+        self.batch_size = s.train_batch_size(ds.batch_size)
+        self.eval_batch_size = s.eval_batch(self.batch_size)
         self.epochs = s.epochs
         self.head_epochs = s.head_epochs if s.head_epochs is not None else s.epochs
         self.adapter_hidden = s.adapter_hidden
         self.levi_layers = tuple(s.levi_layers) or tuple(range(1, self.num_layers + 1))
-        self.unknown_id_frac = getattr(s, "unknown_id_frac", 0.0)
-        self.train_examples = getattr(s, "train_examples", None)
-        self.head_patience = getattr(s, "head_patience", None)
+        self.unknown_id_frac = s.unknown_id_frac
+        self.train_examples = s.train_examples
+        self.head_patience = s.head_patience
         self.module = build_module(self.config)
         self.head = nn.Dense(self.n_out)
-        self.compute_dtype = getattr(s, "compute_dtype", "float32")
+        self.compute_dtype = s.compute_dtype
         self.cache_key = ("transformer", self.config, self.n_out, self.compute_dtype)
 
     # ------------------------------------------------------------ parameters
@@ -350,7 +350,7 @@ class TransformerEngine(Engine):
 
     def _feature_meta(self) -> dict[str, Any]:
         return {"fingerprint": self.ds.fingerprint, "pooling": default_pooling(self.config.family),
-                "max_len": getattr(self.s, "max_len", None), "backbone": self.s.backbone,
+                "max_len": self.s.max_len, "backbone": self.s.backbone,
                 "weights": self.s.weights}
 
     @property
@@ -372,7 +372,7 @@ class TransformerEngine(Engine):
         and only the training rows are computed per seed."""
         s = self.s
         key = {"checkpoint": self.checkpoint,
-               "pooling": default_pooling(self.config.family), "max_len": getattr(s, "max_len", None)}
+               "pooling": default_pooling(self.config.family), "max_len": s.max_len}
         if self.compute_dtype != "float32":  # float32 entries keep the key they always had
             key["compute_dtype"] = self.compute_dtype
 
