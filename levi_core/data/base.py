@@ -116,19 +116,22 @@ class Declaration:
     modality: str = "none"
     entities: Mapping[str, str] = field(default_factory=dict)
     batch_size: int | None = None
+    # the loader's options (a ``levi_core.data.common.DatasetOptions`` subclass), or None
+    options: type | None = None
 
 
 _DECLARED: dict[str, Declaration] = {}
 
 
 def register_dataset(name: str, modality: str = "none", entities: Mapping[str, str] | None = None,
-                     batch_size: int | None = None):
+                     batch_size: int | None = None, options: type | None = None):
     """Decorator: register ``fn(options: dict, data_dir: str | None) -> Dataset`` under name,
-    declaring its modality, entity inputs and batch size (see ``Dataset``)."""
+    declaring its modality, entity inputs and batch size (see ``Dataset``) and the dataclass of
+    the options it reads (``levi_core.data.common.DatasetOptions``; None: it reads none)."""
 
     def deco(fn: Loader) -> Loader:
         _LOADERS[name] = fn
-        _DECLARED[name] = Declaration(modality, dict(entities or {}), batch_size)
+        _DECLARED[name] = Declaration(modality, dict(entities or {}), batch_size, options)
         return fn
 
     return deco
@@ -201,13 +204,11 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
 
 
 def _loader_options(name: str) -> set[str]:
-    """The options a loader reads itself (its module's ``DEFAULTS``): a generic option of the
-    same name is left to it (Amazon's, ImageNet's and Retinopathy's own ``max_ood`` sample
-    while reading, before anything is built)."""
-    import sys
-
-    module = sys.modules.get(_LOADERS[name].__module__)
-    return set(getattr(module, "DEFAULTS", None) or {})
+    """The options a loader reads itself (the fields of its declared options): a generic option
+    of the same name is left to it (Amazon's, ImageNet's and Retinopathy's own ``max_ood``
+    sample while reading, before anything is built)."""
+    options = _DECLARED[name].options
+    return {f.name for f in dataclasses.fields(options)} if options is not None else set()
 
 
 def _keep_first(ids: np.ndarray, k: int) -> np.ndarray:
