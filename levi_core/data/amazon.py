@@ -61,7 +61,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from levi_core.data import amazon2023, common, fixtures
-from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.data.base import (Dataset, Split, register_dataset, register_preset_ids,
+                                 register_shift)
 from levi_core.errors import ConfigError, DataError
 
 NAME = "amazon"
@@ -458,3 +459,10 @@ def _fixture(folder: Path, rng: np.random.Generator) -> None:
 
 # the stream is fixed per fixture name, so adding a fixture changes no other's files
 fixtures.register_fixture(NAME, _fixture, stream=0)
+
+
+# ---------------------------------------------------------------- tables and presets
+register_shift("amazon_time", "Amazon (time)", "amazon", "ood/time", "rmse")
+register_shift("amazon_product", "Amazon (product)", "amazon", "ood/product/mean", "rmse")
+# cpu: the data is not on the 2-core machines the preset is sized for
+register_preset_ids("amazon", {"smoke": "amazon:fixture=2023", "cpu": None})

@@ -153,6 +153,61 @@ def _ensure_loaders() -> None:
     load_plugins()
 
 
+# ---------------------------------------------------------------- what tables and presets see
+
+
+@dataclass(frozen=True)
+class ShiftDeclaration:
+    """A distribution shift a dataset offers the tables: its ``id_role`` test set against its
+    ``ood_role`` set(s) of the logical ``dataset``, scored by ``metric``; ``key`` names it in
+    table specs (``bench.specs`` builds its ``Shift`` from this) and ``label`` in reports."""
+
+    key: str
+    label: str
+    dataset: str
+    ood_role: str
+    metric: str
+    id_role: str = "id_test"
+
+
+_SHIFTS: dict[str, ShiftDeclaration] = {}
+# logical dataset -> preset name -> the dataset id it runs as (None: left out of that preset)
+_PRESET_IDS: dict[str, dict[str, str | None]] = {}
+
+
+def register_shift(key: str, label: str, dataset: str, ood_role: str, metric: str,
+                   id_role: str = "id_test") -> ShiftDeclaration:
+    """Declare a shift of the logical ``dataset`` (see ``ShiftDeclaration``); a dataset module
+    calls it at import, so a table spec names the shift by its key."""
+    decl = ShiftDeclaration(key, label, dataset, ood_role, metric, id_role)
+    if _SHIFTS.get(key, decl) != decl:
+        raise ConfigError(f"a shift named {key!r} is declared already; choose another key")
+    _SHIFTS[key] = decl
+    return decl
+
+
+def declared_shift(key: str) -> ShiftDeclaration:
+    """A declared shift: the built-in datasets' (imported with ``levi_core.data``) and those of
+    modules imported so far (plugins)."""
+    if key not in _SHIFTS:
+        raise ConfigError(f"unknown shift {key!r}; declared shifts: {', '.join(sorted(_SHIFTS))}")
+    return _SHIFTS[key]
+
+
+def register_preset_ids(dataset: str, ids: Mapping[str, str | None]) -> None:
+    """The dataset id the logical ``dataset`` of a table runs as under each preset of ``ids``
+    (``{"smoke": "name:fixture=1", "cpu": None}``; None: that preset leaves its columns out).
+    A preset not named runs the logical name itself, unless the preset maps it
+    (``bench.presets.Preset.datasets``)."""
+    _PRESET_IDS.setdefault(dataset, {}).update(ids)
+
+
+def preset_dataset_id(preset: str, dataset: str) -> str | None:
+    """The id the logical ``dataset`` runs as under ``preset`` (see ``register_preset_ids``)."""
+    _ensure_loaders()
+    return _PRESET_IDS.get(dataset, {}).get(preset, dataset)
+
+
 def dataset_names() -> list[str]:
     return sorted(_LOADERS)
 

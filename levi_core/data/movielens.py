@@ -53,7 +53,8 @@ from pathlib import Path
 import numpy as np
 
 from levi_core.data import common, fixtures
-from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.data.base import (Dataset, Split, register_dataset, register_preset_ids,
+                                 register_shift)
 from levi_core.data.movielens_files import (  # noqa: F401  (read_files, read_tfds: the raw sources)
     FILES, HOW, NAME, TFDS_NAME, canonical_genre, download_tfds, incomplete_folder_error, read_files,
     read_tfds,
@@ -403,3 +404,14 @@ def _fixture(folder: Path, rng: np.random.Generator) -> None:
 
 # the stream is fixed per fixture name, so adding a fixture changes no other's files
 fixtures.register_fixture(NAME, _fixture, stream=2)
+
+
+# ---------------------------------------------------------------- tables and presets
+register_shift("movielens", "MovieLens (genre)", "movielens", "ood/mean", "rmse")
+# beyond the paper: a second genuine shift that runs offline (MovieLens by time)
+register_shift("movielens_time", "MovieLens (time)", "movielens_time", "ood/time", "rmse")
+# cpu: id_val, read after every epoch of every head, is a fixed stratified sample of 2,000
+register_preset_ids("movielens", {"smoke": "movielens:fixture=1", "cpu": "movielens:max_val=2000"})
+register_preset_ids("movielens_time", {"paper": "movielens:shift=time",
+                                       "smoke": "movielens:shift=time,fixture=1",
+                                       "cpu": "movielens:shift=time,max_val=2000"})

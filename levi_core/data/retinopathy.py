@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from levi_core.data import common, fixtures, images
-from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.data.base import (Dataset, Split, register_dataset, register_preset_ids,
+                                 register_shift)
 from levi_core.errors import DataError
 
 NAME = "retinopathy"
@@ -171,3 +172,9 @@ def _fixture(folder: Path, rng: np.random.Generator) -> None:
 
 # the stream is fixed per fixture name, so adding a fixture changes no other's files
 fixtures.register_fixture(NAME, _fixture, stream=3)
+
+
+# ---------------------------------------------------------------- tables and presets
+register_shift("medical", "Medical (quality)", "retinopathy", "ood/mean", "accuracy")
+# cpu: the data is not on the 2-core machines the preset is sized for
+register_preset_ids("retinopathy", {"smoke": "retinopathy:fixture=1,image_size=32", "cpu": None})
