@@ -1,8 +1,8 @@
 """Presets scale a table spec without changing its meaning.
 
 A preset is a name (part of every job id), a mapping from a table's logical dataset names to
-the dataset ids it runs on (fixtures for ``smoke``, subsampled real data for ``cpu``), and the
-size knobs (``settings``) handed to levi_core. Changing a preset's settings changes results
+the dataset ids it runs on (fixtures for ``smoke``, subsampled real data for ``cpu``; each
+dataset module declares its own, ``levi_core.data.base.register_preset_ids``), and the size knobs (``settings``) handed to levi_core. Changing a preset's settings changes results
 without changing job ids, so treat them like code: the git commit in every record's provenance
 says which settings produced it.
 
