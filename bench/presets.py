@@ -1,8 +1,8 @@
 """Presets scale a table spec without changing its meaning.
 
 A preset is a name (part of every job id), a mapping from a table's logical dataset names to
-the dataset ids it runs on (fixtures for ``smoke``, subsampled real data for ``cpu``), and the
-size knobs (``settings``) handed to levi_core. Changing a preset's settings changes results
+the dataset ids it runs on (fixtures for ``smoke``, subsampled real data for ``cpu``; each
+dataset module declares its own, ``levi_core.data.base.register_preset_ids``), and the size knobs (``settings``) handed to levi_core. Changing a preset's settings changes results
 without changing job ids, so treat them like code: the git commit in every record's provenance
 says which settings produced it.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from levi_core.data.base import preset_dataset_id
 from levi_core.errors import ConfigError
 from levi_core.settings import Settings
 
@@ -35,7 +36,8 @@ class Preset:
     name: str
     description: str
     settings: Mapping[str, Any] = field(default_factory=dict)
-    # logical name -> dataset id, or None: not part of this preset (its columns are dropped)
+    # logical name -> dataset id, or None: not part of this preset (its columns are dropped);
+    # over what the dataset modules declare for this preset's name (register_preset_ids)
     datasets: Mapping[str, str | None] = field(default_factory=dict)
     # logical dataset -> method -> grid: a stated subset of a method's grid on that dataset
     # under this preset (time budget); other datasets (e.g. synthetic) keep their grids
@@ -55,8 +57,12 @@ class Preset:
             raise ConfigError(f"preset {self.name!r}: {e}") from None
 
     def dataset_id(self, logical: str) -> str | None:
-        """The id a table's dataset runs as under this preset (itself when not remapped)."""
-        return self.datasets.get(logical, logical)
+        """The id a table's dataset runs as under this preset: the preset's own mapping, else
+        what the dataset's module declares for this preset (``levi_core.data.base.
+        register_preset_ids``), else the logical name itself."""
+        if logical in self.datasets:
+            return self.datasets[logical]
+        return preset_dataset_id(self.name, logical)
 
 
 # The paper's settings are levi_core.settings' defaults; presets state only what they change.
@@ -69,7 +75,7 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             "paper", "the paper's models (T5-small, ViT-B/16), full data, 3 seeds",
-            settings={}, datasets={"movielens_time": "movielens:shift=time", "cifar_vehicles": None},
+            settings={},
         ),
         Preset(
             "cpu", "real MovieLens with MiniLM-L6, every method on the same draw of 10,000 "
@@ -99,12 +105,8 @@ PRESETS: dict[str, Preset] = {
                       "vision": {"backbone": "vit-cifar-animals", "batch_size": 64, "epochs": 2,
                                  "train_examples": 4_000, "head_epochs": 10, "head_patience": 2,
                                  "adapter_hidden": 128}},
-            # Only MovieLens is available on these machines; the other datasets' columns are
-            # not part of this preset.
-            datasets={"movielens": "movielens:max_val=2000",
-                      "movielens_time": "movielens:shift=time,max_val=2000",
-                      "amazon": None, "retinopathy": None, "imagenet": None,
-                      "cifar_vehicles": "cifar_vehicles:max_eval=2000,max_ood=1000"},
+            # Only MovieLens and CIFAR-10 are available on these machines; the other datasets'
+            # columns are not part of this preset (each dataset module declares its cpu id).
             grids={**{d: {m: {"lr": (1e-4, 1e-3)} for m in LARGE_METHODS}
                       for d in ("movielens", "movielens_time")},
                    # SGD with momentum (the paper's vision optimizer): larger steps than Adam's
@@ -119,13 +121,7 @@ PRESETS: dict[str, Preset] = {
                       "vision": {"backbone": "vit-tiny", "weights": "random", "batch_size": 16,
                                  "epochs": 1, "small_conv": (4, 4, 4, 4), "adapter_hidden": 8,
                                  "lora_rank": 2}},
-            datasets={"movielens": "movielens:fixture=1",
-                      "movielens_time": "movielens:shift=time,fixture=1",
-                      "amazon": "amazon:fixture=2023",
-                      "retinopathy": "retinopathy:fixture=1,image_size=32",
-                      "imagenet": "imagenet:fixture=1,image_size=32",
-                      # beyond the paper; left out so that smoke's jobs and CI cost stay as they were
-                      "cifar_vehicles": None},
+            # the datasets' fixtures: each dataset module declares its smoke id
         ),
     ]
 }

@@ -7,6 +7,7 @@ from PIL import Image
 
 from levi_core.data import cache  # noqa: E402
 from levi_core.data import common, fixtures
+from levi_core.data.imagenet_classes import imagenet_wnids
 
 
 pytestmark = pytest.mark.usefixtures("fresh_data_cache")  # see conftest.py
@@ -45,7 +46,7 @@ def test_retinopathy_threshold_with_nothing_ood_is_an_error():
 
 def test_imagenet_variants():
     ds = fixtures.fixture_dataset("imagenet", image_size=24)
-    wnids = fixtures.imagenet_wnids()
+    wnids = imagenet_wnids()
     assert len(wnids) == 1000 and wnids[0] == "n01440764"
     assert ds.num_classes == 1000 and ds.ood_roles == ["ood/a", "ood/r", "ood/v2"]
     folder = fixtures.fixture_dir("imagenet")

@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from levi_core.data import common, fixtures, load_dataset  # noqa: E402
+from levi_core.data.imagenet_classes import imagenet_wnids  # noqa: E402
 from levi_core.errors import DataError  # noqa: E402
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -166,7 +167,7 @@ def test_imagenet_tfds_source(tmp_path, monkeypatch):
         import shutil
 
         shutil.copytree(src / sub, data / sub)
-    wnids = fixtures.imagenet_wnids()
+    wnids = imagenet_wnids()
     examples = [
         {"image": np.asarray(Image.open(p).convert("RGB")), "label": wnids.index(p.parent.name),
          "file_name": p.name.encode()}

@@ -1,4 +1,13 @@
-"""Datasets in one shape (see `levi_core.data.base`). Importing this registers the loaders."""
+"""Datasets in one shape (see `levi_core.data.base`). Importing this registers the loaders.
+
+Every module of this package is imported here, so a dataset is one module: it registers its
+loader (``register_dataset``), its fixture (``fixtures.register_fixture``), its shifts
+(``register_shift``) and its ids under the presets (``register_preset_ids``) when imported.
+No module of the package imports TensorFlow at import time.
+"""
+
+import importlib
+import pkgutil
 
 from levi_core.data.base import (  # noqa: F401
     Dataset,
@@ -9,14 +18,9 @@ from levi_core.data.base import (  # noqa: F401
     parse_dataset_id,
     register_dataset,
 )
-
-# Built-in loaders (each module registers itself; none imports TensorFlow at import time).
-from levi_core.data import movielens  # noqa: F401,E402
-from levi_core.data import amazon  # noqa: F401,E402
-from levi_core.data import imagenet, retinopathy  # noqa: F401,E402
-from levi_core.data import cifar_vehicles  # noqa: F401,E402
 from levi_core.data.fixtures import fixture_dataset, write_fixture  # noqa: F401,E402
 from levi_core.data.describe import describe  # noqa: F401,E402
-from levi_core.data import synthetic  # noqa: E402,F401  (registers `synthetic`)
-from levi_core.data import linear_toy  # noqa: E402,F401  (registers `linear_toy`)
-from levi_core.data import costs  # noqa: E402,F401  (registers `costs`: Tables 3, 15, 16)
+
+# in name order, so that registration does not depend on the file system's listing order
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")

@@ -60,8 +60,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from levi_core.data import amazon2023, common
-from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.data import amazon2023, common, fixtures
+from levi_core.data.base import (Dataset, Split, register_dataset, register_preset_ids,
+                                 register_shift)
 from levi_core.errors import ConfigError, DataError
 
 NAME = "amazon"
@@ -75,23 +76,30 @@ SENTENCE = (
     "When the customer id is {customer}, the product title is {title}, and the product id is "
     "{product}, what can be the customer rating on this product?:"
 )
-DEFAULTS: dict[str, object] = {
-    "source": "auto",
-    "fixture": "0",
-    "books": "Books_v1_00+Books_v1_01+Books_v1_02",
-    "categories": "Watches+Toys+Sports+Music+Jewelry+Furniture+Baby",
-    "id_years": 4,
-    "max_id": 100000,
-    "max_ood": 20000,
-    "sample_seed": 0,
-    "val_frac": 0.1,
-    "test_frac": 0.1,
-    "split_seed": 0,
-    "title_len": 16,
-    "until": "2015-08-31",
-    "cache": True,
-    "cache_dir": "",
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class AmazonOptions(common.DatasetOptions):
+    """The options of a ``amazon`` dataset id (``amazon:key=value,...``); each field's
+    annotation is how its text is read."""
+
+    source: str = "auto"
+    fixture: str = "0"
+    books: str = "Books_v1_00+Books_v1_01+Books_v1_02"
+    categories: str = "Watches+Toys+Sports+Music+Jewelry+Furniture+Baby"
+    id_years: int = 4
+    max_id: int = 100000
+    max_ood: int = 20000
+    sample_seed: int = 0
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    split_seed: int = 0
+    title_len: int = 16
+    until: str = "2015-08-31"
+    cache: bool = True
+    cache_dir: str = ""
+
+
 HOW = (
     "Put the original Amazon US Reviews TSV files (amazon_reviews_us_<Config>.tsv or .tsv.gz, "
     "15 tab-separated columns with a header) in one folder and pass it as --data-dir, or "
@@ -190,7 +198,7 @@ def _year(row: tuple[str, ...]) -> int:
     return int(row[5][:4])
 
 
-def build(books_iter, category_iters: dict[str, Callable], opts: common.Options, sources: dict,
+def build(books_iter, category_iters: dict[str, Callable], opts: common.DatasetOptions, sources: dict,
           product_groups: Callable[[], dict[str, list]] | None = None,
           fill_titles: Callable[[dict[str, list]], dict[str, list]] | None = None,
           source_words: str = "") -> Dataset:
@@ -279,7 +287,7 @@ def build(books_iter, category_iters: dict[str, Callable], opts: common.Options,
     )
 
 
-def _legacy_key(opts: common.Options) -> dict[str, object]:
+def _legacy_key(opts: common.DatasetOptions) -> dict[str, object]:
     """Cache-key options of the original-TSV / TFDS sources: ``until`` only applies to the 2023
     files (the original data ends on 2015-08-31), so it is left out and keys stay as they were."""
     return {k: v for k, v in common.key_options(opts).items() if k != "until"}
@@ -299,15 +307,14 @@ def _fixture_kind(text: str) -> str | None:
 
 
 @register_dataset(NAME, modality="text", entities={"user": "customer_id", "item": "product_id"},
-                  batch_size=100)
+                  batch_size=100, options=AmazonOptions)
 def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
-    opts = common.Options(NAME, options, DEFAULTS)
+    opts = AmazonOptions.parse(NAME, options)
     source = opts["source"]
     if source not in SOURCES:
         raise DataError(f"{NAME}: source={source!r}; use {', '.join(SOURCES)}")
     fixture = _fixture_kind(opts["fixture"])
     if fixture is not None:
-        from levi_core.data import fixtures
 
         data_dir = str(fixtures.fixture_dir(NAME if fixture == "tsv" else "amazon2023"))
         source = "files" if fixture == "tsv" else "2023"
@@ -397,3 +404,65 @@ def load_amazon(options: dict[str, str], data_dir: str | None) -> Dataset:
         ),
         opts["cache_dir"] or None, opts["cache"],
     )
+
+
+# ---------------------------------------------------------------- fixture
+AMAZON_COLUMNS = [
+    "marketplace", "customer_id", "review_id", "product_id", "product_parent", "product_title",
+    "product_category", "star_rating", "helpful_votes", "total_votes", "vine",
+    "verified_purchase", "review_headline", "review_body", "review_date",
+]
+AMAZON_CATEGORIES = ["Watches", "Toys", "Sports", "Music", "Jewelry", "Furniture", "Baby"]
+
+
+def _fixture(folder: Path, rng: np.random.Generator) -> None:
+    """``amazon_reviews_us_<Category>_v1_00.tsv(.gz)`` with the original 15-column header
+    (Books in three files v1_00 (gz), v1_01, v1_02; Books dates 2000-2006; the 7 product
+    categories)."""
+    customers = [f"{int(x)}" for x in rng.integers(10000, 99999999, size=150)]
+    words = ["Secret", "Garden", "History", "Python", "Cooking", "Night", "Ocean", "Guide",
+             "Complete", "Tales", "Modern", "Art", "Deluxe", "Set", "Classic"]
+    serial = iter(range(10**6))
+
+    def products(prefix: str, k: int) -> list[tuple[str, str, str]]:
+        out = []
+        for _ in range(k):
+            title = " ".join(rng.choice(words, size=int(rng.integers(2, 5))))
+            out.append((f"{prefix}{next(serial):08d}", str(int(rng.integers(1e8, 1e9))), title))
+        return out
+
+    def write(name: str, category: str, n: int, years: list[int], gz: bool) -> None:
+        prods = products("B" if category != "Books" else "0", max(8, n // 6))
+        path = folder / f"amazon_reviews_us_{name}.tsv{'.gz' if gz else ''}"
+        opener = gzip.open if gz else open
+        with opener(path, "wt", encoding="utf-8", newline="\n") as f:
+            f.write("\t".join(AMAZON_COLUMNS) + "\n")
+            for _ in range(n):
+                pid, parent, title = prods[int(rng.integers(0, len(prods)))]
+                y = years[int(rng.integers(0, len(years)))]
+                date = f"{y}-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}"
+                row = [
+                    "US", customers[int(rng.integers(0, len(customers)))],
+                    f"R{next(serial):013d}", pid, parent, title, category,
+                    str(int(rng.integers(1, 6))), str(int(rng.integers(0, 9))),
+                    str(int(rng.integers(9, 20))), "N", "Y",
+                    "Five Stars", "A review body that the loader must not use.", date,
+                ]
+                f.write("\t".join(row) + "\n")
+
+    write("Books_v1_00", "Books", 260, [2004, 2005, 2006], gz=True)
+    write("Books_v1_01", "Books", 260, [2001, 2002, 2003], gz=False)
+    write("Books_v1_02", "Books", 260, [2000, 2001], gz=False)
+    for cat in AMAZON_CATEGORIES:
+        write(f"{cat}_v1_00", cat, 60, [2010, 2011, 2012], gz=True)
+
+
+# the stream is fixed per fixture name, so adding a fixture changes no other's files
+fixtures.register_fixture(NAME, _fixture, stream=0)
+
+
+# ---------------------------------------------------------------- tables and presets
+register_shift("amazon_time", "Amazon (time)", "amazon", "ood/time", "rmse")
+register_shift("amazon_product", "Amazon (product)", "amazon", "ood/product/mean", "rmse")
+# cpu: the data is not on the 2-core machines the preset is sized for
+register_preset_ids("amazon", {"smoke": "amazon:fixture=2023", "cpu": None})

@@ -35,13 +35,16 @@ and "most recent year" mean what they meant in the paper; ``until=none`` keeps t
 from __future__ import annotations
 
 import datetime as _dt
+import gzip
 import json
 import re
 import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
-from levi_core.data import common
+import numpy as np
+
+from levi_core.data import common, fixtures
 from levi_core.errors import DataError
 
 NAME = "amazon"
@@ -347,3 +350,89 @@ def sources(
                 for g, rows in groups.items()}
 
     return books, product_groups, fill_titles, signatures
+
+
+# ---------------------------------------------------------------- fixture
+def _fixture(folder: Path, rng: np.random.Generator) -> None:
+    """Amazon Reviews 2023 files: ``<C>.csv[.gz]`` (rating_only) and ``meta_<C>.jsonl[.gz]`` for
+    the 7 categories the loader reads, with the heterogeneous meta fields of the real files
+    (title null or missing, categories empty, price a number or "None", nested details), the
+    category paths the role rules look at (Watches / Jewelry below the Clothing top level,
+    Furniture second under Home, and near misses), ratings after 2015-08-31 (clipped by default),
+    products rated but without meta, and meta records never rated."""
+    import json
+
+    users = ["A" + "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), size=27)) for _ in range(160)]
+    words = ["Secret", "Garden", "History", "Python", "Cooking", "Night", "Ocean", "Guide",
+             "Complete", "Tales", "Modern", "Art", "Deluxe", "Set", "Classic", "Café"]
+    serial = iter(range(10**6))
+    day_ms = 86_400_000
+
+    def ts(year: int) -> int:
+        start = int(np.datetime64(f"{year}-01-01", "ms").astype(np.int64))
+        return start + int(rng.integers(0, 365)) * day_ms + int(rng.integers(0, day_ms))
+
+    def record(asin: str, cats: list[str], title_kind: int) -> dict:
+        rec: dict = {"main_category": cats[0] if cats else None, "average_rating": round(float(rng.uniform(1, 5)), 1),
+                     "rating_number": int(rng.integers(0, 900)), "features": [], "description": [],
+                     "price": [None, "None", 12.99, "$5.49"][int(rng.integers(0, 4))],
+                     "images": [{"thumb": "https://example.invalid/t.jpg", "variant": "MAIN"}],
+                     "videos": [], "store": [None, "Acme"][int(rng.integers(0, 2))],
+                     "categories": cats, "details": {"Publisher": "X", "Item Weight": "1 pounds"}
+                     if rng.integers(0, 2) else {}, "parent_asin": asin, "bought_together": None}
+        title = " ".join(rng.choice(words, size=int(rng.integers(2, 5))))
+        if title_kind == 1:
+            rec["title"] = None
+        elif title_kind != 2:  # 2: no title field at all
+            rec["title"] = title + ("  with  spaces\t" if title_kind == 3 else "")
+        return rec
+
+    def write(cat: str, plans: list[list[str]], n: int, years: list[int], csv_gz: bool, meta_gz: bool) -> None:
+        prods = [(f"B{next(serial):09d}" if cat != "Books" else f"{next(serial):010d}", c) for c in plans]
+        meta_open = gzip.open if meta_gz else open
+        with meta_open(folder / f"meta_{cat}.jsonl{'.gz' if meta_gz else ''}", "wt", encoding="utf-8", newline="\n") as f:
+            for i, (asin, cats) in enumerate(prods):
+                if i % 29 == 28:
+                    continue  # rated but no meta record: the title stays empty
+                kind = 0 if i % 7 else int(rng.integers(1, 4))
+                f.write(json.dumps(record(asin, cats, kind)) + "\n")
+            for _ in range(3):  # never rated
+                f.write(json.dumps(record(f"Z{next(serial):09d}", plans[0], 0)) + "\n")
+        csv_open = gzip.open if csv_gz else open
+        with csv_open(folder / f"{cat}.csv{'.gz' if csv_gz else ''}", "wt", encoding="utf-8", newline="\n") as f:
+            f.write("user_id,parent_asin,rating,timestamp\n")
+            seen = set()
+            while len(seen) < n:
+                asin = prods[int(rng.integers(0, len(prods)))][0]
+                user = users[int(rng.integers(0, len(users)))]
+                if (user, asin) in seen:
+                    continue
+                seen.add((user, asin))
+                y = years[int(rng.integers(0, len(years)))]
+                f.write(f"{user},{asin},{float(rng.integers(1, 6))},{ts(y)}\n")
+
+    books = [["Books", "Literature & Fiction"], ["Books"], [], ["Books", "History", "Europe"]]
+    # Books: most ratings in the 4 ID years (2007-2010), some in 2015 (OOD time, clipped at
+    # 2015-08-31) and 2016 (dropped unless until=none).
+    book_years = [2007, 2008, 2009, 2010] * 3 + [2011, 2012, 2013, 2014, 2015, 2015, 2016]
+    write("Books", [books[i % 4] for i in range(90)], 700, book_years, csv_gz=True, meta_gz=False)
+    spans = list(range(2011, 2017))
+    for cat, top in (("Toys_and_Games", "Toys & Games"), ("Sports_and_Outdoors", "Sports & Outdoors"),
+                     ("CDs_and_Vinyl", "CDs & Vinyl"), ("Baby_Products", "Baby Products")):
+        gz = cat in ("Toys_and_Games", "CDs_and_Vinyl")
+        write(cat, [[top, "Sub"] if i % 3 else [] for i in range(30)], 150, spans, csv_gz=gz, meta_gz=not gz)
+    top = "Clothing, Shoes & Jewelry"
+    clothing = [[top, "Women", "Watches", "Wrist Watches"], [top, "Men", "Watches"],
+                [top, "Women", "Jewelry", "Necklaces"], [top, "Men", "Jewelry", "Rings"],
+                [top, "Women", "Clothing", "Dresses"], [top], [],
+                [top, "Novelty & More", "Jewelry", "Watches"],  # both: a watch
+                [top, "Women", "Shoes", "Jewelry Boxes"]]  # "Jewelry Boxes" is not "Jewelry"
+    write("Clothing_Shoes_and_Jewelry", [clothing[i % len(clothing)] for i in range(60)], 400, spans,
+          csv_gz=True, meta_gz=True)
+    home = [["Home & Kitchen", "Furniture", "Living Room Furniture"], ["Home & Kitchen", "Furniture"],
+            ["Home & Kitchen", "Kitchen & Dining"], ["Home & Kitchen", "Bedding", "Furniture"], []]
+    write("Home_and_Kitchen", [home[i % len(home)] for i in range(50)], 300, spans, csv_gz=False, meta_gz=True)
+
+
+# the stream is fixed per fixture name, so adding a fixture changes no other's files
+fixtures.register_fixture("amazon2023", _fixture, stream=4)

@@ -116,19 +116,22 @@ class Declaration:
     modality: str = "none"
     entities: Mapping[str, str] = field(default_factory=dict)
     batch_size: int | None = None
+    # the loader's options (a ``levi_core.data.common.DatasetOptions`` subclass), or None
+    options: type | None = None
 
 
 _DECLARED: dict[str, Declaration] = {}
 
 
 def register_dataset(name: str, modality: str = "none", entities: Mapping[str, str] | None = None,
-                     batch_size: int | None = None):
+                     batch_size: int | None = None, options: type | None = None):
     """Decorator: register ``fn(options: dict, data_dir: str | None) -> Dataset`` under name,
-    declaring its modality, entity inputs and batch size (see ``Dataset``)."""
+    declaring its modality, entity inputs and batch size (see ``Dataset``) and the dataclass of
+    the options it reads (``levi_core.data.common.DatasetOptions``; None: it reads none)."""
 
     def deco(fn: Loader) -> Loader:
         _LOADERS[name] = fn
-        _DECLARED[name] = Declaration(modality, dict(entities or {}), batch_size)
+        _DECLARED[name] = Declaration(modality, dict(entities or {}), batch_size, options)
         return fn
 
     return deco
@@ -148,6 +151,61 @@ def _ensure_loaders() -> None:
     from levi_core.plugins import load_plugins
 
     load_plugins()
+
+
+# ---------------------------------------------------------------- what tables and presets see
+
+
+@dataclass(frozen=True)
+class ShiftDeclaration:
+    """A distribution shift a dataset offers the tables: its ``id_role`` test set against its
+    ``ood_role`` set(s) of the logical ``dataset``, scored by ``metric``; ``key`` names it in
+    table specs (``bench.specs`` builds its ``Shift`` from this) and ``label`` in reports."""
+
+    key: str
+    label: str
+    dataset: str
+    ood_role: str
+    metric: str
+    id_role: str = "id_test"
+
+
+_SHIFTS: dict[str, ShiftDeclaration] = {}
+# logical dataset -> preset name -> the dataset id it runs as (None: left out of that preset)
+_PRESET_IDS: dict[str, dict[str, str | None]] = {}
+
+
+def register_shift(key: str, label: str, dataset: str, ood_role: str, metric: str,
+                   id_role: str = "id_test") -> ShiftDeclaration:
+    """Declare a shift of the logical ``dataset`` (see ``ShiftDeclaration``); a dataset module
+    calls it at import, so a table spec names the shift by its key."""
+    decl = ShiftDeclaration(key, label, dataset, ood_role, metric, id_role)
+    if _SHIFTS.get(key, decl) != decl:
+        raise ConfigError(f"a shift named {key!r} is declared already; choose another key")
+    _SHIFTS[key] = decl
+    return decl
+
+
+def declared_shift(key: str) -> ShiftDeclaration:
+    """A declared shift: the built-in datasets' (imported with ``levi_core.data``) and those of
+    modules imported so far (plugins)."""
+    if key not in _SHIFTS:
+        raise ConfigError(f"unknown shift {key!r}; declared shifts: {', '.join(sorted(_SHIFTS))}")
+    return _SHIFTS[key]
+
+
+def register_preset_ids(dataset: str, ids: Mapping[str, str | None]) -> None:
+    """The dataset id the logical ``dataset`` of a table runs as under each preset of ``ids``
+    (``{"smoke": "name:fixture=1", "cpu": None}``; None: that preset leaves its columns out).
+    A preset not named runs the logical name itself, unless the preset maps it
+    (``bench.presets.Preset.datasets``)."""
+    _PRESET_IDS.setdefault(dataset, {}).update(ids)
+
+
+def preset_dataset_id(preset: str, dataset: str) -> str | None:
+    """The id the logical ``dataset`` runs as under ``preset`` (see ``register_preset_ids``)."""
+    _ensure_loaders()
+    return _PRESET_IDS.get(dataset, {}).get(preset, dataset)
 
 
 def dataset_names() -> list[str]:
@@ -201,13 +259,11 @@ def load_dataset(dataset_id: str, data_dir: str | None = None) -> Dataset:
 
 
 def _loader_options(name: str) -> set[str]:
-    """The options a loader reads itself (its module's ``DEFAULTS``): a generic option of the
-    same name is left to it (Amazon's, ImageNet's and Retinopathy's own ``max_ood`` sample
-    while reading, before anything is built)."""
-    import sys
-
-    module = sys.modules.get(_LOADERS[name].__module__)
-    return set(getattr(module, "DEFAULTS", None) or {})
+    """The options a loader reads itself (the fields of its declared options): a generic option
+    of the same name is left to it (Amazon's, ImageNet's and Retinopathy's own ``max_ood``
+    sample while reading, before anything is built)."""
+    options = _DECLARED[name].options
+    return {f.name for f in dataclasses.fields(options)} if options is not None else set()
 
 
 def _keep_first(ids: np.ndarray, k: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import io
 import os
 import re
 import socket
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -30,66 +31,64 @@ from levi_core.data.cache import (  # noqa: F401  (the cache's API, re-exported 
     save_dataset,
 )
 from levi_core.errors import ConfigError, DataError
+from levi_core.settings import coerce, type_hints
 
 # ---------------------------------------------------------------- options
 
 
-class Options:
-    """Typed access to a loader's string options; unknown keys are an error (no silent typos).
+@dataclass(frozen=True)
+class DatasetOptions:
+    """A loader's options as a frozen dataclass: each field is an accepted key, its default the
+    value when the id does not give it, and its annotation how the id's text is read (bool, int,
+    float, str: ``levi_core.settings.coerce``, the parser the settings use too). Unknown keys are
+    an error (no silent typos).
 
-    ``Options(raw, defaults)``: ``defaults`` maps every accepted key to its default value (its
-    type decides the parsing: bool, int, float, str, or None meaning "str or unset").
-    ``resolved()`` is the full option dict (defaults filled in), used in cache keys and ``info``.
+    A loader subclasses it, parses with ``MyOptions.parse(name, raw)`` and declares the class
+    at registration (``register_dataset(..., options=MyOptions)``), which tells the generic
+    ``max_*`` options which keys the loader reads itself. ``opts[key]`` reads a value;
+    ``resolved()`` is the full option dict in field order, used in cache keys and ``info``.
     """
 
-    def __init__(self, dataset: str, raw: Mapping[str, str], defaults: Mapping[str, object]):
-        unknown = sorted(set(raw) - set(defaults))
+    @classmethod
+    def parse(cls, dataset: str, raw: Mapping[str, str]):
+        accepted = [f.name for f in fields(cls)]
+        unknown = sorted(set(raw) - set(accepted))
         if unknown:
             raise ConfigError(
                 f"dataset {dataset!r}: unknown option(s) {', '.join(unknown)}; "
-                f"accepted: {', '.join(sorted(defaults))}"
+                f"accepted: {', '.join(sorted(accepted))}"
             )
-        self.dataset = dataset
-        self._values: dict[str, object] = {}
-        for key, default in defaults.items():
+        hints = type_hints(cls)
+        values: dict[str, object] = {}
+        for key in accepted:
             if key not in raw:
-                self._values[key] = default
                 continue
             text = raw[key]
             try:
-                if isinstance(default, bool):
-                    if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                        raise ValueError(text)
-                    value: object = text.lower() in ("1", "true", "yes")
-                elif isinstance(default, int):
-                    value = int(text)
-                elif isinstance(default, float):
-                    value = float(text)
-                else:
-                    value = text
-            except ValueError:
+                values[key] = coerce(hints[key], text)
+            except (TypeError, ValueError):
                 raise ConfigError(
                     f"dataset {dataset!r}: option {key}={text!r} is not a valid "
-                    f"{type(default).__name__}"
+                    f"{hints[key].__name__}"
                 ) from None
-            self._values[key] = value
+        return cls(**values)
 
     def __getitem__(self, key: str):
-        return self._values[key]
+        return getattr(self, key)
 
     def resolved(self) -> dict[str, object]:
-        return dict(self._values)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 NON_SEMANTIC = ("source", "download", "fixture", "cache", "cache_dir")
 
 
-def key_options(opts: "Options") -> dict[str, object]:
+def key_options(opts: "DatasetOptions") -> dict[str, object]:
     """The options that change the prepared data (not where it comes from or is cached)."""
     return {k: v for k, v in opts.resolved().items() if k not in NON_SEMANTIC}
 
 
-def resolve_source(name: str, opts: "Options", data_dir: str | None) -> tuple[str | None, str]:
+def resolve_source(name: str, opts: "DatasetOptions", data_dir: str | None) -> tuple[str | None, str]:
     """(data_dir, source) after the ``source`` and ``fixture`` options of a text loader:
     ``source`` is auto | files | tfds; ``fixture=1`` reads the generated fixture files."""
     source = opts["source"]

@@ -29,31 +29,40 @@ smaller ``image_size`` on small machines. Example ids: the path inside the folde
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from levi_core.data import common, images
-from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.data import common, fixtures, images
+from levi_core.data.base import (Dataset, Split, register_dataset, register_preset_ids,
+                                 register_shift)
 from levi_core.errors import DataError
 
 NAME = "imagenet"
 VERSION = "1"
-DEFAULTS: dict[str, object] = {
-    "fixture": False,
-    "download": "auto",
-    "variants": "a+r+v2",
-    "v2_dir": "imagenetv2-matched-frequency-format-val",
-    "image_size": 224,
-    "val_frac": 0.1,
-    "test_frac": 0.1,
-    "split_seed": 0,
-    "max_per_class": 0,
-    "max_ood": 0,
-    "sample_seed": 0,
-    "cache": True,
-    "cache_dir": "",
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageNetOptions(common.DatasetOptions):
+    """The options of a ``imagenet`` dataset id (``imagenet:key=value,...``); each field's
+    annotation is how its text is read."""
+
+    fixture: bool = False
+    download: str = "auto"
+    variants: str = "a+r+v2"
+    v2_dir: str = "imagenetv2-matched-frequency-format-val"
+    image_size: int = 224
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    split_seed: int = 0
+    max_per_class: int = 0
+    max_ood: int = 0
+    sample_seed: int = 0
+    cache: bool = True
+    cache_dir: str = ""
+
+
 TFDS = {"sketch": "imagenet_sketch", "a": "imagenet_a", "r": "imagenet_r", "v2": "imagenet_v2/matched-frequency"}
 HOSTS = {"sketch": "drive.google.com", "a": "people.eecs.berkeley.edu", "r": "people.eecs.berkeley.edu",
          "v2": "huggingface.co"}  # where TFDS downloads each from (probed before a download)
@@ -69,7 +78,7 @@ HOW = (
 EXTS = (".jpg", ".jpeg", ".png")
 
 
-def _folder_of(variant: str, opts: common.Options) -> str:
+def _folder_of(variant: str, opts: common.DatasetOptions) -> str:
     return {"sketch": "sketch", "a": "imagenet-a", "r": "imagenet-r", "v2": opts["v2_dir"]}[variant]
 
 
@@ -105,7 +114,7 @@ def _per_class_sample(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.sort(np.array(keep, dtype=np.int64))
 
 
-def build(folder: Path | None, data_dir: str | None, opts: common.Options, variants: list[str],
+def build(folder: Path | None, data_dir: str | None, opts: common.DatasetOptions, variants: list[str],
           wnids: list[str]) -> Dataset:
     common.count_build(NAME)
     wnid_index = {w: i for i, w in enumerate(wnids)}
@@ -183,15 +192,14 @@ def _download(variants: list[str], data_dir: str | None, mode: str) -> None:
             raise DataError(f"{NAME}: downloading TFDS {TFDS[v]} failed ({type(e).__name__}: {e}). {HOW}") from None
 
 
-@register_dataset(NAME, modality="vision", batch_size=512)
+@register_dataset(NAME, modality="vision", batch_size=512, options=ImageNetOptions)
 def load_imagenet(options: dict[str, str], data_dir: str | None) -> Dataset:
-    opts = common.Options(NAME, options, DEFAULTS)
+    opts = ImageNetOptions.parse(NAME, options)
     variants = common.parse_list(opts["variants"])
     bad = [v for v in variants if v not in ("a", "r", "v2")]
     if bad:
         raise DataError(f"{NAME}: unknown variant(s) {bad}; variants are a, r, v2 (joined with +)")
     if opts["fixture"]:
-        from levi_core.data import fixtures
 
         data_dir = str(fixtures.fixture_dir(NAME))
     folder = Path(data_dir) if data_dir else None
@@ -230,3 +238,43 @@ def load_imagenet(options: dict[str, str], data_dir: str | None) -> Dataset:
     return common.load_cached(NAME, VERSION, common.key_options(opts), sources,
                               lambda: build(folder, data_dir, opts, variants, wnids),
                               opts["cache_dir"] or None, opts["cache"])
+
+
+# ---------------------------------------------------------------- fixture
+def _fixture(folder: Path, rng: np.random.Generator) -> None:
+    """``sketch/<wnid>/*.JPEG`` (ImageNet-Sketch zip), ``imagenet-a/<wnid>/*.jpg`` and
+    ``imagenet-r/<wnid>/*.jpg`` (the Hendrycks tars, with README.txt),
+    ``imagenetv2-matched-frequency-format-val/<class index>/*.jpeg`` (ImageNetV2 tar)."""
+    from levi_core.data.imagenet_classes import imagenet_wnids
+
+    wnids = imagenet_wnids()
+    classes = [0, 1, 6, 11, 107, 300]  # a few 1000-class indices
+    for c in classes:
+        d = folder / "sketch" / wnids[c]
+        d.mkdir(parents=True)
+        for k in range(6):
+            fixtures.jpeg(d / f"sketch_{k}.JPEG", 40, 32, rng)
+    for variant, subset in (("imagenet-a", [1, 6, 107]), ("imagenet-r", [1, 11, 300])):
+        (folder / variant).mkdir()
+        (folder / variant / "README.txt").write_text(f"{variant} fixture\n")
+        for c in subset:
+            d = folder / variant / wnids[c]
+            d.mkdir()
+            for k in range(3):
+                fixtures.jpeg(d / f"{variant}_{k}.jpg", 36, 36, rng)
+    v2 = folder / "imagenetv2-matched-frequency-format-val"
+    for c in classes:
+        d = v2 / str(c)
+        d.mkdir(parents=True)
+        for k in range(2):
+            fixtures.jpeg(d / f"{rng.integers(0, 1 << 40):x}.jpeg", 30, 40, rng)
+
+
+# the stream is fixed per fixture name, so adding a fixture changes no other's files
+fixtures.register_fixture(NAME, _fixture, stream=1)
+
+
+# ---------------------------------------------------------------- tables and presets
+register_shift("imagenet", "ImageNet (domain)", "imagenet", "ood/mean", "accuracy")
+# cpu: the data is not on the 2-core machines the preset is sized for
+register_preset_ids("imagenet", {"smoke": "imagenet:fixture=1,image_size=32", "cpu": None})

@@ -47,12 +47,14 @@ Labels: float32 ratings 1-5; task regression, metric RMSE. Example ids ``u<user>
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from levi_core.data import common
-from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.data import common, fixtures
+from levi_core.data.base import (Dataset, Split, register_dataset, register_preset_ids,
+                                 register_shift)
 from levi_core.data.movielens_files import (  # noqa: F401  (read_files, read_tfds: the raw sources)
     FILES, HOW, NAME, TFDS_NAME, canonical_genre, download_tfds, incomplete_folder_error, read_files,
     read_tfds,
@@ -68,26 +70,31 @@ SENTENCE = (
     "this movie?:"
 )
 
-DEFAULTS: dict[str, object] = {
-    "source": "auto",
-    "download": "auto",
-    "fixture": False,
-    "shift": "genre",
-    "time_cut": 0,
-    "time_ood_frac": 0.2,
-    "id_genres": ID_GENRES,
-    "min_ood_ratings": 200,
-    "val_frac": 0.1,
-    "test_frac": 0.1,
-    "split_seed": 0,
-    "zip_prefix_len": 3,
-    "genres_len": 6,
-    "title_len": 12,
-    "with_gender": False,
-    "with_genres": False,
-    "cache": True,
-    "cache_dir": "",
-}
+
+@dataclasses.dataclass(frozen=True)
+class MovieLensOptions(common.DatasetOptions):
+    """The options of a ``movielens`` dataset id (``movielens:key=value,...``); each field's
+    annotation is how its text is read."""
+
+    source: str = "auto"
+    download: str = "auto"
+    fixture: bool = False
+    shift: str = "genre"
+    time_cut: int = 0
+    time_ood_frac: float = 0.2
+    id_genres: str = ID_GENRES
+    min_ood_ratings: int = 200
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    split_seed: int = 0
+    zip_prefix_len: int = 3
+    genres_len: int = 6
+    title_len: int = 12
+    with_gender: bool = False
+    with_genres: bool = False
+    cache: bool = True
+    cache_dir: str = ""
+
 
 def shared_local_dir(repo_root: str | Path | None = None) -> Path | None:
     """The genuine ml-100k folder of this project's machines, if there is one:
@@ -109,7 +116,7 @@ def age_bucket(age: int) -> int:
 # ---------------------------------------------------------------- rows -> Dataset
 
 
-def _genre_shift(rows: dict[str, list], opts: common.Options):
+def _genre_shift(rows: dict[str, list], opts: common.DatasetOptions):
     """The paper's shift: ID = movies with any ID genre; one OOD set per other genre."""
     n = len(rows["user"])
     id_genres = [canonical_genre(g) for g in common.parse_list(opts["id_genres"])]
@@ -176,7 +183,7 @@ def default_time_cut(timestamps, ood_frac: float) -> int:
     return int(t[min(max(k, 1), len(t) - 1)])
 
 
-def _time_shift(rows: dict[str, list], opts: common.Options):
+def _time_shift(rows: dict[str, list], opts: common.DatasetOptions):
     """Beyond the paper: a temporal shift on the same ratings and inputs. ID = ratings before
     ``time_cut`` (unix seconds; default: the time that leaves the last ``time_ood_frac`` = 20% of
     the ratings after it), OOD ``ood/time`` = the ratings at or after it. A second genuine shift
@@ -208,7 +215,7 @@ def _time_shift(rows: dict[str, list], opts: common.Options):
     return parts, shift, info
 
 
-def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) -> Dataset:
+def build(rows: dict[str, list], opts: common.DatasetOptions, sources: dict[str, str]) -> Dataset:
     common.count_build(NAME)
     def num(v: str):  # numeric ids in numeric order; anything else after them, as text
         return (0, int(v), "") if v.isdigit() else (1, 0, v)
@@ -281,9 +288,9 @@ def build(rows: dict[str, list], opts: common.Options, sources: dict[str, str]) 
 
 
 @register_dataset(NAME, modality="text", entities={"user": "user_id", "item": "movie_id"},
-                  batch_size=200)
+                  batch_size=200, options=MovieLensOptions)
 def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
-    opts = common.Options(NAME, options, DEFAULTS)
+    opts = MovieLensOptions.parse(NAME, options)
     download = common.parse_download(NAME, opts["download"])
     data_dir, source = common.resolve_source(NAME, opts, data_dir)
     if not data_dir and source in ("auto", "files"):
@@ -321,3 +328,90 @@ def load_movielens(options: dict[str, str], data_dir: str | None) -> Dataset:
         lambda: build(read_tfds(data_dir, False), opts, sources),
         opts["cache_dir"] or None, opts["cache"],
     )
+
+
+# ---------------------------------------------------------------- fixture
+ML_GENRES = [
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+]
+ML_OCCUPATIONS = [
+    "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive",
+    "healthcare", "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer",
+    "retired", "salesman", "scientist", "student", "technician", "writer",
+]
+
+
+def _fixture(folder: Path, rng: np.random.Generator) -> None:
+    """``u.data``, ``u.item`` (Latin-1, with accented titles), ``u.user``, ``u.genre``,
+    ``u.occupation``, ``u.info``, as in ml-100k; 120 users, 150 movies, 4000 ratings; genres
+    chosen so that some non-ID genres pass the 200-ratings threshold and some (fantasy,
+    unknown) do not."""
+    n_users, n_movies, n_ratings = 120, 150, 4000
+    # Movie genre plans: ID movies (any top-5 genre, sometimes with a non-ID genre too), and
+    # OOD-only movies with non-ID genres of different popularity.
+    plans: list[list[str]] = []
+    id_choices = ["Action", "Comedy", "Drama", "Romance", "Thriller"]
+    for m in range(n_movies):
+        if m < 90:
+            gs = {id_choices[m % 5]}
+            if m % 3 == 0:
+                gs.add(["Adventure", "Crime", "War", "Sci-Fi"][m % 4])
+        elif m < 108:
+            gs = {"Horror"} if m % 3 else {"Horror", "Sci-Fi"}
+        elif m < 122:
+            gs = {"Sci-Fi"}
+        elif m < 138:
+            gs = {"Animation", "Children's"} if m % 2 else {"Children's"}
+        elif m < 143:
+            gs = {"Documentary"}
+        elif m < 147:
+            gs = {"Fantasy"}
+        else:
+            gs = {"unknown"}
+        plans.append(sorted(gs, key=ML_GENRES.index))
+    words = ["Night", "Return", "Story", "Love", "City", "Dark", "Man", "Star", "Café", "Amélie",
+             "Señor", "Blue", "Road", "Last", "King", "Über"]
+    with open(folder / "u.genre", "w", encoding="latin-1", newline="\n") as f:
+        for i, g in enumerate(ML_GENRES):
+            f.write(f"{g}|{i}\n")
+        f.write("\n")
+    (folder / "u.occupation").write_text("\n".join(ML_OCCUPATIONS) + "\n")
+    with open(folder / "u.item", "wb") as f:
+        for m in range(n_movies):
+            title = " ".join(rng.choice(words, size=int(rng.integers(1, 4))))
+            year = int(rng.integers(1930, 1999))
+            flags = "|".join("1" if g in plans[m] else "0" for g in ML_GENRES)
+            url = "http://us.imdb.com/M/title-exact?" + title.replace(" ", "%20")
+            line = f"{m + 1}|{title} ({year})|01-Jan-{year}||{url}|{flags}\n"
+            f.write(line.encode("latin-1"))
+    with open(folder / "u.user", "w", encoding="latin-1", newline="\n") as f:
+        for u in range(n_users):
+            age = int(rng.integers(7, 74))
+            gender = "MF"[int(rng.integers(0, 2))]
+            occ = ML_OCCUPATIONS[int(rng.integers(0, len(ML_OCCUPATIONS)))]
+            zipc = f"{int(rng.integers(0, 100000)):05d}" if u % 17 else "T8H1N"
+            f.write(f"{u + 1}|{age}|{gender}|{occ}|{zipc}\n")
+    pairs = rng.choice(n_users * n_movies, size=n_ratings, replace=False)
+    with open(folder / "u.data", "w", newline="\n") as f:
+        for p in pairs:
+            u, m = divmod(int(p), n_movies)
+            rating = int(np.clip(round(3.5 + rng.normal() + (0.5 if m < 90 else -0.5)), 1, 5))
+            f.write(f"{u + 1}\t{m + 1}\t{rating}\t{874724710 + int(rng.integers(0, 20000000))}\n")
+    (folder / "u.info").write_text(f"{n_users} users\n{n_movies} items\n{n_ratings} ratings\n")
+
+
+# the stream is fixed per fixture name, so adding a fixture changes no other's files
+fixtures.register_fixture(NAME, _fixture, stream=2)
+
+
+# ---------------------------------------------------------------- tables and presets
+register_shift("movielens", "MovieLens (genre)", "movielens", "ood/mean", "rmse")
+# beyond the paper: a second genuine shift that runs offline (MovieLens by time)
+register_shift("movielens_time", "MovieLens (time)", "movielens_time", "ood/time", "rmse")
+# cpu: id_val, read after every epoch of every head, is a fixed stratified sample of 2,000
+register_preset_ids("movielens", {"smoke": "movielens:fixture=1", "cpu": "movielens:max_val=2000"})
+register_preset_ids("movielens_time", {"paper": "movielens:shift=time",
+                                       "smoke": "movielens:shift=time,fixture=1",
+                                       "cpu": "movielens:shift=time,max_val=2000"})

@@ -24,29 +24,38 @@ the Kaggle image names.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from levi_core.data import common, images
-from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.data import common, fixtures, images
+from levi_core.data.base import (Dataset, Split, register_dataset, register_preset_ids,
+                                 register_shift)
 from levi_core.errors import DataError
 
 NAME = "retinopathy"
 VERSION = "1"
-DEFAULTS: dict[str, object] = {
-    "fixture": False,
-    "min_id_width": 2000,
-    "image_size": 224,
-    "val_frac": 0.1,
-    "test_frac": 0.1,
-    "split_seed": 0,
-    "max_id": 0,
-    "max_ood": 0,
-    "sample_seed": 0,
-    "cache": True,
-    "cache_dir": "",
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class RetinopathyOptions(common.DatasetOptions):
+    """The options of a ``retinopathy`` dataset id (``retinopathy:key=value,...``); each field's
+    annotation is how its text is read."""
+
+    fixture: bool = False
+    min_id_width: int = 2000
+    image_size: int = 224
+    val_frac: float = 0.1
+    test_frac: float = 0.1
+    split_seed: int = 0
+    max_id: int = 0
+    max_ood: int = 0
+    sample_seed: int = 0
+    cache: bool = True
+    cache_dir: str = ""
+
+
 EXPECTED = ["trainLabels.csv  (columns image,level)", "train/<image>.jpeg  (e.g. train/10_left.jpeg)"]
 HOW = (
     "Download the Kaggle 'diabetic-retinopathy-detection' data "
@@ -76,7 +85,7 @@ def _read_labels(path: Path) -> list[tuple[str, int]]:
     return out
 
 
-def build(folder: Path, opts: common.Options) -> Dataset:
+def build(folder: Path, opts: common.DatasetOptions) -> Dataset:
     common.count_build(NAME)
     entries = sorted(_read_labels(folder / "trainLabels.csv"))
     paths = [folder / "train" / f"{name}.jpeg" for name, _ in entries]
@@ -119,14 +128,13 @@ def build(folder: Path, opts: common.Options) -> Dataset:
                    shift=shift, info=info)
 
 
-@register_dataset(NAME, modality="vision", batch_size=512)
+@register_dataset(NAME, modality="vision", batch_size=512, options=RetinopathyOptions)
 def load_retinopathy(options: dict[str, str], data_dir: str | None) -> Dataset:
     raw = dict(options)
     if raw.get("fixture", "0").lower() in ("1", "true", "yes"):
         raw.setdefault("min_id_width", "64")
-    opts = common.Options(NAME, raw, DEFAULTS)
+    opts = RetinopathyOptions.parse(NAME, raw)
     if opts["fixture"]:
-        from levi_core.data import fixtures
 
         data_dir = str(fixtures.fixture_dir(NAME))
     folder = Path(data_dir) if data_dir else None
@@ -144,3 +152,29 @@ def load_retinopathy(options: dict[str, str], data_dir: str | None) -> Dataset:
                "images": common.cache_key("listing", "", {}, {"l": str(listing)})}
     return common.load_cached(NAME, VERSION, common.key_options(opts), sources,
                               lambda: build(folder, opts), opts["cache_dir"] or None, opts["cache"])
+
+
+# ---------------------------------------------------------------- fixture
+def _fixture(folder: Path, rng: np.random.Generator) -> None:
+    """The Kaggle layout, ``trainLabels.csv`` (``image,level``) and
+    ``train/<id>_<left|right>.jpeg``, half of the images 96x72 ("high resolution"), half 40x30.
+    The fixture loader uses ``min_id_width=64`` unless the option says otherwise."""
+    (folder / "train").mkdir()
+    lines = ["image,level"]
+    for i in range(24):
+        for side in ("left", "right"):
+            name = f"{10 + i}_{side}"
+            w, h = (96, 72) if i % 2 == 0 else (40, 30)
+            fixtures.jpeg(folder / "train" / f"{name}.jpeg", w, h, rng)
+            lines.append(f"{name},{int(rng.integers(0, 5))}")
+    (folder / "trainLabels.csv").write_text("\n".join(lines) + "\n")
+
+
+# the stream is fixed per fixture name, so adding a fixture changes no other's files
+fixtures.register_fixture(NAME, _fixture, stream=3)
+
+
+# ---------------------------------------------------------------- tables and presets
+register_shift("medical", "Medical (quality)", "retinopathy", "ood/mean", "accuracy")
+# cpu: the data is not on the 2-core machines the preset is sized for
+register_preset_ids("retinopathy", {"smoke": "retinopathy:fixture=1,image_size=32", "cpu": None})

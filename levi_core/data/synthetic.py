@@ -48,27 +48,37 @@ columns ``[x_1 .. x_{x_dim}, s1, s2]`` (the "large model" is the pre-trained MLP
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 
 import numpy as np
 
 from levi_core.data.base import Dataset, Split, register_dataset
+from levi_core.data.common import DatasetOptions
 from levi_core.errors import ConfigError
+from levi_core.settings import coerce, type_hints
 
-DEFAULTS: dict[str, object] = {
-    "rho": 0.9,
-    "rho1": None,
-    "rho2": None,
-    "x_dim": 4,
-    "x_signal": 0.5,
-    "s_noise": 0.5,
-    "absent": "zero",
-    "n": 2000,
-    "val_frac": 0.2,
-    "data_seed": 0,
-}
-_FLOAT_KEYS = ("rho", "rho1", "rho2", "x_signal", "s_noise", "val_frac")
-_INT_KEYS = ("x_dim", "n", "data_seed")
+@dataclasses.dataclass(frozen=True)
+class SyntheticOptions(DatasetOptions):
+    """The options of a ``synthetic`` dataset id (see the module docstring); each field's
+    annotation is how its text is read. ``parse_options`` reads them (with this dataset's own
+    messages and range checks)."""
+
+    rho: float = 0.9
+    rho1: float | None = None
+    rho2: float | None = None
+    x_dim: int = 4
+    x_signal: float = 0.5
+    s_noise: float = 0.5
+    absent: str = "zero"
+    n: int = 2000
+    val_frac: float = 0.2
+    data_seed: int = 0
+
+
+DEFAULTS: dict[str, object] = SyntheticOptions().resolved()
+_HINTS = type_hints(SyntheticOptions)
 # independent random streams, one per generated set
 _STREAMS = {"pretrain": 0, "finetune": 1, "id_test": 2, "test": 3}
 
@@ -81,17 +91,13 @@ def parse_options(options: dict[str, str]) -> dict[str, object]:
             raise ConfigError(
                 f"synthetic: unknown option {key!r}; known options: {', '.join(DEFAULTS)}"
             )
+        number = float in (_HINTS[key], *typing.get_args(_HINTS[key]))
         try:
-            if key in _FLOAT_KEYS:
-                val: object = float(raw)
-                if not math.isfinite(val):  # type: ignore[arg-type]
-                    raise ValueError
-            elif key in _INT_KEYS:
-                val = int(raw)
-            else:
-                val = raw
+            val = coerce(_HINTS[key], raw)
+            if number and not math.isfinite(val):
+                raise ValueError
         except ValueError:
-            kind = "a number" if key in _FLOAT_KEYS else "an integer"
+            kind = "a number" if number else "an integer"
             raise ConfigError(f"synthetic: option {key}={raw!r} must be {kind}") from None
         out[key] = val
     for key in ("rho", "rho1", "rho2"):
@@ -160,7 +166,7 @@ def _split(prefix: str, idx: np.ndarray, feats: np.ndarray, y: np.ndarray) -> Sp
     )
 
 
-@register_dataset("synthetic", modality="tabular")
+@register_dataset("synthetic", modality="tabular", options=SyntheticOptions)
 def load_synthetic(options: dict[str, str], data_dir: str | None = None) -> Dataset:
     opts = parse_options(options)
     n = int(opts["n"])  # type: ignore[arg-type]

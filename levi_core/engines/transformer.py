@@ -71,18 +71,18 @@ class TransformerEngine(Engine):
         self.n_out = 1 if ds.task == "regression" else int(ds.num_classes)
         self.num_layers = self.head_state = self.config.num_layers
         self.optimizer = s.optimizer
-        self.batch_size = int(s.batch_size or ds.batch_size or 200)
-        self.eval_batch_size = int(s.eval_batch_size or max(self.batch_size, 256))
+        self.batch_size = s.train_batch_size(ds.batch_size)
+        self.eval_batch_size = s.eval_batch(self.batch_size)
         self.epochs = s.epochs
         self.head_epochs = s.head_epochs if s.head_epochs is not None else s.epochs
         self.adapter_hidden = s.adapter_hidden
         self.levi_layers = tuple(s.levi_layers) or tuple(range(1, self.num_layers + 1))
-        self.unknown_id_frac = getattr(s, "unknown_id_frac", 0.0)
-        self.train_examples = getattr(s, "train_examples", None)
-        self.head_patience = getattr(s, "head_patience", None)
+        self.unknown_id_frac = s.unknown_id_frac
+        self.train_examples = s.train_examples
+        self.head_patience = s.head_patience
         self.module = build_module(self.config)
         self.head = nn.Dense(self.n_out)
-        self.compute_dtype = getattr(s, "compute_dtype", "float32")
+        self.compute_dtype = s.compute_dtype
         self.cache_key = ("transformer", self.config, self.n_out, self.compute_dtype)
 
     # ------------------------------------------------------------ parameters
@@ -277,7 +277,7 @@ class TransformerEngine(Engine):
         key["fingerprint"] = fingerprint
         if states != "boundary":
             key["pooling"] = default_pooling(self.config.family)
-        key["max_len"] = getattr(s, "max_len", None)
+        key["max_len"] = s.max_len
         if states != "workdir" and (states != "pretrained" or self.compute_dtype != "float32"):
             key["compute_dtype"] = self.compute_dtype
         return {**key, **fields}
