@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from levi_core.errors import ConfigError
+from levi_core.methods.catalog import LARGE_GRIDS
 from levi_core.settings import Settings
 
 
@@ -61,8 +62,9 @@ class Preset:
 
 # The paper's settings are levi_core.settings' defaults; presets state only what they change.
 
-# The methods that train the large model (the expensive part of a CPU budget).
-LARGE_METHODS = ("ft", "ht", "fs", "lp_ft", "lora")
+# The methods that train the large model over a learning-rate grid (the expensive part of a
+# CPU budget), from the catalog.
+LARGE_METHODS = LARGE_GRIDS
 
 PRESETS: dict[str, Preset] = {
     p.name: p

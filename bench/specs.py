@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from levi_core.errors import ConfigError
+from levi_core.method_kinds import UNCOSTED
 from levi_core.methods.catalog import METHODS
 
 from bench.record_sections import CostTable, ExactTable
@@ -233,8 +234,9 @@ FIG4 = TableSpec(
     sections=(_F4, genres(_F4)),
     claims=("C13",),
 )
-# Every method of the catalog, in its order, but the reference rows (rating regression only).
-COST_ROWS = tuple(m.name for m in METHODS if not m.name.startswith("ref/"))
+# Every method of the catalog, in its order, but the kinds the cost tables leave out (the
+# reference rows, the exact computations).
+COST_ROWS = tuple(m.name for m in METHODS if m.kind not in UNCOSTED)
 
 
 POOLING_NOTE = ("With ViT, D.2 says LEVI's CNN output is \"flattened\" without giving its pooling: "
