@@ -406,7 +406,7 @@ def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: flo
     from bench.specs import get_table
 
     spec = get_table(table)
-    settings = get_preset(preset).typed_settings(getattr(spec, "settings", {}).get(preset))
+    settings = get_preset(preset).typed_settings()
     jobs = plan_jobs(spec, preset)
     out = TablePlan(table, preset, device.name, n_devices, mfu, overhead_s=overhead_s)
     used: dict[str, ProgramCost] = {}

@@ -45,13 +45,10 @@ class Preset:
     # other seeds, as the LP-FT protocol does: seeds 1.. run one job each, not the grid
     select_on_seed0: tuple[str, ...] = ()
 
-    def typed_settings(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
-        """The preset's settings (with a table's per-modality overrides), checked."""
-        merged = {k: dict(v) for k, v in self.settings.items()}
-        for modality, values in (overrides or {}).items():
-            merged.setdefault(modality, {}).update(values)
+    def typed_settings(self) -> Settings:
+        """The preset's settings, checked."""
         try:
-            return Settings.from_mapping(merged)
+            return Settings.from_mapping({k: dict(v) for k, v in self.settings.items()})
         except ConfigError as e:
             raise ConfigError(f"preset {self.name!r}: {e}") from None
 

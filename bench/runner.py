@@ -44,8 +44,9 @@ SEED0_DEP = "@seed0"  # the dependency name of seed 0's selected run (``reuses_s
 
 
 def job_settings(spec: TableSpec, preset: str) -> Settings:
-    """The typed settings every job of a table runs with under a preset (unknown keys fail)."""
-    return get_preset(preset).typed_settings(getattr(spec, "settings", {}).get(preset))
+    """The typed settings every job of a table runs with under a preset: the preset's (unknown
+    keys fail)."""
+    return get_preset(preset).typed_settings()
 
 
 def expected_settings(settings: Settings, dataset_id: str) -> dict[str, Any] | None:

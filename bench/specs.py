@@ -36,7 +36,6 @@ class TableSpec:
         cost or exact tables); each plans its jobs, collects its cells and renders itself.
       seeds: seeds to run and average over.
       grids: per-method overrides of the method's hyperparameter grid (e.g. a stated subset).
-      settings: preset name -> size knobs merged over the preset's own settings.
       claims: ids of ../shared/paper/CLAIMS.md whose verdicts this table gives.
     """
 
@@ -46,7 +45,6 @@ class TableSpec:
     sections: tuple[Any, ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
     grids: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict)
-    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     claims: tuple[str, ...] = ()
 
     @property
