@@ -6,8 +6,10 @@ Every other list of methods is derived from this one: the report labels, the met
 train the large model (``LARGE_TRAINING``; the presets' learning-rate subsets, the claims'
 budget note, ``bench plan`` and the GPU check read it), their tuning modes (``standard``), the
 cost rows (``levi_core.costs``, by kind) and the notes' summaries (``summary``). Adding a
-method is one ``Method`` here plus its implementation; a kind that needs a cost rule of its
-own (``levi_core.costs.RULES``) fails the cost test until it has one.
+method is one ``Method`` here plus its implementation. Large-model trainings and composites
+are costed by their kind; a new small-model method also needs its own cost rule
+(``levi_core.costs.RULES``: their parts differ), and ``tests/test_catalog.py`` fails until it
+has one.
 
 Grids follow the paper's D.3: learning rates {1e-4, 1e-3, 1e-2, 1e-1} for every trained method,
 {1e-3, 1e-2, 1e-1, 1, 10} for linear probing. Composite methods (ensembles, interpolations)
