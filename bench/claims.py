@@ -392,15 +392,12 @@ def verdicts(result: TableResult) -> list[Verdict]:
     return [with_budget(v, note) for v in out] if note else out
 
 
-# The methods that train the large model, and the rows built on one of them.
-LARGE_TRAINED = frozenset({"ft", "ht", "fs", "lp_ft", "lora"})
-
-
 def _built_on_large(method: str) -> bool:
-    from levi_core.methods import get_method
+    """Whether the method trains the large model (its declared kind) or is built on one that does."""
+    from levi_core.methods import Kind, get_method
 
     m = get_method(method)
-    return method in LARGE_TRAINED or any(_built_on_large(d) for d in m.depends_on)
+    return m.kind is Kind.TRAINS_LARGE or any(_built_on_large(d) for d in m.depends_on)
 
 
 def budget_note(result: TableResult) -> str:

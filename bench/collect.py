@@ -20,6 +20,9 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from bench.job_settings import expected_settings, job_settings
+from levi_core.method_kinds import Kind
+from levi_core.methods.catalog import summary
+
 from bench.jobs import Job, plan
 from bench.ledger import DIVERGED, Ledger
 from bench.sections import Column, resolve
@@ -262,7 +265,7 @@ class TableResult:
                     f"batches of {s.get('batch_size')}.")
             if s.get("head_patience"):
                 notes.append(
-                    f"Heads (LP, LEVI, A3-A5, per-layer) train up to {s.get('head_epochs')} epochs, "
+                    f"Heads ({summary(Kind.TRAINS_SMALL)}) train up to {s.get('head_epochs')} epochs, "
                     f"the epoch chosen on id_val (best weights kept, patience {s['head_patience']}).")
         if any((r.get("extras") or {}).get("hparams_from_seed0") for r in recs):
             notes.append("The learning rate of the large-model methods is selected on seed 0 "

@@ -18,7 +18,7 @@ from bench.specs import TableSpec
 
 def job_settings(spec: TableSpec, preset: str) -> Settings:
     """The typed settings every job of a table runs with under a preset (unknown keys fail)."""
-    return get_preset(preset).typed_settings(getattr(spec, "settings", {}).get(preset))
+    return get_preset(preset).typed_settings()
 
 
 def expected_settings(settings: Settings, dataset_id: str) -> dict[str, Any] | None:

@@ -105,9 +105,8 @@ TASKS = {
 }
 TASKS["movielens_time"] = TASKS["movielens"]
 
-TRAIN_KINDS = {"ft": "train/all", "fs": "train/all", "lp_ft": "train/all", "a1": "train/all",
-               "ht": "train/half", "lora": "train/lora"}
-HEADS = ("lp", "levi", "levi/pretrained", "levi/ft", "levi/lora", "a3", "a4", "a5")
+# A method's program follows its declared kind (``levi_core.methods.Kind``): a large-model
+# training runs ``train/<its tuning mode>``, a small-model one LEVI's heads step.
 # jobs whose training program needs the pre-trained model's states (computed once per dataset)
 NEEDS_PRETRAINED_STATES = ("lp", "levi/pretrained")
 
@@ -400,14 +399,14 @@ def _schedule(durations: list[float], n: int) -> float:
 def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: float,
                planner: ProgramPlanner, overhead_s: float = JOB_OVERHEAD_S
                ) -> tuple[TablePlan, list[ProgramCost]]:
-    from levi_core.methods import get_method
+    from levi_core.methods import Kind, get_method
 
     from bench.jobs import plan as plan_jobs
     from bench.presets import get_preset
     from bench.specs import get_table
 
     spec = get_table(table)
-    settings = get_preset(preset).typed_settings(getattr(spec, "settings", {}).get(preset))
+    settings = get_preset(preset).typed_settings()
     jobs = plan_jobs(spec, preset)
     out = TablePlan(table, preset, device.name, n_devices, mfu, overhead_s=overhead_s)
     used: dict[str, ProgramCost] = {}
@@ -437,14 +436,14 @@ def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: flo
             out.shared.append(JobCost(ds_id, "(pre-trained states)", 1, eval_s, [fwd.key], "none"))
             out.compute_s += eval_s
         for m in sorted(methods):
-            kind = TRAIN_KINDS.get(m)
-            if kind is not None:
-                p = planner.program(e, kind)
+            meth = get_method(m)
+            if meth.kind is Kind.TRAINS_LARGE:
+                p = planner.program(e, f"train/{meth.tuning}")
                 used[p.key] = p
                 secs, progs, split = steps * p.seconds(device, mfu) + eval_s, [p.key, fwd.key], p.split
                 if not p.fits:
                     split += " (does not fit)"
-            elif m in HEADS or m.startswith("layer/"):
+            elif meth.kind is Kind.TRAINS_SMALL:
                 p = planner.program(e, "heads")
                 used[p.key] = p
                 # a step, then evaluation at about a third of a step per batch, over every role
@@ -463,10 +462,10 @@ def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: flo
             secs += overhead_s
             per_job[(ds_id, m)] = secs
             out.jobs.append(JobCost(ds_id, m, counts[(ds_id, m)], secs, progs, split))
-            if not small_model_job(m) and (m in HEADS or m.startswith("layer/")):
+            if not small_model_job(m) and meth.kind is Kind.TRAINS_SMALL:
                 out.notes.append("lp, a3 and layer/<k> are costed as LEVI's heads step (an upper "
                                  "bound; they run no small model)")
-            if get_method(m).composite or m.startswith("ref/"):
+            if meth.kind in (Kind.COMPOSITE, Kind.REFERENCE):
                 out.notes.append("ensembles and reference rows train nothing: the fixed cost per "
                                  "job only (ft_zeroshot adds its forward passes)")
     depth = _levels({m for _, m in counts})

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from levi_core.data.base import preset_dataset_id
 from levi_core.errors import ConfigError
+from levi_core.methods.catalog import LARGE_GRIDS
 from levi_core.settings import Settings
 
 
@@ -46,13 +47,10 @@ class Preset:
     # other seeds, as the LP-FT protocol does: seeds 1.. run one job each, not the grid
     select_on_seed0: tuple[str, ...] = ()
 
-    def typed_settings(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
-        """The preset's settings (with a table's per-modality overrides), checked."""
-        merged = {k: dict(v) for k, v in self.settings.items()}
-        for modality, values in (overrides or {}).items():
-            merged.setdefault(modality, {}).update(values)
+    def typed_settings(self) -> Settings:
+        """The preset's settings, checked."""
         try:
-            return Settings.from_mapping(merged)
+            return Settings.from_mapping({k: dict(v) for k, v in self.settings.items()})
         except ConfigError as e:
             raise ConfigError(f"preset {self.name!r}: {e}") from None
 
@@ -67,8 +65,9 @@ class Preset:
 
 # The paper's settings are levi_core.settings' defaults; presets state only what they change.
 
-# The methods that train the large model (the expensive part of a CPU budget).
-LARGE_METHODS = ("ft", "ht", "fs", "lp_ft", "lora")
+# The methods that train the large model over a learning-rate grid (the expensive part of a
+# CPU budget), from the catalog.
+LARGE_METHODS = LARGE_GRIDS
 
 PRESETS: dict[str, Preset] = {
     p.name: p

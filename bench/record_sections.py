@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
+from levi_core.errors import ConfigError
 from levi_core.methods.catalog import label
 
 from bench import styling
@@ -77,13 +78,25 @@ class CostTable:
     def collect(self, recs) -> pd.DataFrame:
         return cost_frame([r for r in (recs.once(d, "cost_analysis") for d in self.datasets()) if r])
 
+    def _part(self, frame: pd.DataFrame, info: Mapping) -> pd.DataFrame:
+        """One (backbone, scope) of the record, by method; a row of the table that the record
+        does not cost fails here (a method without a rule in ``levi_core.costs``), never
+        silently left out of the table."""
+        part = frame[(frame.backbone == info["backbone"]) & (frame.scope == info["scope"])]
+        part = part.set_index("method")
+        lacking = [m for m in self.rows if m not in part.index]
+        if lacking:
+            raise ConfigError(f"cost table: no cost row for {', '.join(lacking)} in the record of "
+                              f"{info['backbone']} ({info['scope']}); levi_core.costs has no rule for "
+                              f"them (RULES, RULES_BY_KIND) or they are of a kind it leaves out")
+        return part
+
     def _scopes(self, frame: pd.DataFrame):
         for info in frame.attrs.get("scopes", []):
-            part = frame[(frame.backbone == info["backbone"]) & (frame.scope == info["scope"])]
-            by_method = part.set_index("method")
+            by_method = self._part(frame, info)
             rows = [[label(m), f"{c.trainable_params / 1e6:.2f}", f"{c.inference_params / 1e6:.2f}",
                      f"{c.flops_xla / 1e9:.3f}", f"{c.flops_analytic / 1e9:.3f}", f"{c.macs_analytic / 1e9:.3f}"]
-                    for m in self.rows if m in by_method.index for c in [by_method.loc[m]]]
+                    for m in self.rows for c in [by_method.loc[m]]]
             yield info, pd.DataFrame(rows, columns=COST_HEADER)
 
     def markdown(self, frame: pd.DataFrame, table) -> str:
@@ -105,11 +118,10 @@ class CostTable:
     def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
         rows = []
         for info in frame.attrs.get("scopes", []):
-            part = frame[(frame.backbone == info["backbone"]) & (frame.scope == info["scope"])]
-            part = part.set_index("method")
+            part = self._part(frame, info)
             rows += [{"table": table.spec.name, "backbone": info["backbone"], "scope": info["scope"],
                       "method": m, **{f: part.loc[m, f] for f in COST_FIELDS}}
-                     for m in self.rows if m in part.index]
+                     for m in self.rows]
         return pd.DataFrame(rows, columns=["table", "backbone", "scope", "method", *COST_FIELDS],
                             dtype=object)
 

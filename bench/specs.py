@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import levi_core.data  # noqa: F401  (the built-in datasets declare their shifts)
 from levi_core.data.base import declared_shift
 from levi_core.errors import ConfigError
+from levi_core.method_kinds import UNCOSTED
 from levi_core.methods.catalog import METHODS
 
 from bench.record_sections import CostTable, ExactTable
@@ -37,7 +38,6 @@ class TableSpec:
         cost or exact tables); each plans its jobs, collects its cells and renders itself.
       seeds: seeds to run and average over.
       grids: per-method overrides of the method's hyperparameter grid (e.g. a stated subset).
-      settings: preset name -> size knobs merged over the preset's own settings.
       claims: ids of ../shared/paper/CLAIMS.md whose verdicts this table gives.
     """
 
@@ -47,7 +47,6 @@ class TableSpec:
     sections: tuple[Any, ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
     grids: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict)
-    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     claims: tuple[str, ...] = ()
 
     @property
@@ -241,8 +240,9 @@ FIG4 = TableSpec(
     sections=(_F4, genres(_F4)),
     claims=("C13",),
 )
-# Every method of the catalog, in its order, but the reference rows (rating regression only).
-COST_ROWS = tuple(m.name for m in METHODS if not m.name.startswith("ref/"))
+# Every method of the catalog, in its order, but the kinds the cost tables leave out (the
+# reference rows, the exact computations).
+COST_ROWS = tuple(m.name for m in METHODS if m.kind not in UNCOSTED)
 
 
 POOLING_NOTE = ("With ViT, D.2 says LEVI's CNN output is \"flattened\" without giving its pooling: "

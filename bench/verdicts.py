@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from levi_core.methods.catalog import label
-from levi_core.metrics import lower_is_better, sort_key
+from levi_core.metrics import lower_is_better
 
 from bench.sections import Shift
 from bench.uncertainty import Gap, Noise
@@ -141,13 +141,6 @@ class Verdict:
     evidence: tuple[Test, ...] = field(default=(), repr=False)  # the differences it rests on
 
 
-def status_of(outcomes: list[bool]) -> str:
-    """Supported when every part holds, contradicted when none, partly otherwise."""
-    if not outcomes:
-        return UNDECIDED
-    return SUPPORTED if all(outcomes) else CONTRADICTED if not any(outcomes) else PARTLY
-
-
 def status_from(states: Sequence[str]) -> str:
     """Supported when every part holds, contradicted when every part fails, partly when some
     hold and some fail; undecided when a part is open (and not already partly) or none."""
@@ -158,11 +151,6 @@ def status_from(states: Sequence[str]) -> str:
     if OPEN in states:
         return UNDECIDED
     return SUPPORTED if FAILS not in states else CONTRADICTED
-
-
-def best_of(metric: str, values: dict[str, float]) -> str:
-    """The key of the best value in the metric's direction (the first one on ties)."""
-    return min(values, key=lambda k: sort_key(metric, values[k]))
 
 
 def fmt(v: float) -> str:
@@ -265,6 +253,6 @@ def per_shift(noise: Noise, statement: str, claim: str, methods: Sequence[str], 
 
 
 __all__ = ["Verdict", "Test", "Outcome", "SUPPORTED", "CONTRADICTED", "PARTLY", "UNDECIDED",
-           "ILLUSTRATED", "NOT_ILLUSTRATED", "HOLDS", "FAILS", "OPEN", "status_of", "status_from",
-           "best_of", "fmt", "num", "test", "at_least", "all_of", "any_of", "fact", "verdict",
+           "ILLUSTRATED", "NOT_ILLUSTRATED", "HOLDS", "FAILS", "OPEN", "status_from",
+           "fmt", "num", "test", "at_least", "all_of", "any_of", "fact", "verdict",
            "ShiftView", "per_shift"]

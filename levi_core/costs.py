@@ -27,7 +27,8 @@ LM head, which v1.0 ties to the shared embedding and v1.1 does not). The decoder
 here; its parameters and multiply-adds are analytic, and ``flops_xla`` of ``encoder+decoder``
 is XLA's encoder count plus 2 x the decoder's analytic multiply-adds (marked in ``notes``).
 
-Method rows follow DESIGN.md's methods table. A composite (ensemble) costs the sum of its
+Method rows follow the method catalog (``levi_core.methods.catalog``), one rule per kind or per
+method (``RULES_BY_KIND``, ``RULES``). A composite (ensemble) costs the sum of its
 members in training parameters, inference parameters and FLOPs; WiSE-FT (``ft_zeroshot``)
 trains its members (lp, lp_ft) but infers with one interpolated model. LEVI's parts follow the paper's D.2:
 the small model (recommendation: embeddings of the categorical features + MLP 512-256;
@@ -40,7 +41,7 @@ running statistics are state, not parameters, and are not counted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +54,7 @@ from levi_core.large_costs import (  # noqa: F401  (the large model's numbers, r
     lora_params, t5_decoder_cost, xla_flops,
 )
 from levi_core.errors import ConfigError
+from levi_core.method_kinds import UNCOSTED, Kind
 from levi_core.models.small import ConvSmall, RecSmall, TaskHeads
 
 CONVENTION = (
@@ -81,12 +83,6 @@ MOVIELENS_100K_VOCAB = {
     "user_id": 943, "user_age": 61, "occupation": 21, "zipcode": 795,
     "movie_title": 1664, "movie_id": 1682,
 }
-
-METHODS = (
-    "ft", "ht", "lp", "fs", "lp_ft", "ft_robust", "ft_zeroshot", "ft_fs", "lora",
-    "levi", "levi/pretrained", "levi/ft", "levi/lora", "a1", "a2", "a3", "a4", "a5",
-)
-
 
 @dataclass
 class Cost:
@@ -189,8 +185,142 @@ def linear_head_cost(d_in: int, outputs: int) -> Cost:
 
 
 # ------------------------------------------------------------------------------ method rows
+@dataclass
+class Parts:
+    """What every method row of one backbone is built from: the large model, its linear head,
+    LEVI's small model and adapting layers (with and without the small model's vector), the
+    small model's own head, and the notes every row carries."""
+
+    lm: LargeModel
+    head: Cost
+    small: Cost
+    adapters: Cost
+    adapters_large_only: Cost
+    small_head: Cost
+    n_adapt: int
+    adapt_hidden: int
+    lora_rank: int
+    notes: list[str]
+
+    def model(self, trainable: int, name: str) -> Cost:
+        """One large model with a linear head, ``trainable`` of its parameters trained."""
+        c = Cost(0, self.lm.params, self.lm.flops_xla, self.lm.macs, notes=self.notes) + self.head
+        c.trainable_params = trainable
+        c.members = (name,)
+        return c
+
+
+# A rule costs one method: rule(its declaration, the parts, row) where ``row(name)`` is the cost
+# of another method (its dependencies, or a method it is compared with).
+Rule = Callable[[Any, Parts, Callable[[str], Cost]], Cost]
+
+
+def _large(m, p: Parts, row) -> Cost:
+    """A large-model training: the large model + head, its tuning mode's parameters trained."""
+    tuned = {"all": p.lm.params, "half": p.lm.half_params, "lora": p.lm.lora_params}[m.tuning]
+    return p.model(tuned + p.head.trainable_params, m.name)
+
+
+def _members_sum(m, p: Parts, row) -> Cost:
+    """A prediction ensemble costs the sum of its members (its dependencies) in everything."""
+    out = row(m.depends_on[0])
+    for d in m.depends_on[1:]:
+        out = out + row(d)
+    return out
+
+
+def _lp_ft(m, p: Parts, row) -> Cost:
+    c = _large(m, p, row)
+    c.notes = p.notes + ["lp_ft: the lp stage trains a subset (the head) of the ft stage's parameters"]
+    return c
+
+
+def _lora(m, p: Parts, row) -> Cost:
+    c = _large(m, p, row)
+    c.notes = p.notes + [f"lora: rank {p.lora_rank} on q and v; merged for inference"]
+    return c
+
+
+def _a1(m, p: Parts, row) -> Cost:
+    c = row("ft") + row("ft")  # the selected ft and the second ft its job trains
+    c.members = ("ft(seed a)", "ft(seed b)")
+    return c
+
+
+def _ft_zeroshot(m, p: Parts, row) -> Cost:
+    lp_ft, ft = row("lp_ft"), row("ft")
+    return Cost(lp_ft.trainable_params, ft.inference_params, ft.flops_xla, ft.macs_analytic,
+                ("lp", "lp_ft"), p.notes + ["ft_zeroshot: trains lp and lp_ft (lp's head is a subset "
+                                            "of lp_ft's parameters), infers with one interpolated model"])
+
+
+def _lp(m, p: Parts, row) -> Cost:
+    return p.model(p.head.trainable_params, m.name)
+
+
+def _levi(m, p: Parts, row) -> Cost:
+    """LEVI's small parts on a large model; its training counts the tuning stage of the large
+    model it is built on (its dependency, with that stage's head; none for the pre-trained)."""
+    parts = p.small + p.adapters
+    stage = row(m.depends_on[0]) if m.depends_on else None
+    return Cost(parts.trainable_params + (stage.trainable_params if stage else 0),
+                p.lm.params + parts.inference_params,
+                p.lm.flops_xla + parts.flops_xla, p.lm.macs + parts.macs_analytic,
+                (m.name,), p.notes + [f"levi: small model + {p.n_adapt} adapting layers "
+                                      f"({p.adapt_hidden} hidden) on a large model; its training "
+                                      "counts the large model's own tuning stage (with that stage's head)"])
+
+
+def _a3(m, p: Parts, row) -> Cost:
+    ad = p.adapters_large_only
+    return Cost(row("ht").trainable_params + ad.trainable_params, p.lm.params + ad.inference_params,
+                p.lm.flops_xla + ad.flops_xla, p.lm.macs + ad.macs_analytic, ("a3",),
+                p.notes + ["a3: adapting layers on the ht large model's layers, no small model"])
+
+
+def _a4(m, p: Parts, row) -> Cost:
+    c = p.small + p.small_head
+    c.members = ("a4",)
+    return c
+
+
+def _a5(m, p: Parts, row) -> Cost:
+    c = p.small + _times(p.small_head, p.n_adapt)
+    c.members = ("a5",)
+    c.notes = [f"a5: small model, shared bottom, {p.n_adapt} heads averaged"]
+    return c
+
+
+# The cost rules, keyed from the catalog's declarations: by kind where one rule fits the kind,
+# by name where a method's cost genuinely differs (a name's rule wins). A method of a kind in
+# ``UNCOSTED`` has no row; any other method without a rule fails (``method_costs``).
+RULES_BY_KIND: dict[Kind, Rule] = {Kind.TRAINS_LARGE: _large, Kind.COMPOSITE: _members_sum}
+RULES: dict[str, Rule] = {
+    "lp_ft": _lp_ft, "lora": _lora, "a1": _a1, "ft_zeroshot": _ft_zeroshot, "lp": _lp,
+    "levi": _levi, "levi/pretrained": _levi, "levi/ft": _levi, "levi/lora": _levi,
+    "a3": _a3, "a4": _a4, "a5": _a5,
+}
+
+
+def costed(catalog: Sequence) -> list[str]:
+    """The names of the declarations that get a cost row (every kind but ``UNCOSTED``), in order."""
+    return [m.name for m in catalog if m.kind not in UNCOSTED]
+
+
+def rule_for(m) -> Rule:
+    """The cost rule of a method's declaration; a ConfigError when it has none."""
+    rule = RULES.get(m.name) or RULES_BY_KIND.get(m.kind)
+    if rule is None or m.kind in UNCOSTED:
+        raise ConfigError(f"no cost rule for method {m.name!r} (kind {getattr(m.kind, 'value', m.kind)}): "
+                          f"add one to levi_core.costs (RULES_BY_KIND for its kind, or RULES for the "
+                          f"method), or declare it of a kind the cost tables leave out "
+                          f"({', '.join(k.value for k in UNCOSTED)})")
+    return rule
+
+
 def method_costs(
     backbone: str,
+    catalog: Sequence,
     *,
     task: str | None = None,
     seq_len: int = 64,
@@ -205,12 +335,15 @@ def method_costs(
     adapter_hidden: int | None = None,
     levi_layers: int | None = None,
     lora_rank: int = 8,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
 ) -> dict[str, Cost]:
     """Costs of each method row for one backbone preset.
 
     Args:
       backbone: preset name (``t5-small``, ``vit-b16-224-in21k``, ``minilm-l6``, tiny ones).
+      catalog: the method declarations (``levi_core.methods.catalog.METHODS``: name, kind,
+        tuning, dependencies), passed in so that this module, which a method runs, does not
+        import the methods package.
       task: ``rec`` (text backbones; default) or ``vision`` (ViT; default).
       seq_len: tokens per example for text backbones.
       scope: ``encoder`` or (T5 only) ``encoder+decoder``.
@@ -221,6 +354,9 @@ def method_costs(
       small_hidden / small_conv / adapter_hidden: LEVI's widths (default: the paper's D.2).
       levi_layers: large-model layers with an adapting layer; default: every block.
       lora_rank: rank of LoRA on q and v.
+      methods: the rows to return (default: every costed method of ``catalog``, in its order).
+
+    Raises ConfigError for a method without a cost rule (``rule_for``) or not in ``catalog``.
     """
     config = get_config(backbone)
     task = task or ("vision" if isinstance(config, ViTConfig) else "rec")
@@ -229,77 +365,29 @@ def method_costs(
     n_adapt = levi_layers if levi_layers is not None else lm.num_layers
     adapt_hidden = adapter_hidden or (1024 if task == "vision" else 256)
 
-    head = linear_head_cost(lm.hidden, k)
     small, small_dim = small_model_cost(
         task, rec_vocab=rec_vocab, embed_dim=embed_dim, small_hidden=small_hidden,
         small_conv=small_conv, small_pool=small_pool, image_size=getattr(config, "image_size", 224), channels=getattr(config, "channels", 3))
-    adapt_one = mlp_head_cost(lm.hidden + small_dim, adapt_hidden, k)
-    adapters = _times(adapt_one, n_adapt)
-    adapters_large_only = _times(mlp_head_cost(lm.hidden, adapt_hidden, k), n_adapt)
-    small_head = mlp_head_cost(small_dim, adapt_hidden, k)
-    notes = list(lm.notes)
+    parts = Parts(
+        lm=lm, head=linear_head_cost(lm.hidden, k), small=small,
+        adapters=_times(mlp_head_cost(lm.hidden + small_dim, adapt_hidden, k), n_adapt),
+        adapters_large_only=_times(mlp_head_cost(lm.hidden, adapt_hidden, k), n_adapt),
+        small_head=mlp_head_cost(small_dim, adapt_hidden, k), n_adapt=n_adapt,
+        adapt_hidden=adapt_hidden, lora_rank=lora_rank, notes=list(lm.notes))
 
-    big = Cost(0, lm.params, lm.flops_xla, lm.macs, notes=notes)
-
-    def model(trainable: int, name: str) -> Cost:  # one large model with a linear head
-        c = big + head
-        c.trainable_params = trainable
-        c.members = (name,)
-        return c
-
+    declared = {m.name: m for m in catalog}
     rows: dict[str, Cost] = {}
-    rows["ft"] = model(lm.params + head.trainable_params, "ft")
-    rows["ht"] = model(lm.half_params + head.trainable_params, "ht")
-    rows["lp"] = model(head.trainable_params, "lp")
-    rows["fs"] = model(lm.params + head.trainable_params, "fs")
-    rows["lp_ft"] = model(lm.params + head.trainable_params, "lp_ft")
-    rows["lp_ft"].notes = notes + ["lp_ft: the lp stage trains a subset (the head) of the ft stage's parameters"]
-    rows["ft_robust"] = rows["ft"] + rows["lp"]
-    rows["ft_fs"] = rows["ft"] + rows["fs"]
-    rows["ft_zeroshot"] = Cost(rows["lp_ft"].trainable_params, rows["ft"].inference_params,
-                               rows["ft"].flops_xla, rows["ft"].macs_analytic, ("lp", "lp_ft"),
-                               notes + ["ft_zeroshot: trains lp and lp_ft (lp's head is a subset of "
-                                        "lp_ft's parameters), infers with one interpolated model"])
-    rows["lora"] = model(lm.lora_params + head.trainable_params, "lora")
-    rows["lora"].notes = notes + [f"lora: rank {lora_rank} on q and v; merged for inference"]
 
-    levi_parts = small + adapters
-    levi_parts.members = ()
+    def row(name: str) -> Cost:
+        if name not in rows:
+            if name not in declared:
+                raise ConfigError(f"no cost rule for method {name!r}: not a method of the catalog "
+                                  f"passed; costed: {', '.join(costed(catalog))}")
+            m = declared[name]
+            rows[name] = rule_for(m)(m, parts, row)
+        return rows[name]
 
-    def levi(stage: Cost | None, name: str) -> Cost:
-        c = Cost(levi_parts.trainable_params + (stage.trainable_params if stage else 0),
-                 lm.params + levi_parts.inference_params,
-                 lm.flops_xla + levi_parts.flops_xla, lm.macs + levi_parts.macs_analytic,
-                 (name,), notes + [f"levi: small model + {n_adapt} adapting layers "
-                                   f"({adapt_hidden} hidden) on a large model; its training "
-                                   "counts the large model's own tuning stage (with that stage's head)"])
-        return c
-
-    rows["levi"] = levi(rows["ht"], "levi")
-    rows["levi/pretrained"] = levi(None, "levi/pretrained")
-    rows["levi/ft"] = levi(rows["ft"], "levi/ft")
-    rows["levi/lora"] = levi(rows["lora"], "levi/lora")
-
-    rows["a1"] = rows["ft"] + rows["ft"]
-    rows["a1"].members = ("ft(seed a)", "ft(seed b)")
-    a4 = small + small_head
-    a4.members = ("a4",)
-    rows["a4"] = a4
-    rows["a2"] = rows["ft"] + a4
-    rows["a3"] = Cost(rows["ht"].trainable_params + adapters_large_only.trainable_params,
-                      lm.params + adapters_large_only.inference_params,
-                      lm.flops_xla + adapters_large_only.flops_xla,
-                      lm.macs + adapters_large_only.macs_analytic, ("a3",),
-                      notes + ["a3: adapting layers on the ht large model's layers, no small model"])
-    a5_heads = _times(small_head, n_adapt)
-    rows["a5"] = small + a5_heads
-    rows["a5"].members = ("a5",)
-    rows["a5"].notes = [f"a5: small model, shared bottom, {n_adapt} heads averaged"]
-
-    unknown = [m for m in methods if m not in rows]
-    if unknown:
-        raise ConfigError(f"no cost rule for method(s) {unknown}; known: {', '.join(METHODS)}")
-    return {m: rows[m] for m in methods}
+    return {m: row(m) for m in (costed(catalog) if methods is None else methods)}
 
 
 def _times(c: Cost, n: int) -> Cost:
@@ -309,8 +397,8 @@ def _times(c: Cost, n: int) -> Cost:
 FLATTEN_SCOPE = "encoder, LEVI's CNN flattened (D.2 literal)"
 
 
-def cost_table(backbone: str, **kwargs) -> dict:
-    """Everything a table needs for one backbone, JSON-able: the rows of each scope (T5: encoder
+def cost_table(backbone: str, catalog: Sequence, **kwargs) -> dict:
+    """Everything a table needs for one backbone and the methods of ``catalog``, JSON-able: the rows of each scope (T5: encoder
     and encoder+decoder; ViT: encoder with LEVI's CNN globally pooled, the default, and
     ``FLATTEN_SCOPE`` with it flattened as D.2 literally says), the large model alone, the
     settings, the convention and references."""
@@ -334,7 +422,7 @@ def cost_table(backbone: str, **kwargs) -> dict:
         scope = "encoder" if name == FLATTEN_SCOPE else name
         lm = large_model(config, backbone, seq_len, kwargs.get("lora_rank", 8), scope,
                          kwargs.get("decoder_len", 1))
-        rows = method_costs(backbone, scope=scope, **kwargs, **extra)
+        rows = method_costs(backbone, catalog, scope=scope, **kwargs, **extra)
         out["scopes"][name] = {
             "large_model": {"params": lm.params, "flops_xla": lm.flops_xla, "macs_analytic": lm.macs,
                             "flops_analytic": 2 * lm.macs, "notes": list(lm.notes)},

@@ -17,7 +17,7 @@ import numpy as np
 
 from levi_core.api import load_predictions
 from levi_core.data.base import Dataset, Split, register_dataset
-from levi_core.methods.registry import Method, RunOutput, implements, register_method
+from levi_core.methods.registry import Kind, Method, RunOutput, implements, register_method
 
 
 @register_dataset("toy")
@@ -32,7 +32,7 @@ def load_toy(options, data_dir):
 
 
 register_method(Method("toy_fit", "toy regressor", grid={"lr": (1, 2, 3)}))
-register_method(Method("toy_ens", "toy ensemble", depends_on=("toy_fit",), composite=True))
+register_method(Method("toy_ens", "toy ensemble", depends_on=("toy_fit",), kind=Kind.COMPOSITE))
 register_method(Method("toy_slow", "toy regressor that takes a while", grid={"lr": (1, 2)}))
 register_method(Method("toy_crash", "toy regressor whose worker dies on its first attempt",
                        grid={"lr": (1,)}))

@@ -34,7 +34,13 @@ from pathlib import Path
 # genuine ml-100k; bench.benchmarks.padding prints them) and the preset's epochs
 ML_TRAIN, ML_EVAL_DISTINCT, EPOCHS, BATCH, EVAL_BATCH = 72_914, 99_989, 3, 200, 1024
 ML_LENGTHS = (50, 78)
-FULL_TUNING = ("ft", "fs", "lp_ft")
+
+
+def _full_tuning() -> tuple[str, ...]:
+    """The catalog's methods that train every parameter of the large model (ft, fs, lp_ft, a1)."""
+    from levi_core.methods.catalog import LARGE_TRAINING, tuning_of
+
+    return tuple(m for m in LARGE_TRAINING if tuning_of(m) == "all")
 
 
 def _gpu() -> bool:
@@ -156,7 +162,7 @@ def projected_table1(timing: dict) -> dict:
     for j in jobs:
         count[j.method] = count.get(j.method, 0) + 1
     steps = EPOCHS * (ML_TRAIN // BATCH)
-    full = sum(count.get(m, 0) for m in FULL_TUNING)
+    full = sum(count.get(m, 0) for m in _full_tuning())
     ht = count.get("ht", 0)
     train_s = (full * steps * timing["train_full"]["step_s"] + ht * steps * timing["train_ht"]["step_s"])
     evals = full + ht + 2 * count.get("ft_zeroshot", 0) + 1  # + the frozen features, once
@@ -206,7 +212,7 @@ def main(argv=None) -> int:
             print(f"  {name:13s} {r['ex_s']:10.1f} ex/s  ({r['step_s'] * 1e3:.1f} ms/step, "
                   f"compile {r['compile_s']:.1f} s{mfu})")
         print(f"  projected: {proj['total_s'] / 60:.1f} min ({proj['train_s'] / 60:.1f} min training "
-              f"{sum(proj['jobs'].get(m, 0) for m in FULL_TUNING + ('ht',))} large models x {EPOCHS} "
+              f"{sum(proj['jobs'].get(m, 0) for m in _full_tuning() + ('ht',))} large models x {EPOCHS} "
               f"epochs, {proj['eval_s'] / 60:.1f} min evaluation); jobs {proj['jobs']}", flush=True)
     print(f"gpu_check finished in {time.perf_counter() - t_start:.0f} s")
     if args.json:

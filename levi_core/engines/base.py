@@ -32,7 +32,6 @@ from levi_core.training import COMPILER_OPTIONS
 # numpy SeedSequence / PRNG streams: fixed ints, never Python's hash()
 S_PRETRAIN, S_INIT, S_ORDER, S_HEAD, S_UNK = 1, 2, 3, 4, 5  # (6: the training draw, data.base)
 FS_SEED_OFFSET = 10_000
-MODES = ("all", "half", "head", "lora")
 
 
 class Engine:

@@ -1,10 +1,11 @@
 """Registered methods. Importing this registers every built-in method and implementation.
 
-Where to find a method: ``catalog`` declares every one (name, grid, dependencies); ``standard``
+Where to find a method: ``catalog`` declares every one (name, label, kind, grid, dependencies); ``standard``
 implements the baselines, ``levi`` LEVI and its ablations, ``ensembles`` the prediction
 ensembles, ``refs`` the reference rows; all run on ``levi_core.engines``."""
 
 from levi_core.methods.registry import (  # noqa: F401
+    Kind,
     Method,
     RunContext,
     RunOutput,

@@ -7,14 +7,14 @@ record's extras, and the mean squared test errors into its metrics (as floats).
 from __future__ import annotations
 
 from levi_core import linear_example as lx
-from levi_core.methods.registry import Method, RunContext, RunOutput, implements, register_method
+from levi_core.methods.registry import Kind, Method, RunContext, RunOutput, implements, register_method
 
 register_method(
     Method(
         "linear_example",
         "Appendix B linear example: exact test errors of pre-trained, from-scratch, fine-tuned",
         {},
-        composite=True,
+        kind=Kind.EXACT,
     )
 )
 

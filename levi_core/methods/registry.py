@@ -20,6 +20,7 @@ import numpy as np
 
 from levi_core.data.base import Dataset
 from levi_core.errors import ConfigError
+from levi_core.method_kinds import TUNINGS, Kind  # noqa: F401  (Kind: re-exported for plugins)
 from levi_core.settings import Settings
 
 
@@ -33,20 +34,36 @@ class Method:
       grid: hyperparameter name -> candidate values; the harness runs the cartesian product
         and selects on id_val. Empty for methods without hyperparameters.
       depends_on: methods whose selected run (same dataset, seed) this one consumes.
-      composite: True when it trains nothing (ensembles, interpolations): a cheap evaluation
-        job over stored predictions or checkpoints.
-      label: how reports name it (a plugin's method; the built-ins' labels are the catalog's).
+      kind: what its job does (``Kind``); None: not stated (a plugin's method), so no list
+        derived from the kinds includes it and the cost tables do not row it.
+      label: how reports name it (None: its name).
       version: a version string its author bumps when the code changes what it computes; it
         enters the job id (``code_identity``), so records of an older version are not reused.
+      tuning: for a method that trains the large model, which of its parameters (``all``,
+        ``half``: the upper half of the blocks, ``lora``: LoRA adapters), each with the head.
     """
 
     name: str
     description: str
     grid: Mapping[str, tuple] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
-    composite: bool = False
+    kind: Kind | None = None
     label: str | None = None
     version: str | None = None
+    tuning: str | None = None
+
+    def __post_init__(self):
+        if (self.tuning is not None) != (self.kind is Kind.TRAINS_LARGE):
+            raise ConfigError(f"method {self.name!r}: a tuning mode is stated exactly when the "
+                              f"method trains the large model (kind={self.kind}, tuning={self.tuning!r})")
+        if self.tuning is not None and self.tuning not in TUNINGS:
+            raise ConfigError(f"method {self.name!r}: tuning {self.tuning!r} is not one of {TUNINGS}")
+
+    @property
+    def composite(self) -> bool:
+        """True when it trains nothing but combines other methods' runs (ensembles,
+        interpolations): a cheap evaluation job over stored predictions or checkpoints."""
+        return self.kind is Kind.COMPOSITE
 
 
 @dataclass

@@ -26,12 +26,16 @@ import numpy as np
 from levi_core import progress, training
 from levi_core.engines import engine_for
 from levi_core.methods import ensembles, grids
-from levi_core.methods.catalog import WISE_ALPHAS
-from levi_core.methods.registry import RunContext, RunOutput, implements
+from levi_core.methods.catalog import LARGE_GRIDS, METHODS, WISE_ALPHAS, tuning_of
+from levi_core.methods.registry import Kind, RunContext, RunOutput, implements
 from levi_core.metrics import better, compute
 
-MODES = {"ft": "all", "fs": "all", "lp_ft": "all", "ht": "half", "lora": "lora"}
-KEEPS_STATES = ("ft", "ht", "lora")
+# The catalog's large-model trainings over a grid of their own, each with its tuning mode (the
+# optimizer mask); a1 trains its second ft through ``train_large(ctx, "ft")`` (below).
+MODES = {name: tuning_of(name) for name in LARGE_GRIDS}
+# The large models whose layer states a method trained on them reads (LEVI's variants, A3).
+KEEPS_STATES = tuple(name for name in MODES
+                     if any(name in m.depends_on for m in METHODS if m.kind is Kind.TRAINS_SMALL))
 # runs of fewer steps restart from scratch when killed: they are minutes at most
 CHECKPOINT_MIN_STEPS = 200
 
