@@ -244,29 +244,33 @@ class ProgramPlanner:
             out.fits = self.limit is None or out.peak_bytes <= self.limit
             return out
         if kind == "heads":
-            def lowered():
-                apply_fn, params, extra, data = self._heads(e, batch)
-                return training.lower_step(apply_fn, params, extra, data, e.task, e.optimizer,
-                                           optimize=self.optimize)
-
-            out = self._cost(name, s.backbone, kind, batch, label, e.compute_dtype, lowered)
-            # batch norm in the small CNN: a micro-batch would normalise with other statistics,
-            # so a heads step is never split; the plan says when it does not fit
-            out.fits = self.limit is None or out.peak_bytes <= self.limit
-            return out
+            # the small CNN's batch norm then normalises each micro-batch by its own statistics
+            # (``training.check_micro_batches``): the split is planned as ``bench run`` runs it
+            heads = self._heads(e, batch)
+            step = lambda k: lambda: training.lower_step(  # noqa: E731
+                heads[0], heads[1], heads[2], heads[3], e.task, e.optimizer, None, k,
+                optimize=self.optimize)
+            return self._split(name, s.backbone, kind, batch, label, e.compute_dtype, step)
         params = self.params(e)
         if kind == "train/lora":
             params = jax.eval_shape(lambda p: e.add_lora(p, 0), params)
         mode = {"train/all": "all", "train/half": "half", "train/lora": "lora"}[kind]
         labels = e.labels(params, mode)
         data = self.inputs(e, batch, True)
+        return self._split(name, s.backbone, kind, batch, label, e.compute_dtype,
+                           lambda k: lambda: training.lower_step(
+                               e.apply, params, {}, data, e.task, e.optimizer, labels, k,
+                               optimize=self.optimize))
+
+    def _split(self, name, backbone, kind, batch, label, dtype, step) -> ProgramCost:
+        """The program of a training step split as ``bench run`` would on this device:
+        ``step(k)`` lowers it as ``k`` micro-batches (``training.choose_split``)."""
+        from levi_core import training
+
         runs: dict[int, ProgramCost] = {}
 
         def peak_of(k: int) -> int:
-            runs[k] = self._cost(name, s.backbone, kind, batch, label, e.compute_dtype,
-                                 lambda: training.lower_step(e.apply, params, {}, data, e.task,
-                                                             e.optimizer, labels, k,
-                                                             optimize=self.optimize), k)
+            runs[k] = self._cost(name, backbone, kind, batch, label, dtype, step(k), k)
             return runs[k].peak_bytes
 
         split = training.choose_split(peak_of, batch, self.limit)
@@ -451,8 +455,12 @@ def plan_table(table: str, preset: str, device: Device, n_devices: int, mfu: flo
                 secs, progs = (head_steps + evals) * p.seconds(device, mfu), [p.key]
                 # lp, a3 and layer/<k> have no small CNN: LEVI's heads bound their time, and
                 # their memory is a few states per example
-                small = small_model_job(m)
-                split = "none" if p.fits or not small else "none (does not fit: batch norm, no split)"
+                if not small_model_job(m):
+                    split = "none"
+                else:
+                    split = p.split + ("" if p.fits else " (does not fit)")
+                    if p.micro_batches > 1:
+                        split += " (batch norm per micro-batch)"
             elif m == "ft_zeroshot":  # three mixing weights on id_val, then every role once
                 secs = (3 * math.ceil(size.id_val / fwd.batch) * fwd.seconds(device, mfu) + eval_s)
                 progs, split = [fwd.key], "none"

@@ -308,8 +308,8 @@ class TrainCheckpoint:
 def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: np.ndarray,
              lrs, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
              transform: Callable | None = None, prepare: Callable | None = None,
-             select: Callable[[], EpochSelect] | None = None, progress: str | None = None
-             ) -> list[tuple]:
+             select: Callable[[], EpochSelect] | None = None, progress: str | None = None,
+             micro_batches: int = 1) -> list[tuple]:
     """``fit`` for several learning rates at once: one compiled program that ``vmap``s the
     training loop over the learning rates (same start, same batches), so a grid of small
     models costs about one run's dispatch and compile instead of one per point. Returns one
@@ -318,6 +318,7 @@ def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], 
 
     ``select`` (a factory, one ``EpochSelect`` per member) trains the members one at a time,
     each with its own early stopping; the selectors are returned as each tuple's fifth item.
+    ``micro_batches`` > 1 (a step over the device's memory) also trains them one at a time.
     """
     lrs = [float(lr) for lr in lrs]
     g = len(lrs)
@@ -326,11 +327,13 @@ def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], 
         for lr in lrs:
             sel = select()
             out.append(fit(apply_fn, params, extra, data, idx, lr, task, optimizer, labels,
-                           cache_key, transform, prepare, sel, progress) + (sel,))
+                           cache_key, transform, prepare, sel, progress,
+                           micro_batches=micro_batches) + (sel,))
         return out
-    if g == 1:  # one point: the plain program (a one-member vmap would be another program)
-        return [fit(apply_fn, params, extra, data, idx, lrs[0], task, optimizer, labels,
-                    cache_key, transform, prepare, progress=progress)]
+    if g == 1 or micro_batches > 1:  # the plain program (a one-member vmap would be another)
+        return [fit(apply_fn, params, extra, data, idx, lr, task, optimizer, labels,
+                    cache_key, transform, prepare, progress=progress, micro_batches=micro_batches)
+                for lr in lrs]
     run = _program(apply_fn, task, optimizer, labels, cache_key, grid=True,
                    optimize=len(idx) >= OPTIMIZE_STEPS)
     stack = lambda tree: jax.tree_util.tree_map(lambda a: jnp.stack([jnp.asarray(a)] * g), tree)  # noqa: E731
@@ -400,16 +403,18 @@ def _chunk_steps(data: Mapping[str, np.ndarray], idx: np.ndarray) -> int:
 
 
 def check_micro_batches(micro_batches: int, batch_size: int, extra) -> None:
-    """A batch split must be a whole number of equal micro-batches, and the model may keep no
-    mutable state (batch-norm statistics would see micro-batch statistics: another update)."""
+    """A batch split must be a whole number of equal micro-batches.
+
+    A model with mutable state (batch norm) can be split too, but then it is not the full
+    batch's update: each micro-batch is normalised by its own statistics, as data-parallel
+    training on that many devices does without synchronised batch norm, and the running
+    statistics are updated once per micro-batch (``_make_run``). ``BatchSplit.extras`` records it.
+    """
     from levi_core.errors import ConfigError
 
     if micro_batches < 1 or (batch_size and batch_size % micro_batches):
         raise ConfigError(f"micro_batches={micro_batches} must be a positive divisor of the batch "
                           f"size {batch_size}; choose one of {divisors(batch_size)}")
-    if micro_batches > 1 and jax.tree_util.tree_leaves(extra):
-        raise ConfigError("gradient accumulation (micro_batches > 1) needs a model without mutable "
-                          "state such as batch norm; train it with micro_batches=1")
 
 
 def divisors(n: int) -> list[int]:
@@ -434,14 +439,15 @@ def _make_run(apply_fn, task, tx, micro_batches: int = 1):
 
             # equal parts: the mean of the parts' mean losses (and of their gradients) is the
             # whole batch's; only one part's activations are alive at a time
+            # mutable state (batch-norm running statistics) passes from part to part
             def part(acc, b):
-                (loss, _), g = jax.value_and_grad(loss_fn, has_aux=True)(p, ex, b)
-                return (acc[0] + loss, jax.tree_util.tree_map(jnp.add, acc[1], g)), None
+                (loss, new_ex), g = jax.value_and_grad(loss_fn, has_aux=True)(p, acc[2], b)
+                return (acc[0] + loss, jax.tree_util.tree_map(jnp.add, acc[1], g), new_ex), None
 
-            zero = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, p))
-            (loss, grads), _ = jax.lax.scan(part, zero, split_batch(batch, micro_batches))
+            zero = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, p), ex)
+            (loss, grads, new_ex), _ = jax.lax.scan(part, zero, split_batch(batch, micro_batches))
             scale = 1.0 / micro_batches
-            return (loss * scale, ex), jax.tree_util.tree_map(lambda g: g * scale, grads)
+            return (loss * scale, new_ex), jax.tree_util.tree_map(lambda g: g * scale, grads)
 
         def step(carry, inputs):
             p, ex, st, bad = carry
@@ -539,14 +545,43 @@ class BatchSplit:
     limit: int | None
     fits: bool
 
+    batch_norm: bool = False  # the model keeps batch-norm statistics (``check_micro_batches``)
+
     def describe(self) -> str:
         if self.micro_batches == 1:
             return "none"
-        return f"gradient accumulation over {self.micro_batches} micro-batches"
+        out = f"gradient accumulation over {self.micro_batches} micro-batches"
+        if self.batch_norm:
+            out += " (batch norm per micro-batch)"
+        return out
 
     def extras(self) -> dict[str, Any]:
         return {"batch_split": self.describe(), "micro_batches": self.micro_batches,
                 "planned_peak_bytes": self.peak, "device_memory_limit": self.limit}
+
+
+def plan_split(apply_fn, params, extra, data: Mapping[str, np.ndarray], order: np.ndarray,
+               task: str, optimizer: str, labels=None) -> BatchSplit:
+    """How a training step of this model fits the device (``choose_split``): planned only where
+    a memory limit is known (``$LEVI_MAX_DEVICE_MEMORY`` or the accelerator's); without one, as
+    on CPU, the batch is never split and nothing is compiled for the plan."""
+    limit = device_memory_limit()
+    if limit is None or order.ndim != 2 or not len(order):
+        return BatchSplit(1, 0, 0, limit, True)
+    batch = {k: jax.ShapeDtypeStruct((order.shape[1],) + np.shape(v)[1:], np.asarray(v[:1]).dtype)
+             for k, v in data.items()}
+
+    def peak_of(k):
+        return peak_bytes(lower_step(apply_fn, params, extra, batch, task, optimizer, labels,
+                                     k).compile())
+
+    split = choose_split(peak_of, order.shape[1], limit)
+    split.batch_norm = bool(jax.tree_util.tree_leaves(extra))
+    if not split.fits:
+        print(f"training step: planned peak {split.peak / 1e9:.1f} GB exceeds the device's "
+              f"{limit / 1e9:.1f} GB even as {split.micro_batches} micro-batches; running anyway",
+              flush=True)
+    return split
 
 
 def choose_split(peak_of: Callable[[int], int], batch_size: int, limit: int | None,

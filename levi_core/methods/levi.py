@@ -96,16 +96,21 @@ def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...] | N
         return {r: predict(params, extra, r) for r in roles}
 
     def train(lrs):
+        order = e.batch_order(ctx.seed, e.head_epochs)
+        split = training.plan_split(apply_fn, start, start_extra, data, order, e.task, e.optimizer)
         with progress.phase("train_heads"):
             runs = training.fit_grid(
-                apply_fn, start, start_extra, data, e.batch_order(ctx.seed, e.head_epochs), lrs,
+                apply_fn, start, start_extra, data, order, lrs,
                 e.task, e.optimizer, cache_key=("heads", model, n_states, tuple(small_keys)),
-                transform=transform, select=e.selector(predict), progress=f"{tag} train")
+                transform=transform, select=e.selector(predict), progress=f"{tag} train",
+                micro_batches=split.micro_batches)
         members = []
         for lr, (params, extra, losses, bad, *sel) in zip(lrs, runs):
             extras = training.loss_extras(losses, bad)
             if sel:
                 extras.update(sel[0].extras())
+            if split.micro_batches > 1:
+                extras.update(split.extras())
             extras.update(heads=n_states or n_heads, layers=list(layers),
                           trainable_params=int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params))))
             members.append(grids.Member(

@@ -90,26 +90,8 @@ def train_checkpoint(ctx: RunContext, order: np.ndarray) -> training.TrainCheckp
 
 
 def batch_split(apply_fn, params, data, order, e, labels) -> training.BatchSplit:
-    """How the training step fits the device (``training.choose_split``): planned only where a
-    memory limit is known (``$LEVI_MAX_DEVICE_MEMORY`` or the accelerator's); without one, as on
-    CPU, the batch is never split and nothing is compiled for the plan."""
-    limit = training.device_memory_limit()
-    if limit is None or order.ndim != 2 or not len(order):
-        return training.BatchSplit(1, 0, 0, limit, True)
-    import jax
-
-    batch = {k: jax.ShapeDtypeStruct((order.shape[1],) + np.shape(v)[1:], np.asarray(v[:1]).dtype)
-             for k, v in data.items()}
-
-    def peak_of(k):
-        return training.peak_bytes(training.lower_step(
-            apply_fn, params, {}, batch, e.task, e.optimizer, labels, k).compile())
-
-    split = training.choose_split(peak_of, order.shape[1], limit)
-    if not split.fits:
-        print(f"training step: planned peak {split.peak / 1e9:.1f} GB exceeds the device's "
-                     f"{limit / 1e9:.1f} GB even as {split.micro_batches} micro-batches; running anyway", flush=True)
-    return split
+    """How a large model's training step fits the device (``training.plan_split``)."""
+    return training.plan_split(apply_fn, params, {}, data, order, e.task, e.optimizer, labels)
 
 
 for _m in MODES:
