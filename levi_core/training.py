@@ -626,6 +626,18 @@ def save_params(workdir: Path, params, info: Mapping[str, Any] | None = None) ->
         (Path(workdir) / RUN_FILE).write_text(json.dumps(info, sort_keys=True))
 
 
+def params_digest(params) -> str:
+    """A short hash of a parameter tree's names, shapes and bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(traverse_util.flatten_dict(jax.device_get(params), sep=".").items()):
+        a = np.ascontiguousarray(np.asarray(v))
+        h.update(f"{k}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:24]
+
+
 def load_params(workdir: Path):
     with np.load(Path(workdir) / PARAMS_FILE) as z:
         flat = {k: jnp.asarray(z[k]) for k in z.files}

@@ -286,3 +286,15 @@ def jax_leaves(tree):
     import jax
 
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_params_digest_names_the_parameters_bytes():
+    import jax.numpy as jnp
+
+    from levi_core import training
+
+    a = {"w": jnp.ones((2, 3)), "b": jnp.zeros((3,))}
+    same = {"b": jnp.zeros((3,)), "w": jnp.ones((2, 3))}
+    moved = {"w": jnp.ones((2, 3)).at[1, 2].set(1.0000001), "b": jnp.zeros((3,))}
+    assert training.params_digest(a) == training.params_digest(same)
+    assert training.params_digest(a) != training.params_digest(moved)

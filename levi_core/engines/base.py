@@ -100,9 +100,11 @@ class Engine:
         """The large model's training inputs and ``y``."""
         raise NotImplementedError
 
-    def predict(self, params, roles, keep_states_in: Path | None = None) -> dict[str, np.ndarray]:
+    def predict(self, params, roles, keep_states_in: Path | None = None,
+                parts: Path | None = None) -> dict[str, np.ndarray]:
         """Predictions per role; with ``keep_states_in``, the layer states are kept there for
-        dependants (``layer_states(dep)``)."""
+        dependants (``layer_states(dep)``); with ``parts``, a long pass keeps its finished
+        chunks there and resumes from them (engines whose passes are short ignore it)."""
         raise NotImplementedError
 
     def layer_states(self, source: str, deps: Mapping[str, Path]) -> dict[str, list]:

@@ -109,10 +109,10 @@ class FrozenLower:
         return e.head.apply({"params": params["head"]}, last)[:, None, :], extra
 
     # ------------------------------------------------------------ evaluation
-    def predict(self, params, roles, keep_states_in: Path | None = None):
+    def predict(self, params, roles, keep_states_in: Path | None = None, parts: Path | None = None):
         """Predictions of ``roles`` (and their layer states, with ``keep_states_in``), running
         the tuned blocks only on the boundary rows those roles hold."""
-        return self.e.predict_with(self.forward_roles, params, roles, keep_states_in)
+        return self.e.predict_with(self.forward_roles, params, roles, keep_states_in, parts)
 
     def forward_roles(self, params, roles, want_states: bool, parts: Path | None = None
                       ) -> dict[str, tuple]:

@@ -152,7 +152,7 @@ class MLPEngine(Engine):
         split = lambda a: dict(zip(roles, np.split(np.asarray(a), cuts)))  # noqa: E731
         return split(logits), [split(x)] + [split(s) for s in states]
 
-    def predict(self, params, roles, keep_states_in: Path | None = None):
+    def predict(self, params, roles, keep_states_in: Path | None = None, parts: Path | None = None):
         logits, _ = self._forward(params, list(roles))
         return {r: training.to_prediction(l[:, None, :], self.task) for r, l in logits.items()}
 

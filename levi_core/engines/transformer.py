@@ -165,14 +165,17 @@ class TransformerEngine(Engine):
         return self.head.apply({"params": params["head"]}, states[-1])[:, None, :], extra
 
     # ------------------------------------------------------------ computation
-    def predict(self, params, roles, keep_states_in: Path | None = None):
-        return self.predict_with(self.forward_roles, params, roles, keep_states_in)
+    def predict(self, params, roles, keep_states_in: Path | None = None, parts: Path | None = None):
+        return self.predict_with(self.forward_roles, params, roles, keep_states_in, parts)
 
-    def predict_with(self, forward_roles, params, roles, keep_states_in: Path | None = None):
+    def predict_with(self, forward_roles, params, roles, keep_states_in: Path | None = None,
+                     parts: Path | None = None):
         """Predictions of ``roles`` from ``forward_roles(params, roles, want_states)`` (this
         engine's, or ht's upper blocks on its stored lower half: ``half.FrozenLower``) and, with
-        ``keep_states_in``, their layer states written there for dependants to read."""
-        res = forward_roles(params, roles, keep_states_in is not None)
+        ``keep_states_in``, their layer states written there for dependants to read. With
+        ``parts`` (a folder named for these ``params``), an interrupted pass resumes from its
+        finished chunks."""
+        res = forward_roles(params, roles, keep_states_in is not None, parts=parts)
         preds = {r: training.to_prediction(out[:, None, :], self.task) for r, (out, _) in res.items()}
         if keep_states_in is not None:
             feature_cache.write_workdir_states(keep_states_in, {r: st for r, (_, st) in res.items()},
@@ -356,7 +359,8 @@ class TransformerEngine(Engine):
             tmp = Path(tempfile.mkdtemp(prefix=key + ".", dir=root))
             try:
                 with progress.phase("features"):
-                    run.predict(params, list(roles), keep_states_in=tmp)
+                    run.predict(params, list(roles), keep_states_in=tmp,
+                                parts=root / f"{key}.parts")
                 os.replace(tmp, folder)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

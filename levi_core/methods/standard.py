@@ -69,7 +69,8 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
     keep = (ctx.workdir if write and method in KEEPS_STATES and e.train_examples is None
             else None)
     with progress.phase("evaluate"):
-        preds = run.predict(params, e.prediction_roles, keep_states_in=keep)
+        preds = run.predict(params, e.prediction_roles, keep_states_in=keep,
+                            parts=evaluation_parts(ctx, params, order))
     if write:
         training.save_params(ctx.workdir, training.trained_leaves(params, labels), {
             "method": method, "lr": lr, "seed": seed, "mode": MODES[method],
@@ -87,6 +88,15 @@ def train_checkpoint(ctx: RunContext, order: np.ndarray) -> training.TrainCheckp
     if ctx.resume_dir is None or len(order) < CHECKPOINT_MIN_STEPS:
         return None
     return training.TrainCheckpoint(Path(ctx.resume_dir) / "train_large")
+
+
+def evaluation_parts(ctx: RunContext, params, order: np.ndarray) -> Path | None:
+    """Where a checkpointed run's evaluation keeps its finished chunks, named by the trained
+    parameters' bytes, so that a pass resumed on another machine (other rounding, other
+    parameters) never mixes its chunks with this one's."""
+    if train_checkpoint(ctx, order) is None:
+        return None
+    return Path(ctx.resume_dir) / "evaluate" / training.params_digest(params)
 
 
 def batch_split(apply_fn, params, data, order, e, labels) -> training.BatchSplit:
