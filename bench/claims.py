@@ -21,13 +21,14 @@ import numpy as np
 from levi_core.methods.catalog import label
 from levi_core.metrics import lower_is_better
 
-from bench.collect import TableResult
-from bench.record_sections import LINEAR_NAMES, CostTable, ExactTable
-from bench.sections import OodBreakdown
+from bench.collect import TableResult, budgets
+from bench.sections import CostTable, ExactTable, OodBreakdown
+from bench.sections.record_tables import LINEAR_NAMES
+from bench.metric_format import metric as metric_format
 from bench.uncertainty import Noise
 from bench.verdicts import (CONTRADICTED, FAILS, HOLDS, ILLUSTRATED, NOT_ILLUSTRATED, OPEN, PARTLY,
                             SUPPORTED, UNDECIDED, Outcome, ShiftView, Verdict, all_of, any_of,
-                            at_least, fact, fmt, per_shift, status_from, test, verdict)
+                            at_least, fact, per_shift, status_from, test, verdict)
 
 # C15: "each within a few points of the paper's figure". We read "a few" as 5 accuracy points.
 C15_TOLERANCE = 5.0
@@ -65,7 +66,7 @@ def _grid_rows(result: TableResult) -> list[str]:
 
 
 def _means(view: ShiftView, methods, which: str) -> str:
-    return ", ".join(f"{label(m)} {fmt(view.mean(m, which))}" for m in methods)
+    return ", ".join(f"{label(m)} {view.cell(view.mean(m, which))}" for m in methods)
 
 
 # ------------------------------------------------------------------ Table 1
@@ -75,7 +76,7 @@ def c1(result: TableResult, noise: Noise | None = None) -> Verdict:
 
     def check(v: ShiftView) -> Outcome:
         o = v.beats_all("levi", rows, "ood")
-        return Outcome(o.state, f"LEVI OOD {fmt(v.mean('levi', 'ood'))}; {o.why}", o.tests)
+        return Outcome(o.state, f"LEVI OOD {v.cell(v.mean('levi', 'ood'))}; {o.why}", o.tests)
 
     return per_shift(noise, "LEVI gives the best OOD RMSE in every recommendation shift (beats every "
                      "row beyond the uncertainty)", "C1", ["levi", *rows], check)
@@ -88,7 +89,7 @@ def c2(result: TableResult, noise: Noise | None = None) -> Verdict:
     def check(v: ShiftView) -> Outcome:
         std = result.std("levi", v.column("id")) or 0.0
         o = all_of([v.test("levi", r, "id", threshold=-std) for r in rows if r != "levi"])
-        return Outcome(o.state, f"LEVI ID {fmt(v.mean('levi', 'id'))} ± {fmt(std)} (its seed-std "
+        return Outcome(o.state, f"LEVI ID {v.cell(v.mean('levi', 'id'))} ± {v.cell(std)} (its seed-std "
                        f"is the tolerance); {o.why}", o.tests)
 
     return per_shift(noise, "LEVI's ID RMSE is the best, or within one seed-std (LEVI's) of it",
@@ -119,7 +120,7 @@ GENERALIZATION = ("lp_ft", "ft_robust", "ft_zeroshot", "ft_fs")
 def c5(result: TableResult, noise: Noise | None = None) -> Verdict:
     def check(v: ShiftView) -> Outcome:
         o = at_least(3, [v.test(m, "ft", "ood") for m in GENERALIZATION])
-        return Outcome(o.state, f"FT OOD {fmt(v.mean('ft', 'ood'))}; {o.why}", o.tests)
+        return Outcome(o.state, f"FT OOD {v.cell(v.mean('ft', 'ood'))}; {o.why}", o.tests)
 
     return per_shift(_noise(result, noise), "LP→FT, FT+RobustModel, FT+ZeroShot, FT+FS mostly (>= 3 "
                      "of 4) improve FT's OOD", "C5", ["ft", *GENERALIZATION], check)
@@ -230,8 +231,8 @@ def c14(result: TableResult, noise: Noise | None = None) -> Verdict:
             all_of([v.test(m, "levi/ft", "ood") for m in ("levi/pretrained", "levi")],
                    name="pre-trained and light-tuned both beat fine-tuned OOD"),
         ])
-        means = "; ".join(f"{w.upper()} pre-trained {fmt(v.mean('levi/pretrained', w))}, light-tuned "
-                          f"{fmt(v.mean('levi', w))}, fine-tuned {fmt(v.mean('levi/ft', w))}"
+        means = "; ".join(f"{w.upper()} pre-trained {v.cell(v.mean('levi/pretrained', w))}, light-tuned "
+                          f"{v.cell(v.mean('levi', w))}, fine-tuned {v.cell(v.mean('levi/ft', w))}"
                           for w in ("id", "ood"))
         return Outcome(o.state, f"{means}; {o.why}", o.tests)
 
@@ -276,7 +277,7 @@ def c13(result: TableResult, noise: Noise | None = None) -> Verdict:
     for w, want in (("id", -1.0), ("ood", 1.0)):
         rho = float(_spearman(k, np.array(means[w])[:, None])[0])
         reps, basis = noise.replicates(rows, f"{shift.key}/{w}")
-        text = f"Spearman(layer, {w.upper()} {shift.metric.upper()}) = {rho:+.2f}"
+        text = f"Spearman(layer, {w.upper()} {metric_format(shift.metric).short}) = {rho:+.2f}"
         if reps is None:
             states.append(OPEN)
             details.append(f"{text}: undecided ({basis})")
@@ -405,10 +406,9 @@ def budget_note(result: TableResult) -> str:
     seed learned from the same draw of the training split (empty when every method trained on
     the whole split)."""
     seen = {}
-    for rec in result.records.frame["record"]:
-        s = rec.get("settings") or {}
-        if s.get("train_examples"):
-            seen[rec["job"]["dataset"]] = (int(s["train_examples"]), s.get("epochs"))
+    for dataset, s in budgets(result.records.frame["record"]):
+        if s["train_examples"]:
+            seen[dataset] = (int(s["train_examples"]), s["epochs"])
     if not seen:
         return ""
     parts = [f"{n:,} training examples on {d} (large models: {ep} epoch(s))"

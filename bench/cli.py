@@ -211,6 +211,7 @@ def cmd_report(args) -> int:
     to ``tables/<preset>/partial/`` (ignored by git) so that it never replaces a complete one;
     a ``--datasets/--methods/--seeds`` part is printed only. Exit 1 when a table has no records
     or an unreadable one (its cells say ``corrupt``)."""
+    from bench.claims import verdicts
     from bench.collect import collect
     from bench.ledger import Ledger
     from bench.jobs import Subset
@@ -237,7 +238,9 @@ def cmd_report(args) -> int:
                   f"written; run `{result.run_command}` first", file=sys.stderr)
             code = 1
             continue
-        print(latex(result) if args.latex else markdown(result))
+        # drawn once for the printed and the written Markdown; a printed-only LaTeX part needs none
+        vs = verdicts(result) if subset.empty or not args.latex else []
+        print(latex(result) if args.latex else markdown(result, vs))
         corrupt = result.records.corrupt_records
         for path, why in corrupt:
             print(f"error: corrupt record {path} ({why}); its cells show `corrupt`; "
@@ -249,12 +252,12 @@ def cmd_report(args) -> int:
             continue
         why = _partial_reason(result)
         if why:
-            paths = write_all(result, args.tables_dir, partial=True)
+            paths = write_all(result, vs, args.tables_dir, partial=True)
             print(f"{spec.name} [{args.preset}]: partial ({why}): wrote "
                   f"{paths[0].parent}/{spec.name}.*, {args.tables_dir / args.preset} left as it "
                   f"was; `{result.run_command}` completes it", file=sys.stderr)
             continue
-        paths = write_all(result, args.tables_dir)
+        paths = write_all(result, vs, args.tables_dir)
         print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     _warn_outdated(ledger)
     return code

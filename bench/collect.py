@@ -25,7 +25,7 @@ from levi_core.methods.catalog import summary
 
 from bench.jobs import Job, plan
 from bench.ledger import DIVERGED, Ledger
-from bench.sections import Column, resolve
+from bench.sections import Column, Section, resolve
 from bench.selection import select_record
 from bench.specs import TableSpec
 
@@ -178,6 +178,17 @@ class Records:
         return cells.reset_index()[CELL_COLUMNS + [f"seed{s}" for s in self.seeds]]
 
 
+BUDGET_FIELDS = ("train_examples", "epochs", "batch_size", "head_epochs", "head_patience")
+
+
+def budgets(records) -> list[tuple[str, dict]]:
+    """(dataset id, the budget its settings set: ``BUDGET_FIELDS``, None where unset) of every
+    record, in order: what the caption's budget notes (``TableResult.scale_notes``) and the
+    claims' budget note (``bench.claims.budget_note``) are both written from."""
+    return [(r["job"]["dataset"], {k: (r.get("settings") or {}).get(k) for k in BUDGET_FIELDS})
+            for r in records]
+
+
 def _stdev(values: pd.Series) -> float:
     """Sample standard deviation (n - 1); NaN with fewer than two seeds."""
     return statistics.stdev(values) if len(values) > 1 else math.nan
@@ -190,7 +201,7 @@ class TableResult:
     spec: TableSpec
     preset: str
     records: Records
-    parts: list[tuple[Any, pd.DataFrame]] = field(default_factory=list)
+    parts: list[tuple[Section, pd.DataFrame]] = field(default_factory=list)
     hint_flags: str = ""  # the user's flags (--results-dir, a subset) for the commands we suggest
 
     @property
@@ -233,7 +244,7 @@ class TableResult:
     def caption(self) -> str:
         """The spec's caption, the sections' notes (e.g. the chosen WiSE-FT alpha) and, for
         tables with a metric grid, how cells are aggregated."""
-        notes = [n for s in self.spec.sections if hasattr(s, "notes") for n in s.notes(self)]
+        notes = [n for s in self.spec.sections for n in s.notes(self)]
         text = " ".join([self.spec.caption, *notes, *self.scale_notes()])
         if self.spec.grid is None:
             return text
@@ -250,12 +261,7 @@ class TableResult:
             return []
         notes = []
         datasets = sorted({r["job"]["dataset"] for r in recs})
-        by_settings = {}
-        for r in recs:
-            s = r.get("settings") or {}
-            by_settings[json.dumps({k: s.get(k) for k in ("train_examples", "epochs", "batch_size",
-                                                          "head_epochs", "head_patience")},
-                                   sort_keys=True)] = s
+        by_settings = {json.dumps(s, sort_keys=True): s for _, s in budgets(recs)}
         for s in by_settings.values():
             if s.get("train_examples"):
                 notes.append(
@@ -282,13 +288,13 @@ class TableResult:
                          + ", ".join(f"`{d}`" for d in val_only) + ".")
         return notes
 
-    def frame(self, section) -> pd.DataFrame:
+    def frame(self, section: Section) -> pd.DataFrame:
         return next(f for s, f in self.parts if s is section)
 
     @cached_property
     def cells(self) -> pd.DataFrame:
         """Every metric cell of the table (grid, breakdowns, sweeps), indexed by (method, column)."""
-        frames = [f for s, f in self.parts if "mean" in f.columns and "column" in f.columns]
+        frames = [c for c in (s.cells(f) for s, f in self.parts) if c is not None]
         if not frames:
             return pd.DataFrame(columns=CELL_COLUMNS).set_index(["method", "column"])
         return pd.concat(frames, ignore_index=True).set_index(["method", "column"])

@@ -3,7 +3,9 @@
 A table renders as its sections in order (each section renders itself through pandas, see
 ``bench.sections`` and ``bench.styling``), then what the reader must know about the numbers:
 missing cells with the command that fills them, diverged and failed runs, and the verdicts on
-the paper's claims. Cells show mean ± sample standard deviation over seeds; in each column the
+the paper's claims. The verdicts are drawn by the caller (``bench.claims.verdicts``, once per
+report: their bootstrap is the slow part) and handed to ``markdown``; writing a table never
+draws them again. Cells show mean ± sample standard deviation over seeds; in each column the
 best mean is bold and the second best underlined, in the metric's declared direction, ranking
 means as displayed (rounded) so equal-looking numbers share a mark.
 """
@@ -11,21 +13,23 @@ means as displayed (rounded) so equal-looking numbers share a mark.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from levi_core.methods.catalog import label
 
 from bench import styling
-from bench.claims import Verdict, verdicts
 from bench.collect import TableResult
+from bench.verdicts import Verdict
 
 
-def markdown(result: TableResult) -> str:
+def markdown(result: TableResult, verdicts: Sequence[Verdict]) -> str:
+    """The table's sections, its notes and ``verdicts`` (those of ``result``'s claims)."""
     out = [f"# {result.spec.title}\n\n{result.caption}\n\n"]
     out += [section.markdown(frame, result) for section, frame in result.parts]
     out.append(notes_markdown(result))
-    out.append(claims_markdown(verdicts(result)))
+    out.append(claims_markdown(verdicts))
     text = "".join(out)
     while "\n\n\n" in text:  # sections open with a blank line; one is enough
         text = text.replace("\n\n\n", "\n\n")
@@ -76,7 +80,7 @@ def notes_markdown(result: TableResult) -> str:
     return "".join(out)
 
 
-def claims_markdown(vs: list[Verdict]) -> str:
+def claims_markdown(vs: Sequence[Verdict]) -> str:
     if not vs:
         return ""
     frame = pd.DataFrame([(v.claim, v.statement, f"**{v.status}**", v.detail) for v in vs],
@@ -84,14 +88,15 @@ def claims_markdown(vs: list[Verdict]) -> str:
     return "\n## Claims of the paper\n\n" + styling.markdown_table(frame, align_rest="left")
 
 
-def write_all(result: TableResult, tables_root: Path, partial: bool = False) -> list[Path]:
-    """Write ``<table>.{md,tex,csv}`` and figures into ``tables_root/<preset>/`` (a partial
-    table: into its ``partial/`` folder, so that it never replaces a complete one); return
-    the paths."""
+def write_all(result: TableResult, verdicts: Sequence[Verdict], tables_root: Path,
+              partial: bool = False) -> list[Path]:
+    """Write ``<table>.{md,tex,csv}`` (the Markdown with ``verdicts``) and figures into
+    ``tables_root/<preset>/`` (a partial table: into its ``partial/`` folder, so that it never
+    replaces a complete one); return the paths."""
     folder = tables_root / result.preset / ("partial" if partial else "")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for suffix, text in (("md", markdown(result)), ("tex", latex(result)), ("csv", csv_text(result))):
+    for suffix, text in (("md", markdown(result, verdicts)), ("tex", latex(result)), ("csv", csv_text(result))):
         path = folder / f"{result.spec.name}.{suffix}"
         _atomic_write(path, text)
         written.append(path)

@@ -3,9 +3,9 @@
 The same spec drives ``bench run`` (the sections' needs become jobs, ``bench.jobs.plan``) and
 ``bench report`` (each section collects its records and renders itself; ``bench.collect``,
 ``bench.render``). A spec never names a path, an executor or a device. The sections are
-``bench.sections`` (metric grid, per-OOD-set breakdown, layer curve, sweep) and
-``bench.record_sections`` (cost table, exact table); methods' labels and order come from the
-catalog (``levi_core.methods.catalog``).
+``bench.sections`` (metric grid, per-OOD-set breakdown, layer curve, sweep, cost table, exact
+table; one ``Section`` interface); methods' labels and order come from the catalog
+(``levi_core.methods.catalog``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from levi_core.errors import ConfigError
 from levi_core.method_kinds import UNCOSTED
 from levi_core.methods.catalog import METHODS
 
-from bench.record_sections import CostTable, ExactTable
-from bench.figure_sections import LayerCurve, Sweep
-from bench.sections import Column, MetricGrid, OodBreakdown, Shift, resolve
+from bench.sections import (Column, CostTable, ExactTable, LayerCurve, MetricGrid, Narrowing,
+                            OodBreakdown, Section, Shift, Sweep, resolve)
 
 __all__ = ["Column", "Shift", "MetricGrid", "OodBreakdown", "LayerCurve", "Sweep", "CostTable",
            "ExactTable", "TableSpec", "TABLES", "get_table", "register_table", "extend_table"]
@@ -44,7 +43,7 @@ class TableSpec:
     name: str
     title: str
     caption: str
-    sections: tuple[Any, ...] = ()
+    sections: tuple[Section, ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
     grids: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict)
     claims: tuple[str, ...] = ()
@@ -54,7 +53,7 @@ class TableSpec:
         """The table's main metric grid (its shifts are what per-shift claims check)."""
         return next((s for s in self.sections if isinstance(s, MetricGrid)), None)
 
-    def sections_of(self, kind: type) -> list:
+    def sections_of(self, kind: type[Section]) -> list:
         return [s for s in self.sections if isinstance(s, kind)]
 
     def needs(self, preset: str) -> tuple[dict[str, tuple[str | None, list[str]]], list[tuple[str, str]]]:
@@ -374,35 +373,8 @@ def subset_spec(spec: TableSpec, subset) -> TableSpec:
     if subset is None or subset.empty:
         return spec
 
-    def keep_ds(name: str) -> bool:
-        return subset.datasets is None or name in subset.datasets or name.partition(":")[0] in subset.datasets
-
-    def keep_rows(rows):
-        return tuple(r for r in rows if subset.methods is None or r in subset.methods)
-
-    grids: dict[int, Any] = {}
-    out = []
-    for s in spec.sections:
-        if isinstance(s, MetricGrid):
-            new = dataclasses.replace(s, rows=keep_rows(s.rows),
-                                      shifts=tuple(sh for sh in s.shifts if keep_ds(sh.dataset)),
-                                      columns=tuple(c for c in s.columns if keep_ds(c.dataset)),
-                                      references=keep_rows(s.references),
-                                      extensions=tuple((n, keep_rows(r)) for n, r in s.extensions
-                                                       if keep_rows(r)))
-            grids[id(s)] = new
-            if ((new.rows or new.extensions or isinstance(s, LayerCurve))
-                    and (new.shifts or new.columns)):
-                out.append(new)
-        elif isinstance(s, OodBreakdown):
-            if keep_ds(s.dataset) and id(s.of) in grids:
-                out.append(dataclasses.replace(s, of=grids[id(s.of)]))
-        elif isinstance(s, CostTable):
-            rows = keep_rows(s.rows)
-            if rows:
-                out.append(dataclasses.replace(s, rows=rows))
-        else:
-            out.append(s)
+    narrowing = Narrowing(subset.datasets, subset.methods)
+    out = [new for new in (s.narrow(narrowing) for s in spec.sections) if new is not None]
     seeds = tuple(x for x in spec.seeds if subset.seeds is None or x in subset.seeds)
     if not out or not seeds:
         raise ConfigError(f"{spec.name}: nothing of the table matches {subset.flags()}")

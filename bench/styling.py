@@ -15,23 +15,17 @@ import pandas as pd
 
 from levi_core.metrics import rank_distinct
 
-DECIMALS = {"accuracy": 1, "rmse": 4}
+from bench.metric_format import metric as metric_format
+
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
           "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
           "±": r"$\pm$", "→": r"$\to$", "−": "-", "–": "--", "ŷ": r"$\hat{y}$", "`": ""}
 
 
-def fmt(value: float | None, metric: str) -> str:
-    """A number as the reports show it (accuracy 1 decimal, RMSE 4); '' for none."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{value:.{DECIMALS.get(metric, 3)}f}"
-
-
 def ranks(means: Mapping[str, float | None], metric: str) -> dict[str, int]:
     """row -> 1 (best) or 2 (second best) in the metric's direction, ranking the means as they
     are displayed (rounded), so equal-looking numbers share a mark."""
-    shown = {k: round(v, DECIMALS.get(metric, 3)) for k, v in means.items()
+    shown = {k: metric_format(metric).rounded(v) for k, v in means.items()
              if v is not None and not math.isnan(v)}
     order = rank_distinct(metric, shown.values())[:2]
     return {k: order.index(v) + 1 for k, v in shown.items() if v in order}

@@ -52,6 +52,7 @@ import numpy as np
 from levi_core.metrics import lower_is_better, restrict_to_classes
 
 from bench.collect import TableResult, role_value
+from bench.metric_format import metric as metric_format
 from bench.sections import resolve
 
 Z = 1.96        # the normal quantile: the critical value with infinitely many degrees of freedom
@@ -98,7 +99,7 @@ class Gap:
 
     @property
     def unit(self) -> str:
-        return "points" if self.metric == "accuracy" else self.metric.upper()
+        return metric_format(self.metric).unit
 
 
 def make_gap(a: str, b: str, column: str, metric: str, diffs, se_boot: float | None,

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from levi_core.methods.catalog import label
-from levi_core.metrics import lower_is_better
 
+from bench.metric_format import metric as metric_format
 from bench.sections import Shift
 from bench.uncertainty import Gap, Noise
 
@@ -69,16 +69,17 @@ class Test:
         g = self.gap
         if g is None:
             return f"{label(self.a)} or {label(self.b)} has no value on {self.column}"
-        s = f"{label(g.a)} - {label(g.b)} = {num(g.diff, g.metric, sign=True)} {g.unit}"
+        m = metric_format(g.metric)
+        s = f"{label(g.a)} - {label(g.b)} = {m.diff(g.diff, sign=True)} {g.unit}"
         if self.threshold:
-            bound = -self.threshold if lower_is_better(g.metric) else self.threshold
-            s += f" (needs {'<' if lower_is_better(g.metric) else '>'} {num(bound, g.metric, sign=True)})"
+            bound = -self.threshold if m.lower_is_better else self.threshold
+            s += f" (needs {'<' if m.lower_is_better else '>'} {m.diff(bound, sign=True)})"
         if self.uncertainty is None:
             return s + f", undecidable ({g.basis})"
         if self.state == OPEN:
-            return (s + f", within its uncertainty ±{num(self.uncertainty, g.metric)} ({g.basis}); "
-                    f"short by {num(self.shortfall, g.metric)}")
-        return s + f" ± {num(self.uncertainty, g.metric)}"
+            return (s + f", within its uncertainty ±{m.diff(self.uncertainty)} ({g.basis}); "
+                    f"short by {m.diff(self.shortfall)}")
+        return s + f" ± {m.diff(self.uncertainty)}"
 
 
 @dataclass(frozen=True)
@@ -153,14 +154,6 @@ def status_from(states: Sequence[str]) -> str:
     return SUPPORTED if FAILS not in states else CONTRADICTED
 
 
-def fmt(v: float) -> str:
-    return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
-
-
-def num(v: float, metric: str, sign: bool = False) -> str:
-    """A difference in the metric's units: RMSE to 4 decimals, accuracy points to 2."""
-    digits = 2 if metric == "accuracy" else 4
-    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
 def uncertainty_note(tests: Sequence[Test], shown: str = "") -> str:
@@ -192,6 +185,10 @@ class ShiftView:
 
     def mean(self, method: str, which: str) -> float | None:
         return self.noise.result.mean(method, self.column(which))
+
+    def cell(self, value: float | None) -> str:
+        """A mean (or a seed std) of this shift's metric as the table's cells show it."""
+        return metric_format(self.metric).cell(value)
 
     def test(self, a: str, b: str, which: str, threshold: float = 0.0) -> Outcome:
         return test(self.noise, a, b, self.column(which), threshold)
@@ -254,5 +251,5 @@ def per_shift(noise: Noise, statement: str, claim: str, methods: Sequence[str], 
 
 __all__ = ["Verdict", "Test", "Outcome", "SUPPORTED", "CONTRADICTED", "PARTLY", "UNDECIDED",
            "ILLUSTRATED", "NOT_ILLUSTRATED", "HOLDS", "FAILS", "OPEN", "status_from",
-           "fmt", "num", "test", "at_least", "all_of", "any_of", "fact", "verdict",
+           "test", "at_least", "all_of", "any_of", "fact", "verdict",
            "ShiftView", "per_shift"]

@@ -68,7 +68,7 @@ def test_a_method_without_a_cost_rule_fails_loudly():
 
 
 def test_the_cost_table_fails_on_a_row_its_record_does_not_cost():
-    from bench.record_sections import CostTable, cost_frame
+    from bench.sections.record_tables import CostTable, cost_frame
 
     row = {f: 1.0 for f in ("trainable_params", "inference_params", "flops_xla", "flops_analytic",
                             "macs_analytic")}

@@ -11,9 +11,7 @@ from bench.claims import expected_sq_error, verdicts
 from bench.collect import collect
 from bench.jobs import Job, with_dependencies
 from bench.ledger import Ledger
-from bench.record_sections import CostTable, ExactTable
-from bench.figure_sections import LayerCurve
-from bench.sections import Column, MetricGrid, Shift, layer_rows
+from bench.sections import Column, CostTable, ExactTable, LayerCurve, MetricGrid, Shift, layer_rows
 from bench.specs import TableSpec
 from levi_core import linear_example
 from test_claims import spec, verdict, write

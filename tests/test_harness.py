@@ -124,9 +124,10 @@ def test_diverged_runs_are_recorded_shown_and_never_averaged(tmp_path):
     assert len(result.diverged_runs) == 3
     assert all(r["job"]["hparams"]["lr"] == 3 for r in result.diverged_runs)
     assert all(r["job"]["hparams"].get("lr") != 3 for r in result.selected.values())
+    from bench.claims import verdicts
     from bench.render import markdown
 
-    assert "Diverged runs" in markdown(result)
+    assert "Diverged runs" in markdown(result, verdicts(result))
 
 
 def test_failed_job_is_recorded_with_its_message_and_retried(tmp_path, monkeypatch):

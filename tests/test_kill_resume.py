@@ -25,12 +25,13 @@ from bench.jobs import plan
 from bench.executors import LocalExecutor
 from bench.collect import collect
 from bench.render import markdown, latex
+from bench.claims import verdicts
 spec = TableSpec(name="kill", title="Kill", caption="Kill test.",
                  sections=(MetricGrid(rows=("toy_slow",), columns=(Column("id", "ID", "toy", "id_test", "rmse"),)),))
 ledger = Ledger(__import__("pathlib").Path(sys.argv[1]))
 run_jobs(plan(spec, "smoke"), spec, "smoke", LocalExecutor(), ledger)
 result = collect(spec, "smoke", ledger)
-open(sys.argv[2], "w").write(markdown(result) + latex(result))
+open(sys.argv[2], "w").write(markdown(result, verdicts(result)) + latex(result))
 """
 
 

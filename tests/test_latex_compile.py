@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+from bench.claims import verdicts
 from bench.collect import collect
 from bench.jobs import plan
 from bench.ledger import Ledger
@@ -68,7 +69,7 @@ def test_every_smoke_table_compiles_with_pdflatex(tmp_path):
         ledger = Ledger(tmp_path / name / "smoke")
         write_records(spec, ledger)
         result = collect(spec, "smoke", ledger)
-        assert markdown(result)
+        assert markdown(result, verdicts(result))
         tex = latex(result)
         assert tex.strip(), name
         body += [f"\\section*{{{name.replace('_', ' ')}}}", tex, r"\clearpage"]

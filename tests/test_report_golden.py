@@ -15,6 +15,7 @@ import toy_family  # noqa: F401
 from bench.collect import collect
 from bench.jobs import Job
 from bench.ledger import Ledger
+from bench.claims import verdicts
 from bench.render import csv_text, latex, markdown
 from bench.specs import Column, MetricGrid, TableSpec
 
@@ -64,6 +65,6 @@ def test_golden_markdown_latex_csv(tmp_path):
     # toy_fit ID: mean 1.0, toy_slow ID: mean 1.0 (tie for second); toy_ens ID 0.8 best
     assert result.cell("toy_slow", "id")["diverged"] == [2]
     assert result.cell("toy_ens", "id")["missing"] == [2]
-    check("golden.md", markdown(result))
+    check("golden.md", markdown(result, verdicts(result)))
     check("golden.tex", latex(result))
     check("golden.csv", csv_text(result))

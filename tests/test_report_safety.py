@@ -100,6 +100,17 @@ def test_a_complete_table_is_written_and_a_partial_one_never_replaces_it(toy):
     assert (toy.tables / "smoke" / "partial" / "toysafe.md").is_file()
 
 
+def test_a_report_draws_the_verdicts_once_for_the_printed_and_the_written_table(toy, monkeypatch):
+    """The verdicts' bootstrap runs once per table: rendering and writing are handed them."""
+    import bench.claims
+
+    drawn, real = [], bench.claims.verdicts
+    monkeypatch.setattr(bench.claims, "verdicts", lambda result: drawn.append(result.spec.name) or real(result))
+    code, out, _ = toy("report", "toysafe")
+    assert code == 0 and drawn == ["toysafe"]
+    assert out == toy.table.read_text() + "\n"  # what is printed is what is written
+
+
 def test_a_table_without_records_writes_nothing_and_says_to_run_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(TABLES, TOY.name, TOY)
     t = Toy(tmp_path, capsys)

@@ -8,8 +8,8 @@ returns, one row per (backbone, scope, method).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Mapping
 
 import pandas as pd
@@ -18,7 +18,7 @@ from levi_core.errors import ConfigError
 from levi_core.methods.catalog import label
 
 from bench import styling
-from bench.sections import Need
+from bench.sections.base import Narrowing, Need, Section
 
 COST_FIELDS = ("trainable_params", "inference_params", "flops_xla", "flops_analytic", "macs_analytic")
 BASELINE_COST_FIELDS = ("trainable_params", "inference_params", "flops_xla", "macs_analytic")
@@ -61,7 +61,7 @@ def _notes(table: dict, scope: str, data: dict) -> list[str]:
 
 
 @dataclass(frozen=True)
-class CostTable:
+class CostTable(Section):
     """Trainable and inference parameters and FLOPs of each row, per backbone and scope (T5:
     encoder and encoder+decoder), from one ``cost_analysis`` job per backbone."""
 
@@ -125,9 +125,6 @@ class CostTable:
         return pd.DataFrame(rows, columns=["table", "backbone", "scope", "method", *COST_FIELDS],
                             dtype=object)
 
-    def figures(self, frame, table, folder: Path) -> list[Path]:
-        return []
-
     def baseline(self, frame: pd.DataFrame) -> dict[str, dict]:
         return {f"{r['backbone']}|{r['scope']}|{r['method']}|{f}": {"value": r[f], "metric": "cost_rel"}
                 for _, r in frame.iterrows() for f in BASELINE_COST_FIELDS}
@@ -135,6 +132,11 @@ class CostTable:
     def missing(self, frame: pd.DataFrame) -> list[str]:
         have = {b for b in frame["backbone"]}
         return [f"cost_analysis on costs:backbone={b}: missing" for b in self.backbones if b not in have]
+
+    def narrow(self, narrowing: Narrowing) -> CostTable | None:
+        """The asked methods' rows (a cost job has no dataset to narrow); None when none."""
+        rows = narrowing.rows(self.rows)
+        return dataclasses.replace(self, rows=rows) if rows else None
 
 
 # ------------------------------------------------------------------ exact tables
@@ -166,7 +168,7 @@ EXACT_TABLES: dict[str, Callable[[Mapping], tuple[str, str, pd.DataFrame] | None
 
 
 @dataclass(frozen=True)
-class ExactTable:
+class ExactTable(Section):
     """A table of exact values (fractions as strings) read from one record, e.g. Table 6."""
 
     dataset: str
@@ -196,15 +198,6 @@ class ExactTable:
             return ""
         return styling.latex_table(frame, f"{frame.attrs['title']}. {frame.attrs['caption']}",
                                    f"{table.spec.name}-{self.key}", column_format="l" * len(frame.columns))
-
-    def csv(self, frame, table):
-        return None
-
-    def figures(self, frame, table, folder: Path) -> list[Path]:
-        return []
-
-    def baseline(self, frame) -> dict:
-        return {}
 
     def missing(self, frame: pd.DataFrame) -> list[str]:
         return [f"{self.method} on {self.dataset}: missing"] if frame.empty else []

@@ -1,6 +1,7 @@
 """Sections drawn as figures: the per-layer curve of Fig. 4 and the E.8 strength sweep.
 
-Both render their cells like a metric grid (``bench.sections``) and add a matplotlib figure.
+Both render their cells like a metric grid (``bench.sections.metric_grid``) and add a matplotlib
+figure.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import pandas as pd
 from levi_core.methods.catalog import label
 
 from bench import styling
-from bench.sections import (
-    Column, MetricGrid, Need, _pyplot, _save, cell_baseline, cell_text, csv_rows, layer_rows,
-    missing_cells,
-)
+from bench.metric_format import metric as metric_format
+from bench.sections.base import Column, Need, layer_rows
+from bench.sections.metric_grid import CellSection, MetricGrid, cell_text
 
 
 # ------------------------------------------------------------------ layer curve (Fig. 4)
@@ -32,6 +32,9 @@ class LayerCurve(MetricGrid):
 
     def rows_for(self, preset: str) -> tuple[str, ...]:
         return layer_rows(preset)
+
+    def has_rows(self) -> bool:
+        return True  # its rows are the backbone's layers, which no --methods filter removes
 
     def markdown(self, frame: pd.DataFrame, table) -> str:
         return super().markdown(frame, table) + f"\n![{table.spec.title}]({table.spec.name}_layers.png)\n"
@@ -58,7 +61,7 @@ class LayerCurve(MetricGrid):
                        for vs in zip(*curves.values())]
                 ax.plot(range(1, len(rows) + 1), avg, marker="s", color="black", label="average")
             ax.set_xlabel("layer of the frozen large model")
-            ax.set_ylabel(f"{name} {self.shifts[0].metric.upper()}")
+            ax.set_ylabel(f"{name} {metric_format(self.shifts[0].metric).short}")
             ax.set_title(name, fontsize=9)
             ax.grid(alpha=0.3)
             if curves:
@@ -75,7 +78,7 @@ class LayerCurve(MetricGrid):
 
 # ------------------------------------------------------------------ sweep
 @dataclass(frozen=True)
-class Sweep:
+class Sweep(CellSection):
     """A figure over a family of datasets (e.g. the spurious-strength sweep of E.8).
 
     ``points`` maps the swept value (x axis) to a dataset id; each point runs ``methods`` and is
@@ -117,9 +120,6 @@ class Sweep:
                    "selected on id_val, mean ± std over seeds.")
         return styling.latex_table(pd.DataFrame(texts), caption, f"{table.spec.name}-{self.key}")
 
-    def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
-        return csv_rows(frame, table, {})
-
     def figures(self, frame: pd.DataFrame, table, folder: Path) -> list[Path]:
         plt = _pyplot()
         cells = frame.set_index(["column", "method"])
@@ -139,5 +139,18 @@ class Sweep:
         ax.legend(fontsize=8)
         return [_save(fig, folder / f"{table.spec.name}_{self.key}.png")]
 
-    baseline = staticmethod(cell_baseline)
-    missing = staticmethod(missing_cells)
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    _pyplot().close(fig)
+    return path

@@ -1,101 +1,44 @@
-"""The sections a table is made of, each planning its jobs, collecting its cells and rendering
-itself: a metric grid, a per-OOD-set breakdown, a layer curve and a sweep. (Sections built from
-one record each, the cost and exact tables, are in ``bench.record_sections``.)
-
-A section's three steps:
-
-* ``needs(preset)``: which (dataset, methods) it needs; ``bench.jobs.plan`` turns them into jobs
-  (every seed, every grid point, dependencies first).
-* ``collect(recs)``: its part of the records as a pandas DataFrame. ``recs`` is the table's
-  ``bench.collect.Records``: the selected run of every (dataset, method, seed) and, through
-  ``recs.cells(rows, columns)``, one row per (column, method) with the seeds aggregated by
-  groupby (mean, sample std, n, missing, diverged and corrupt seeds).
-* ``markdown`` / ``latex`` / ``csv`` / ``figures`` / ``baseline`` / ``missing``: its rendering,
-  its rows of the table's CSV, its figures, the numbers ``bench check`` pins, and the cells
-  that have no value yet.
+"""Sections whose cells are metrics aggregated over seeds: the metric grid (rows of methods,
+columns of a metric of a split role) and its per-OOD-set breakdown; ``CellSection`` gives them
+(and the sweep of ``bench.sections.figures``) the CSV rows, baseline and missing cells of such a
+frame.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import pandas as pd
 
 from levi_core.methods.catalog import label
 
 from bench import styling
+from bench.metric_format import metric as metric_format
+from bench.sections.base import Column, Narrowing, Need, Section, Shift, resolve
 
 
-@dataclass(frozen=True)
-class Column:
-    """One column of a table: a metric of one split role of one dataset.
+class CellSection(Section):
+    """A section whose frame is metric cells (``Records.cells``): one CSV row per cell, every
+    cell mean pinned by ``bench check``, every seed without a value listed as missing."""
 
-    ``role`` is a split role (``id_test``, ``ood/test``) or ``<prefix>/mean`` for the mean over
-    every role that starts with ``<prefix>/`` (``ood/mean``: all OOD sets of the dataset;
-    ``ood/product/mean``: Amazon's product categories).
-    """
+    def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
+        return csv_rows(frame, table, {})
 
-    key: str
-    label: str
-    dataset: str
-    role: str
-    metric: str
+    def baseline(self, frame: pd.DataFrame) -> dict[str, dict]:
+        return cell_baseline(frame)
 
+    def missing(self, frame: pd.DataFrame) -> list[str]:
+        return missing_cells(frame)
 
-@dataclass(frozen=True)
-class Shift:
-    """A distribution shift: one dataset's ID test set against its OOD set(s).
-
-    Gives the grid two columns, ``<key>/id`` and ``<key>/ood``; claims are checked per shift.
-    """
-
-    key: str
-    label: str
-    dataset: str
-    ood_role: str
-    metric: str
-    id_role: str = "id_test"
-
-    def columns(self) -> tuple[Column, Column]:
-        return (Column(f"{self.key}/id", f"{self.label} ID", self.dataset, self.id_role, self.metric),
-                Column(f"{self.key}/ood", f"{self.label} OOD", self.dataset, self.ood_role, self.metric))
-
-
-class Need(NamedTuple):
-    """Jobs a section needs: ``methods`` on a logical ``dataset`` (the preset resolves its id).
-
-    ``once``: one job per method, seed 0, no grid (e.g. the exact linear example); otherwise
-    every seed of the table and every point of each method's grid, dependencies included.
-    ``grid_dataset``: the logical name whose preset grid subset applies (None: none).
-    """
-
-    dataset: str
-    methods: tuple[str, ...]
-    once: bool = False
-    grid_dataset: str | None = None
-
-
-def resolve(preset: str, dataset: str) -> str | None:
-    from bench.presets import get_preset
-
-    return get_preset(preset).dataset_id(dataset)
-
-
-def layer_rows(preset: str) -> tuple[str, ...]:
-    """``layer/1`` ... ``layer/L`` for the text backbone of the preset."""
-    from levi_core.backbones import get_config
-
-    from bench.presets import get_preset
-
-    backbone = get_preset(preset).typed_settings().text.backbone
-    return tuple(f"layer/{k}" for k in range(1, get_config(backbone).num_layers + 1))
+    def cells(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame
 
 
 # ------------------------------------------------------------------ metric grid
 @dataclass(frozen=True)
-class MetricGrid:
+class MetricGrid(CellSection):
     """Rows (methods) x columns (a metric of a split role): mean ± std over seeds.
 
     Attributes:
@@ -176,7 +119,7 @@ class MetricGrid:
             marks[col.label] = [rk.get(m) for m in ranked] + [None] * len(self.references)
             if col.key in pcols:
                 texts[f"{col.label} (paper)"] = [
-                    styling.fmt(self.paper.get((m, col.key)), col.metric) for m in ranked + self.references]
+                    metric_format(col.metric).cell(self.paper.get((m, col.key))) for m in ranked + self.references]
                 marks[f"{col.label} (paper)"] = [None] * len(texts["Method"])
         return pd.DataFrame(texts), pd.DataFrame(marks), len(ranked)
 
@@ -198,14 +141,22 @@ class MetricGrid:
     def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
         return csv_rows(frame, table, self.paper)
 
-    def figures(self, frame, table, folder: Path) -> list[Path]:
-        return []
+    def narrow(self, narrowing: Narrowing) -> MetricGrid | None:
+        """The asked rows and the columns of the asked datasets; the breakdowns drawn from this
+        grid follow it (``narrowing.grids``). None when no row or no column is left."""
+        keep = narrowing.rows
+        new = dataclasses.replace(
+            self, rows=keep(self.rows),
+            shifts=tuple(sh for sh in self.shifts if narrowing.keeps(sh.dataset)),
+            columns=tuple(c for c in self.columns if narrowing.keeps(c.dataset)),
+            references=keep(self.references),
+            extensions=tuple((n, keep(r)) for n, r in self.extensions if keep(r)))
+        narrowing.grids[id(self)] = new
+        return new if new.has_rows() and (new.shifts or new.columns) else None
 
-    def baseline(self, frame: pd.DataFrame) -> dict[str, dict]:
-        return cell_baseline(frame)
-
-    def missing(self, frame: pd.DataFrame) -> list[str]:
-        return missing_cells(frame)
+    def has_rows(self) -> bool:
+        """Whether it has method rows to show (a narrowed grid may have none left)."""
+        return bool(self.rows or self.extensions)
 
 
 def chosen_hparams(table, dataset: str, rows) -> str:
@@ -243,9 +194,10 @@ def cell_text(cell: Mapping[str, Any], metric: str) -> str:
         return "corrupt"
     if pd.isna(cell["mean"]):
         return "diverged" if cell["diverged"] else "–"
-    text = styling.fmt(cell["mean"], metric)
+    shown = metric_format(metric)
+    text = shown.cell(cell["mean"])
     if not pd.isna(cell["std"]):
-        text += " ± " + styling.fmt(cell["std"], metric)
+        text += " ± " + shown.cell(cell["std"])
     if cell["missing"] or cell["diverged"]:
         text += f" (n={cell['n']})"
     return text
@@ -283,7 +235,7 @@ def csv_rows(frame: pd.DataFrame, table, paper: Mapping[tuple[str, str], float])
 
 # ------------------------------------------------------------------ per-OOD-set breakdown
 @dataclass(frozen=True)
-class OodBreakdown:
+class OodBreakdown(CellSection):
     """A per-OOD-set grid (the paper's Tables 9-12, 17, 18): the rows of ``of``, one column per
     role under ``prefix`` found in the records of ``dataset``."""
 
@@ -326,27 +278,9 @@ class OodBreakdown:
         return styling.latex_table(texts, self.title, f"{table.spec.name}-{self.key}", marks,
                                    rule_before=[n])
 
-    def csv(self, frame: pd.DataFrame, table) -> pd.DataFrame:
-        return csv_rows(frame, table, {})
+    def narrow(self, narrowing: Narrowing) -> OodBreakdown | None:
+        """Kept while its dataset is asked for, on the rows of its narrowed grid."""
+        if narrowing.keeps(self.dataset) and id(self.of) in narrowing.grids:
+            return dataclasses.replace(self, of=narrowing.grids[id(self.of)])
+        return None
 
-    def figures(self, frame, table, folder: Path) -> list[Path]:
-        return []
-
-    baseline = staticmethod(cell_baseline)
-    missing = staticmethod(missing_cells)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata={"Software": None})
-    _pyplot().close(fig)
-    return path
