@@ -1,4 +1,5 @@
-"""Verdicts on the paper's claims (../shared/paper/CLAIMS.md) from reproduced numbers.
+"""Verdicts on the paper's claims (C1-C16, each stated in its checker's docstring and verdict
+text below) from reproduced numbers.
 
 Each checker reads a TableResult (through a ``bench.uncertainty.Noise`` over it) and returns a
 Verdict: ``supported``, ``contradicted``, ``partly supported`` (some parts hold, some fail),
@@ -172,7 +173,7 @@ def c9(result: TableResult, noise: Noise | None = None) -> Verdict:
 
     def check(v: ShiftView) -> Outcome:
         parts = [v.beats_all("levi", rows, "ood"),
-                 # ID "comparable to FT": at most 1 point worse (one-sided, as CLAIMS.md states it)
+                 # ID "comparable to FT": at most 1 point worse (one-sided: only a worse ID can fail it)
                  v.test("levi", "ft", "id", threshold=-C9_ID_POINTS)]
         names = ["best OOD", f"ID not more than {C9_ID_POINTS:g} point below FT"]
         parts = [Outcome(p.state, f"{n}: {p.state} ({p.why})", p.tests, n) for n, p in zip(names, parts)]

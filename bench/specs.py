@@ -37,7 +37,7 @@ class TableSpec:
         cost or exact tables); each plans its jobs, collects its cells and renders itself.
       seeds: seeds to run and average over.
       grids: per-method overrides of the method's hyperparameter grid (e.g. a stated subset).
-      claims: ids of ../shared/paper/CLAIMS.md whose verdicts this table gives.
+      claims: ids of the paper's claims (``bench.claims.CHECKERS``) whose verdicts this table gives.
     """
 
     name: str

@@ -22,19 +22,7 @@ PACKAGES = ("levi_core", "bench")
 # Edges that close a cycle today in code being restructured separately: ``edge -> reason``.
 # The main test ignores exactly these edges; the strict xfail below fails as soon as the full
 # graph has no cycle, so that the list is emptied (and the xfail removed) once they are gone.
-PENDING: dict[tuple[str, str], str] = {
-    ("levi_core.data.base", "levi_core.data"):
-        "the loader registry imports its own package to register the built-in datasets "
-        "(datasets registering themselves: the settings part of issue 21)",
-    ("levi_core.data.describe", "levi_core.data"):
-        "describe imports the package to register the loaders (as above)",
-    ("levi_core.data.fixtures", "levi_core.data.cifar_folder"):
-        "the fixture generators live in one table beside the loaders they imitate "
-        "(each dataset registering its own generator: the settings part of issue 21)",
-    ("levi_core.methods.registry", "levi_core.methods"):
-        "the method registry imports its own package to register the built-in methods "
-        "(the catalog part of issue 21)",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def project_modules() -> dict[str, Path]:

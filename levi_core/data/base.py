@@ -147,7 +147,8 @@ def declaration(dataset_id: str) -> Declaration:
 
 
 def _ensure_loaders() -> None:
-    import levi_core.data  # noqa: F401  (registers the built-in loaders)
+    """The plugins' loaders too. (The built-in ones are registered already: importing this
+    module ran ``levi_core/data/__init__.py`` first, which imports every dataset module.)"""
     from levi_core.plugins import load_plugins
 
     load_plugins()

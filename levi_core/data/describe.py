@@ -74,6 +74,4 @@ def data_dir_for(dataset_id: str, data_dir: str | None) -> str | None:
 def describe(dataset_id: str, data_dir: str | None = None) -> str:
     """Load ``dataset_id`` (e.g. ``movielens`` or ``movielens:val_frac=0.2``) and describe it.
     ``data_dir`` is ``DIR`` or ``NAME=DIR`` (see `data_dir_for`)."""
-    import levi_core.data  # noqa: F401  (registers the loaders, for dataset_names)
-
     return describe_dataset(load_dataset(dataset_id, data_dir_for(dataset_id, data_dir)))

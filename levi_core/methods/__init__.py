@@ -18,7 +18,7 @@ from levi_core.methods.registry import (  # noqa: F401
     register_method,
     register_parametric,
 )
-from levi_core.methods import catalog  # noqa: E402,F401  (declares every method of DESIGN.md)
+from levi_core.methods import catalog  # noqa: E402,F401  (declares every method)
 from levi_core.methods import standard  # noqa: E402,F401  (ft, ht, lp, fs, lp_ft, lora, ft_zeroshot, a1, ensembles)
 from levi_core.methods import levi  # noqa: E402,F401  (levi*, a3-a5, layer/<k>)
 from levi_core.methods import refs  # noqa: E402,F401  (ref/* rows for rating regression)

@@ -282,7 +282,8 @@ def get_impl(method_name: str, family: str) -> Impl:
 
 
 def _ensure_loaded() -> None:
-    import levi_core.methods  # noqa: F401  (registers the built-in methods)
+    """The plugins' methods too. (The built-in ones are registered already: importing this
+    module ran ``levi_core/methods/__init__.py`` first, which imports every method module.)"""
     from levi_core.plugins import load_plugins
 
     load_plugins()
