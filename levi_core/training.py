@@ -49,6 +49,9 @@ OPTIMIZE_STEPS = 2000
 # Host memory for one chunk of gathered batches: text batches fit hundreds of steps, a batch of
 # 224 x 224 images one.
 CHUNK_BYTES = 64 << 20
+# Steps per straight-line program when a run is unrolled (``fit(unroll=...)``): enough to keep
+# dispatch cheap, few enough that compiling stays short.
+UNROLL_STEPS = 4
 
 
 # ---------------------------------------------------------------- loss and predictions
@@ -152,7 +155,7 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
         transform: Callable | None = None, prepare: Callable | None = None,
         select: EpochSelect | None = None, progress: str | None = None,
         optimize: bool | None = None, micro_batches: int = 1,
-        checkpoint: "TrainCheckpoint | None" = None):
+        checkpoint: "TrainCheckpoint | None" = None, unroll: int = 0):
     """Train ``params`` on ``data`` (``{"y": labels, ...inputs}``) with minibatches ``idx``.
 
     ``apply_fn(params, extra, batch) -> (out [B, H, O], new_extra)`` (``extra``: mutable model
@@ -167,6 +170,10 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     update up to float rounding, less activation memory; see ``split_batch``).
     ``checkpoint``: keep the run's state there every few minutes and resume from it, so that a
     killed job restarts where it stopped (``TrainCheckpoint``; runs without epoch selection).
+    ``unroll``: run the steps in chunks of this many, each chunk one straight-line program
+    instead of a loop (0: loop). XLA's CPU backend runs convolutions inside a loop body far
+    slower than outside one (``bench/benchmarks/unroll_speed.py`` measures it), so models with
+    a convolutional small model train unrolled; the numbers are the same steps'.
 
     Returns ``(params, extra, losses [steps run] (NaN from a divergence on), diverged)``.
     """
@@ -175,7 +182,7 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     optimize = len(idx) >= OPTIMIZE_STEPS if optimize is None else optimize
     check_micro_batches(micro_batches, idx.shape[1] if idx.ndim == 2 else 0, extra)
     run = _program(apply_fn, task, optimizer, labels, cache_key, grid=False, optimize=optimize,
-                   micro_batches=micro_batches)
+                   micro_batches=micro_batches, unroll=bool(unroll))
     tx_state = make_optimizer(optimizer, labels).init(params)
     bad = jnp.array(False)
     losses = []
@@ -193,6 +200,8 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
             losses.append(done)
             bad = jnp.asarray(bad)
         max_chunk = checkpoint.steps_per_chunk
+    if unroll:
+        max_chunk = min(max_chunk or unroll, unroll)
     with bar(progress, total=len(idx), unit="step") as pbar:
         pbar.update(start)
         for lo in range(start, len(idx), per_epoch):
@@ -309,7 +318,7 @@ def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], 
              lrs, task: str, optimizer: str = "adam", labels=None, cache_key: Any = None,
              transform: Callable | None = None, prepare: Callable | None = None,
              select: Callable[[], EpochSelect] | None = None, progress: str | None = None,
-             micro_batches: int = 1) -> list[tuple]:
+             micro_batches: int = 1, unroll: int = 0) -> list[tuple]:
     """``fit`` for several learning rates at once: one compiled program that ``vmap``s the
     training loop over the learning rates (same start, same batches), so a grid of small
     models costs about one run's dispatch and compile instead of one per point. Returns one
@@ -328,11 +337,12 @@ def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], 
             sel = select()
             out.append(fit(apply_fn, params, extra, data, idx, lr, task, optimizer, labels,
                            cache_key, transform, prepare, sel, progress,
-                           micro_batches=micro_batches) + (sel,))
+                           micro_batches=micro_batches, unroll=unroll) + (sel,))
         return out
-    if g == 1 or micro_batches > 1:  # the plain program (a one-member vmap would be another)
+    if g == 1 or micro_batches > 1 or unroll:  # the plain program, one member at a time
         return [fit(apply_fn, params, extra, data, idx, lr, task, optimizer, labels,
-                    cache_key, transform, prepare, progress=progress, micro_batches=micro_batches)
+                    cache_key, transform, prepare, progress=progress, micro_batches=micro_batches,
+                    unroll=unroll)
                 for lr in lrs]
     run = _program(apply_fn, task, optimizer, labels, cache_key, grid=True,
                    optimize=len(idx) >= OPTIMIZE_STEPS)
@@ -352,16 +362,16 @@ def fit_grid(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], 
 
 
 def _program(apply_fn, task: str, optimizer: str, labels, cache_key, grid: bool,
-             optimize: bool = False, micro_batches: int = 1):
+             optimize: bool = False, micro_batches: int = 1, unroll: bool = False):
     """The compiled training loop (``vmap``ped over learning rates for a grid), reused across
     calls with the same ``cache_key``, task, optimizer, mask and batch split; ``optimize``:
     with XLA's backend optimisations (long runs, ``OPTIMIZE_STEPS``)."""
     label_key = None if labels is None else tuple(sorted(traverse_util.flatten_dict(labels).items()))
     key = None if cache_key is None else (grid, cache_key, task, optimizer, label_key, optimize,
-                                          micro_batches)
+                                          micro_batches, unroll)
     run = _PROGRAMS.get(key) if key is not None else None
     if run is None:
-        loop = _make_run(apply_fn, task, make_optimizer(optimizer, labels), micro_batches)
+        loop = _make_run(apply_fn, task, make_optimizer(optimizer, labels), micro_batches, unroll)
         if grid:
             loop = jax.vmap(loop, in_axes=(0, 0, 0, 0, None, None, 0))
         run = jax.jit(loop, compiler_options=None if optimize else COMPILER_OPTIONS)
@@ -427,7 +437,7 @@ def split_batch(batch, micro_batches: int):
         lambda a: a.reshape((micro_batches, a.shape[0] // micro_batches) + a.shape[1:]), batch)
 
 
-def _make_run(apply_fn, task, tx, micro_batches: int = 1):
+def _make_run(apply_fn, task, tx, micro_batches: int = 1, unroll: bool = False):
     def run(params, extra, opt_state, bad, batches, valid, lr):
         def loss_fn(p, ex, batch):
             out, new_ex = apply_fn(p, ex, batch)
@@ -464,7 +474,7 @@ def _make_run(apply_fn, task, tx, micro_batches: int = 1):
             return carry, jnp.where(bad | ~finite, jnp.nan, loss)
 
         (p, ex, st, bad), losses = jax.lax.scan(step, (params, extra, opt_state, bad),
-                                                (batches, valid))
+                                                (batches, valid), unroll=unroll)
         return p, ex, st, bad, losses
 
     return run

@@ -65,3 +65,25 @@ def test_the_split_is_recorded_as_batch_norm_per_micro_batch():
     split = training.BatchSplit(4, 10, 40, 20, True, batch_norm=True)
     assert split.describe() == "gradient accumulation over 4 micro-batches (batch norm per micro-batch)"
     assert training.BatchSplit(1, 10, 10, 20, True).describe() == "none"
+
+
+def test_an_unrolled_run_takes_the_same_steps_as_a_looped_one():
+    """``fit(unroll=k)``: chunks of k steps as straight-line programs (the vision heads' way
+    around slow convolutions in a CPU loop body) give the looped run's parameters and losses."""
+    rng = np.random.default_rng(1)
+    data = {"x": rng.normal(size=(40, 3)).astype(np.float32),
+            "y": rng.normal(size=40).astype(np.float32)}
+    model = _BNModel()
+    v = model.init(jax.random.PRNGKey(0), data["x"][:2], False)
+
+    def apply_fn(p, ex, batch):
+        out, new = model.apply({"params": p, **ex}, batch["x"], True, mutable=["batch_stats"])
+        return out[:, None, :], dict(new)
+
+    idx = training.batch_indices(40, 4, 1, [0])  # 10 steps: chunks of 4, 4 and 2 (+2 no-ops)
+    runs = [training.fit(apply_fn, v["params"], {"batch_stats": v["batch_stats"]}, data, idx,
+                         0.05, "regression", "adam", optimize=False, unroll=u) for u in (0, 4)]
+    for a, b in zip(jax.tree_util.tree_leaves(runs[0][:2]), jax.tree_util.tree_leaves(runs[1][:2])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(runs[0][2], runs[1][2], rtol=1e-5)
+    assert len(runs[1][2]) == 10

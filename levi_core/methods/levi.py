@@ -103,7 +103,8 @@ def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...] | N
                 apply_fn, start, start_extra, data, order, lrs,
                 e.task, e.optimizer, cache_key=("heads", model, n_states, tuple(small_keys)),
                 transform=transform, select=e.selector(predict), progress=f"{tag} train",
-                micro_batches=split.micro_batches)
+                micro_batches=split.micro_batches,
+                unroll=training.UNROLL_STEPS if use_small and e.modality == "vision" else 0)
         members = []
         for lr, (params, extra, losses, bad, *sel) in zip(lrs, runs):
             extras = training.loss_extras(losses, bad)
