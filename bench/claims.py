@@ -176,7 +176,8 @@ def c9(result: TableResult, noise: Noise | None = None) -> Verdict:
                  # ID "comparable to FT": at most 1 point worse (one-sided: only a worse ID can fail it)
                  v.test("levi", "ft", "id", threshold=-C9_ID_POINTS)]
         names = ["best OOD", f"ID not more than {C9_ID_POINTS:g} point below FT"]
-        parts = [Outcome(p.state, f"{n}: {p.state} ({p.why})", p.tests, n) for n, p in zip(names, parts)]
+        parts = [Outcome(p.state, f"{n}: {p.state}" + (f" ({p.why})" if p.why else ""), p.tests, n)
+                 for n, p in zip(names, parts)]
         for name, col in _ood_sets(noise, v):  # top 2: beats all other rows but at most one
             parts.append(at_least(len(others) - 1, [test(noise, "levi", r, col) for r in others],
                                   name=f"top 2 on {name}"))

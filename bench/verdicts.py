@@ -234,7 +234,7 @@ def per_shift(noise: Noise, statement: str, claim: str, methods: Sequence[str], 
         o = check(view)
         states.append(o.state)
         tests += o.tests
-        details.append(f"{shift.label}: {o.state} ({o.why})")
+        details.append(f"{shift.label}: {o.state}" + (f" ({o.why})" if o.why else ""))
     status = status_from(states)
     if not_run:
         details.append(f"not run under preset {result.preset}: {', '.join(not_run)}")

@@ -44,6 +44,7 @@ def test_c9_flips_with_the_numbers_and_a_better_id_never_fails_it(tmp_path):
     v = verdict(tmp_path / "a", sp, {"levi": (0.95, 0.95)})
     assert v.status == "supported", v.detail
     assert "top 2 on x: holds" in v.detail and "top 2 on y: holds" in v.detail
+    assert "()" not in v.detail  # a part with nothing to add says so without empty brackets
     assert verdict(tmp_path / "b", sp, {"levi": (0.95, 0.8)}).status == "undecided"
     assert verdict(tmp_path / "c", sp, {"levi": (0.95, 0.5)}).status == "contradicted"
     # best OOD but ID far below FT's: fails
