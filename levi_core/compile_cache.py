@@ -6,8 +6,8 @@ each for a 6-layer backbone on CPU). ``use(cache_dir)`` points JAX's persistent 
 cache at one folder per machine and user (``folder()``: ``$XDG_CACHE_HOME/levi-bench/xla``,
 by default ``~/.cache/levi-bench/xla``): the first job of a shape writes the compiled
 executables there and every later job, in any process and under any results root, loads them
-instead of compiling. A smoke table is mostly compilation on CPU: Table 1 took 72 s from an
-empty cache and 33 s with a warm one (2 Ray workers, this 2-core machine).
+instead of compiling. A smoke table is mostly compilation on CPU, so a warm cache saves most of
+its time (``bench run`` prints what the cache saved per job).
 
 Why per machine and not per results root: a results root on shared storage is read by every
 node of a cluster, and an XLA CPU executable is built for its host's instruction set.

@@ -27,12 +27,11 @@ def matmul(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     """``x @ w`` ([..., K] x [K, N]) with a backward pass written as two plain matrix products.
 
     Why: autodiff writes the weight gradient as a dot contracting the batch and token
-    dimensions of ``x`` and ``g`` together, which XLA:CPU (jaxlib 0.10.2) runs far below its
-    matmul rate: the MiniLM-L6 fine-tuning step takes 898 ms with it against 701 ms with
-    ``x.reshape(-1, K).T @ g.reshape(-1, N)`` (``bench/benchmarks/step_breakdown.py``'s
-    setting, idle machine). The input gradient contracts ``g`` with ``w``'s last dimension
-    directly: materialising ``w.T`` first (what this function did before jaxlib's dots went
-    through YNNPACK) is no faster alone and costs up to 13 ms per copy inside a ViT-B/16 step.
+    dimensions of ``x`` and ``g`` together, which XLA:CPU runs far below its matmul rate; the
+    same product written as ``x.reshape(-1, K).T @ g.reshape(-1, N)`` runs at it
+    (``bench/benchmarks/step_breakdown.py`` measures both). The input gradient contracts ``g``
+    with ``w``'s last dimension directly: materialising ``w.T`` first is no faster alone and
+    costs a copy per matmul inside a large step.
     """
     return jnp.dot(x, w)
 

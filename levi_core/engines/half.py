@@ -42,9 +42,9 @@ from levi_core.engines.base import batches, take
 from levi_core.engines.forward import SEQ_MULTIPLE, _forward_top, _lower, _top, distinct_rows, gather_rows
 
 _LOADED: dict[str, "Boundary"] = {}
-# Above this the boundary is not stored and ht runs the whole model: MovieLens with MiniLM is
-# about 12 GB (100k examples x 80 tokens x 384 float32), ImageNet-scale image sets would be
-# several times that on disk.
+# Above this the boundary is not stored and ht runs the whole model: the boundary holds every
+# token's state of every distinct example (examples x tokens x width floats), which fits for
+# MovieLens-sized text sets and not for ImageNet-sized image sets.
 MAX_BYTES = 24 << 30
 
 
