@@ -68,9 +68,10 @@ class CostTable(Section):
     rows: tuple[str, ...]
     backbones: tuple[str, ...]
     key: str = "costs"
+    options: str = ""  # more options of the ``costs`` dataset, e.g. the task's head size
 
     def datasets(self) -> list[str]:
-        return [f"costs:backbone={b}" for b in self.backbones]
+        return [f"costs:backbone={b}{self.options}" for b in self.backbones]
 
     def needs(self, preset: str) -> list[Need]:
         return [Need(d, ("cost_analysis",), once=True) for d in self.datasets()]

@@ -21,4 +21,5 @@ def run_cost_analysis(ctx) -> RunOutput:
 
     info = ctx.dataset.info
     kwargs = {"seq_len": info["seq_len"]} if not info["backbone"].startswith("vit") else {}
+    kwargs.update({k: info[k] for k in ("num_outputs", "adapter_hidden") if k in info})
     return RunOutput(extras=cost_table(info["backbone"], METHODS, **kwargs))
