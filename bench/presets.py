@@ -108,8 +108,11 @@ PRESETS: dict[str, Preset] = {
             # columns are not part of this preset (each dataset module declares its cpu id).
             grids={**{d: {m: {"lr": (1e-4, 1e-3)} for m in LARGE_METHODS}
                       for d in ("movielens", "movielens_time")},
-                   # SGD with momentum (the paper's vision optimizer): larger steps than Adam's
-                   "cifar_vehicles": {m: {"lr": (1e-3, 1e-2)} for m in LARGE_METHODS}},
+                   # SGD with momentum (the paper's vision optimizer): larger steps than Adam's.
+                   # LEVI's heads start from scratch (a small CNN and adapting layers): the two
+                   # upper points of their grid, where a fresh network moves in 10 epochs of SGD
+                   "cifar_vehicles": {**{m: {"lr": (1e-3, 1e-2)} for m in LARGE_METHODS},
+                                      **{m: {"lr": (1e-2, 1e-1)} for m in ("levi", "levi/lora")}}},
             select_on_seed0=LARGE_METHODS,
         ),
         Preset(
