@@ -112,7 +112,7 @@ PRESETS: dict[str, Preset] = {
                    # LEVI's heads start from scratch (a small CNN and adapting layers): the two
                    # upper points of their grid, where a fresh network moves in 10 epochs of SGD
                    "cifar_vehicles": {**{m: {"lr": (1e-3, 1e-2)} for m in LARGE_METHODS},
-                                      **{m: {"lr": (1e-2, 1e-1)} for m in ("levi", "levi/lora")}}},
+                                      **{m: {"lr": (1e-2, 1e-1)} for m in ("levi", "levi/lora", "a4")}}},
             select_on_seed0=LARGE_METHODS,
         ),
         Preset(

@@ -215,7 +215,8 @@ def per_shift(noise: Noise, statement: str, claim: str, methods: Sequence[str], 
     # A row the claim compares that the table lacks (a --methods filter, or a grid without it)
     # leaves the claim open: comparing the rows that remain would answer another question.
     absent = [m for m in dict.fromkeys(methods)
-              if grid is None or m not in (*grid.rows_for(result.preset), *grid.references)]
+              if grid is None or m not in (*grid.rows_for(result.preset),
+                                           *grid.references_for(result.preset))]
     if absent:
         return Verdict(claim, statement, UNDECIDED,
                        f"cannot decide: this table has no row for {', '.join(absent)} (a --methods "

@@ -45,6 +45,8 @@ class MetricGrid(CellSection):
       rows: ranked method rows, in display order.
       shifts: each gives an ID and an OOD column (first); ``columns``: further columns.
       references: rows shown below a rule, never ranked (e.g. the ID-train mean rating).
+      preset_references: more reference rows under a named preset only (``references_for``),
+        e.g. the small model alone beside a proxy shift whose jobs the other presets lack.
       paper: (method, column key) -> the paper's figure, printed beside ours (only where the
         paper gives one; never invented).
       extensions: (extension name, rows) added by plugins (``bench.specs.extend_table``):
@@ -58,10 +60,16 @@ class MetricGrid(CellSection):
     references: tuple[str, ...] = ()
     paper: Mapping[tuple[str, str], float] = field(default_factory=dict)
     key: str = "grid"
+    preset_references: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     extensions: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def rows_for(self, preset: str) -> tuple[str, ...]:
         return self.rows
+
+    def references_for(self, preset: str) -> tuple[str, ...]:
+        """The reference rows under ``preset``: the table's own, then the preset's."""
+        return self.references + tuple(r for r in self.preset_references.get(preset, ())
+                                       if r not in self.references)
 
     def shown_rows(self, preset: str) -> tuple[str, ...]:
         """The ranked rows a report shows: the table's own, then the extensions' rows."""
@@ -89,17 +97,18 @@ class MetricGrid(CellSection):
                     out.append(f"FT+ZeroShot's alpha chosen on id_val, {dataset}: {chosen}.")
         for dataset in dict.fromkeys(c.dataset for c in self.columns_for(table.preset)):
             note = chosen_hparams(table, resolve(table.preset, dataset),
-                                  self.shown_rows(table.preset) + self.references)
+                                  self.shown_rows(table.preset) + self.references_for(table.preset))
             if note:
                 out.append(f"Chosen on id_val, {dataset} (seeds {', '.join(map(str, table.records.seeds))}): {note}.")
         return list(dict.fromkeys(out))
 
     def needs(self, preset: str) -> list[Need]:
-        rows = self.shown_rows(preset) + self.references
+        rows = self.shown_rows(preset) + self.references_for(preset)
         return [Need(c.dataset, rows, grid_dataset=c.dataset) for c in self.columns_for(preset)]
 
     def collect(self, recs) -> pd.DataFrame:
-        return recs.cells(self.shown_rows(recs.preset) + self.references, self.columns_for(recs.preset))
+        return recs.cells(self.shown_rows(recs.preset) + self.references_for(recs.preset),
+                          self.columns_for(recs.preset))
 
     # rendering
     def layout(self, frame: pd.DataFrame, preset: str, columns=None):
@@ -107,19 +116,20 @@ class MetricGrid(CellSection):
         underlined), ranked rows first; paper columns beside the columns that have one."""
         columns = list(self.columns_for(preset) if columns is None else columns)
         ranked = self.shown_rows(preset)
+        refs = self.references_for(preset)
         cells = frame.set_index(["column", "method"])
         pcols = {c for (_, c) in self.paper}
         texts: dict[str, list[str]] = {"Method": [label(m) for m in ranked]
-                                       + [f"{label(m)} (reference)" for m in self.references]}
+                                       + [f"{label(m)} (reference)" for m in refs]}
         marks: dict[str, list] = {"Method": [None] * len(texts["Method"])}
         for col in columns:
             rk = styling.ranks({m: cells.loc[(col.key, m), "mean"] for m in ranked}, col.metric)
             texts[col.label] = [cell_text(cells.loc[(col.key, m)], col.metric)
-                                for m in ranked + self.references]
-            marks[col.label] = [rk.get(m) for m in ranked] + [None] * len(self.references)
+                                for m in ranked + refs]
+            marks[col.label] = [rk.get(m) for m in ranked] + [None] * len(refs)
             if col.key in pcols:
                 texts[f"{col.label} (paper)"] = [
-                    metric_format(col.metric).cell(self.paper.get((m, col.key))) for m in ranked + self.references]
+                    metric_format(col.metric).cell(self.paper.get((m, col.key))) for m in ranked + refs]
                 marks[f"{col.label} (paper)"] = [None] * len(texts["Method"])
         return pd.DataFrame(texts), pd.DataFrame(marks), len(ranked)
 
@@ -150,6 +160,7 @@ class MetricGrid(CellSection):
             shifts=tuple(sh for sh in self.shifts if narrowing.keeps(sh.dataset)),
             columns=tuple(c for c in self.columns if narrowing.keeps(c.dataset)),
             references=keep(self.references),
+            preset_references={p: keep(r) for p, r in self.preset_references.items()},
             extensions=tuple((n, keep(r)) for n, r in self.extensions if keep(r)))
         narrowing.grids[id(self)] = new
         return new if new.has_rows() and (new.shifts or new.columns) else None
@@ -256,10 +267,12 @@ class OodBreakdown(CellSection):
     def needs(self, preset: str) -> list[Need]:
         if resolve(preset, self.dataset) is None:
             return []
-        return [Need(self.dataset, self.of.shown_rows(preset) + self.of.references, grid_dataset=self.dataset)]
+        return [Need(self.dataset, self.of.shown_rows(preset) + self.of.references_for(preset),
+                     grid_dataset=self.dataset)]
 
     def collect(self, recs) -> pd.DataFrame:
-        return recs.cells(self.of.shown_rows(recs.preset) + self.of.references, self.columns_for(recs))
+        return recs.cells(self.of.shown_rows(recs.preset) + self.of.references_for(recs.preset),
+                          self.columns_for(recs))
 
     def _columns(self, frame: pd.DataFrame) -> list[Column]:
         cols = frame.drop_duplicates("column")
