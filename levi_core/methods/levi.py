@@ -30,7 +30,7 @@ from levi_core.engines.base import apply_heads, batches, replace_unknown, take
 from levi_core.errors import ConfigError
 from levi_core.methods import grids
 from levi_core.methods.registry import RunContext, RunOutput, implements
-from levi_core.models.small import TaskHeads
+from levi_core.models.small import ConvSmall, TaskHeads
 
 
 ALL = None  # ``layers`` / ``n_heads``: as many as LEVI adapts (settings ``levi_layers``)
@@ -104,7 +104,8 @@ def train_heads(ctx: RunContext, source: str | None, layers: tuple[int, ...] | N
                 e.task, e.optimizer, cache_key=("heads", model, n_states, tuple(small_keys)),
                 transform=transform, select=e.selector(predict), progress=f"{tag} train",
                 micro_batches=split.micro_batches,
-                unroll=training.UNROLL_STEPS if use_small and e.modality == "vision" else 0)
+                # convolutions run far slower inside a loop body on CPU (``fit``'s ``unroll``)
+                unroll=training.UNROLL_STEPS if isinstance(model.small, ConvSmall) else 0)
         members = []
         for lr, (params, extra, losses, bad, *sel) in zip(lrs, runs):
             extras = training.loss_extras(losses, bad)
