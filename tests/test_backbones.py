@@ -59,6 +59,7 @@ def _synthetic_checkpoint(cfg, seed=0):
 
 
 # ------------------------------------------------------------------------------ modules
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 @pytest.mark.parametrize("name", TINY)
 def test_every_layer_returned_and_pooled(name):
     module, params, cfg = _init(name)
@@ -229,6 +230,7 @@ def test_masks_select_by_name():
         tuning.trainable_mask(tree, "most", cfg.num_layers)
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_masked_optimizer_updates_only_trainable():
     tree, cfg = _model_tree("t5-tiny")
     from levi_core.training import make_optimizer
@@ -339,6 +341,7 @@ def test_attention_core_equals_the_plain_einsums(masked):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_load_backbone_with_lora_starts_unchanged():
     _need_minilm()
     module, params, cfg = load_backbone("minilm-l6")

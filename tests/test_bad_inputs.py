@@ -46,6 +46,7 @@ def _free_port() -> int:
 
 
 # ------------------------------------------------------------------ the cluster address
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_unreachable_address_fails_fast_with_the_fix(tmp_path):
     p = bench("run", "synthetic", "--results-dir", str(tmp_path), "--address",
               f"127.0.0.1:{_free_port()}", timeout=30)
@@ -60,6 +61,7 @@ def test_malformed_address(tmp_path, capsys, address):
     assert "--address" in err and "HOST:PORT" in err or "out of range" in err
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_a_port_that_is_not_a_ray_head_is_reported_in_seconds(tmp_path):
     # something listens but never speaks Ray: ray.init would retry for minutes
     srv = socket.socket()
@@ -83,6 +85,7 @@ def test_token_help_says_how_to_pass_the_token():
 
 
 # ------------------------------------------------------------------ the results folder
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_results_location_that_is_a_file(tmp_path):
     f = tmp_path / "results"
     f.write_text("not a folder")
@@ -200,6 +203,7 @@ def test_plugin_that_does_not_exist():
     assert_one_clear_error(p, "LEVI_PLUGINS names module 'no_such_plugin_mod'", "PYTHONPATH")
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_plugin_that_fails_while_importing(tmp_path):
     (tmp_path / "broken_plugin.py").write_text("import os\nraise RuntimeError('half-done plugin')\n")
     (tmp_path / "syntax_plugin.py").write_text("def f(:\n")
@@ -242,6 +246,7 @@ def minilm_with_a_wrong_shape(tmp_path):
     return tmp_path / "weights", name
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_weights_whose_tensors_have_the_wrong_shapes(tmp_path, minilm_with_a_wrong_shape):
     weights, tensor = minilm_with_a_wrong_shape
     data = _movielens_fixture(tmp_path / "ml")

@@ -196,6 +196,7 @@ def test_shifts_without_records_are_named_with_the_command(tmp_path):
 
 
 # ------------------------------------------------------------------ Table 1 claims
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_c1_flips_with_the_numbers(tmp_path):
     sp = spec(T1, ("C1",))
     assert verdict(tmp_path / "a", sp, {"levi": (1.0, 0.5)}).status == "supported"

@@ -72,6 +72,7 @@ ABL_OK = {"levi": (0.5, 0.5), "a1": (1.5, 1.5), "a2": (1.5, 1.5), "a3": (1.5, 0.
           "a4": (0.6, 1.5), "a5": (0.6, 1.5)}
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_c12_flips_with_the_numbers(tmp_path):
     sp = spec(ABL, ("C12",))
     assert verdict(tmp_path / "a", sp, ABL_OK).status == "supported"

@@ -58,6 +58,7 @@ def test_ls_lists_everything(capsys):
         assert needle in out
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_paper_preset_offline_fails_fast_with_instructions(tmp_path, capsys, monkeypatch):
     import time
 

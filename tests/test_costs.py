@@ -83,6 +83,7 @@ def test_cost_table_states_convention_and_both_t5_scopes():
     assert t["input"] == "16 tokens"
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_cost_model_counts_what_levi_trains(tmp_path):
     """One definition of the small model and adapting layers: the cost table's trainable
     parameters of LEVI on the pre-trained model equal what the trained job reports."""
@@ -100,6 +101,7 @@ def test_cost_model_counts_what_levi_trains(tmp_path):
     assert rec["extras"]["trainable_params"] == rows["levi/pretrained"].trainable_params
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_vit_levi_pooling_settles_the_papers_cost_statements():
     """D.2's "flattened" CNN output into 12 adapting layers would make LEVI train more than FT
     and infer with 3x FT's parameters; pooled globally (the default) it agrees with Tables 3/16's

@@ -25,6 +25,7 @@ def test_describe_fixture(name):
     assert "shift: " in text and ds.shift in text
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 @pytest.mark.skipif(shared_local_dir() is None, reason="genuine ml-100k not present")
 def test_describe_real_movielens():
     text = describe("movielens", str(shared_local_dir()))

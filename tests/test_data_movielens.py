@@ -130,6 +130,7 @@ TWELVE = {
 }
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 @real
 def test_real_movielens_genre_shift():
     ds = load_dataset("movielens", str(REAL))
@@ -150,6 +151,7 @@ def test_real_movielens_genre_shift():
     assert ds.vocab_sizes["user_id"] <= 944 and ds.vocab_sizes["occupation"] == 22
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 @real
 def test_real_movielens_fingerprint_is_stable():
     a = load_dataset("movielens:cache=0", str(REAL))
@@ -240,6 +242,7 @@ def test_genre_shift_is_the_default_and_unchanged():
     assert a.fingerprint == b.fingerprint == "e06ab9daf606c648"
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 @real
 def test_real_movielens_time_shift():
     ds = load_dataset("movielens:shift=time", str(REAL))

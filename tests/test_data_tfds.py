@@ -41,6 +41,7 @@ def movielens_examples(folder):
     return examples, info
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_tfds_source_equals_files(tmp_path, monkeypatch):
     monkeypatch.setenv(common.CACHE_ENV, str(tmp_path / "cache"))
     folder = fixtures.fixture_dir("movielens")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import signal
@@ -124,6 +125,7 @@ print("RAN", s.ran, "ELSEWHERE", s.elsewhere, "BLOCKED", len(s.blocked), flush=T
 """
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_two_drivers_on_one_results_folder_share_the_work(tmp_path):
     # toy_ens depends on toy_fit, which is not a row: the plan adds it (fast), plus toy_slow
     log = tmp_path / "runs.log"

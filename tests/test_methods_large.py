@@ -73,6 +73,7 @@ def movielens_runs(tmp_path_factory):
     return recs, wds, len(features.BUILDS) - n0, root, sett
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_every_method_runs_on_movielens(movielens_runs):
     recs, wds, _, _, _ = movielens_runs
     ds = load_dataset(ML)
@@ -189,6 +190,7 @@ def test_deterministic_given_config_and_seed(tmp_path):
         np.testing.assert_array_equal(p1[r], p2[r])
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_vision_methods_on_retinopathy(tmp_path):
     sett = settings(tmp_path / "cache")
     ds = load_dataset(RET)

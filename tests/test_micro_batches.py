@@ -4,6 +4,7 @@ training without synchronised batch norm does); the step's gradient is the mean 
 
 from __future__ import annotations
 
+import pytest
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ class _BNModel(nn.Module):
         return nn.Dense(1)(nn.relu(x))
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_a_batch_norm_model_splits_into_micro_batches_with_their_own_statistics():
     model = _BNModel()
     rng = np.random.default_rng(0)
@@ -67,6 +69,7 @@ def test_the_split_is_recorded_as_batch_norm_per_micro_batch():
     assert training.BatchSplit(1, 10, 10, 20, True).describe() == "none"
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_an_unrolled_run_takes_the_same_steps_as_a_looped_one():
     """``fit(unroll=k)``: chunks of k steps as straight-line programs (the vision heads' way
     around slow convolutions in a CPU loop body) give the looped run's parameters and losses."""

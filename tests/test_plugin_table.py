@@ -196,6 +196,7 @@ def _readme_plugin() -> tuple[str, list[str]]:
     return m.group(1), commands
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_the_readme_plugin_runs_beside_levi_on_table1_smoke(isolated, tmp_path, monkeypatch, capsys):
     """Runs the README's file and commands as printed; only `--datasets movielens` (half the
     time), the in-process executor and a scratch results folder are added."""

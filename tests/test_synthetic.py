@@ -188,6 +188,7 @@ def test_same_config_gives_identical_predictions_in_a_fresh_process(runs, tmp_pa
     assert not np.array_equal(load_predictions(wd3)["ood/test"], a["ood/test"])
 
 
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
 def test_levi_loss_is_the_mean_of_per_head_losses():
     import jax.numpy as jnp
 
