@@ -24,6 +24,8 @@ from typing import Collection, NamedTuple
 
 import pandas as pd
 
+from levi_core.data.base import ShiftDeclaration
+
 
 @dataclass(frozen=True)
 class Column:
@@ -42,18 +44,12 @@ class Column:
 
 
 @dataclass(frozen=True)
-class Shift:
-    """A distribution shift: one dataset's ID test set against its OOD set(s).
+class Shift(ShiftDeclaration):
+    """A distribution shift: one dataset's ID test set against its OOD set(s), with the fields
+    a dataset declares (``levi_core.data.base.ShiftDeclaration``).
 
     Gives the grid two columns, ``<key>/id`` and ``<key>/ood``; claims are checked per shift.
     """
-
-    key: str
-    label: str
-    dataset: str
-    ood_role: str
-    metric: str
-    id_role: str = "id_test"
 
     def columns(self) -> tuple[Column, Column]:
         return (Column(f"{self.key}/id", f"{self.label} ID", self.dataset, self.id_role, self.metric),
