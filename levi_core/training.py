@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -585,8 +586,8 @@ def plan_split(apply_fn, params, extra, data: Mapping[str, np.ndarray], order: n
         return peak_bytes(lower_step(apply_fn, params, extra, batch, task, optimizer, labels,
                                      k).compile())
 
-    split = choose_split(peak_of, order.shape[1], limit)
-    split.batch_norm = bool(jax.tree_util.tree_leaves(extra))
+    split = dataclasses.replace(choose_split(peak_of, order.shape[1], limit),
+                                batch_norm=bool(jax.tree_util.tree_leaves(extra)))
     if not split.fits:
         print(f"training step: planned peak {split.peak / 1e9:.1f} GB exceeds the device's "
               f"{limit / 1e9:.1f} GB even as {split.micro_batches} micro-batches; running anyway",
