@@ -120,6 +120,15 @@ class Ledger:
     def artifacts_dir(self, job_id: str) -> Path:
         return self.root / "artifacts" / job_id
 
+    def resume_dir(self, job_id: str) -> Path:
+        """Where a job keeps what a killed attempt of it should not redo (a training run's
+        state, finished evaluation chunks): unlike its artifact folder, it outlives the attempt,
+        and it goes once the job's record is written (``drop_resume_state``)."""
+        return self.root / "cache" / "resume" / job_id
+
+    def drop_resume_state(self, job_id: str) -> None:
+        shutil.rmtree(self.resume_dir(job_id), ignore_errors=True)
+
     def record_path(self, job_id: str) -> Path:
         return self.records_dir / f"{job_id}.json"
 

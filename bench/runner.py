@@ -302,7 +302,7 @@ class Scheduler:
             "config": {**fields, "settings": self.settings_map, "cache_dir": self.cache_dir,
                        "data_dir": data_dir_for(j.dataset, self.data_dir),
                        # outlives a killed attempt (the workdir does not): training resumes
-                       "resume_dir": str(self.ledger.root / "cache" / "resume" / j.id)},
+                       "resume_dir": str(ledger.resume_dir(j.id))},
             "workdir": str(ledger.fresh_workdir(j.id)),
             "deps": {name: str(ledger.artifacts_dir(dj.id)) for name, dj in launch.deps.items()
                      if name != SEED0_DEP},
@@ -324,6 +324,7 @@ class Scheduler:
         if hparams != job.hparams_dict:
             record["extras"]["hparams_from_seed0"] = hparams
         self.ledger.write(record)
+        self.ledger.drop_resume_state(job.id)  # the record ends the job: nothing left to resume
         self.ledger.release_lease(job.id)
         self.settled[job.id] = record
         self.summary.ran += 1

@@ -170,7 +170,8 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     gradients are averaged before the one optimizer update (gradient accumulation: the same
     update up to float rounding, less activation memory; see ``split_batch``).
     ``checkpoint``: keep the run's state there every few minutes and resume from it, so that a
-    killed job restarts where it stopped (``TrainCheckpoint``; runs without epoch selection).
+    killed job restarts where it stopped (``TrainCheckpoint``; runs without epoch selection);
+    a finished run's state is kept there too, and a later call returns it without training.
     ``unroll``: run the steps in chunks of this many, each chunk one straight-line program
     instead of a loop (0: loop). XLA's CPU backend runs convolutions inside a loop body far
     slower than outside one (``bench/benchmarks/unroll_speed.py`` measures it), so models with
@@ -232,8 +233,8 @@ def fit(apply_fn: Callable, params, extra, data: Mapping[str, np.ndarray], idx: 
     if best is not None:
         params, extra = best[1], best[2]
     losses = np.concatenate(losses) if losses else np.zeros(0)
-    if checkpoint is not None:
-        checkpoint.clear()
+    if checkpoint is not None and start < len(idx):  # finished: kept until the job's record
+        checkpoint.save((params, extra, tx_state), bad, losses, len(idx), fingerprint)
     return params, extra, losses.astype(np.float64), bool(bad)
 
 
@@ -248,7 +249,10 @@ class TrainCheckpoint:
     (atomically, one file). A later ``fit`` with the same run (same batches, learning rate,
     optimizer and split: ``fingerprint``) continues from there; any other run ignores the file.
     The same chunking is used whether or not the run was interrupted, so a resumed run's
-    numbers are those of an uninterrupted one. ``fit`` removes the file when the run ends.
+    numbers are those of an uninterrupted one. When the run ends ``fit`` saves its final state
+    once more, marked finished: a job killed later (in its evaluation) then skips the training
+    instead of running it again. The harness removes the folder once the job's record is
+    written; ``clear`` does so by hand.
     """
 
     folder: Path

@@ -68,6 +68,20 @@ def test_rerun_skips_finished_jobs_and_resumes_after_loss(tmp_path, run_log):
     assert s3.ran == 2 and sorted(run_log()[12:]) == sorted(j.id for j in lost)
 
 
+def test_a_finished_job_leaves_no_resume_state(tmp_path, run_log):
+    """What a killed attempt left to resume from (a training run's state) goes with the
+    record; another job's is kept."""
+    ledger = Ledger(tmp_path / "smoke")
+    first, other = plan(SPEC, "smoke")[:2]
+    for j in (first, other):
+        (ledger.resume_dir(j.id) / "train_large").mkdir(parents=True)
+        (ledger.resume_dir(j.id) / "train_large" / "train_state.msgpack").write_bytes(b"x")
+    run_jobs([first], SPEC, "smoke", LocalExecutor(), ledger, out=open(os.devnull, "w"))
+    assert ledger.read(first.id)["state"] == "done"
+    assert not ledger.resume_dir(first.id).exists()
+    assert ledger.resume_dir(other.id).exists()
+
+
 def test_corrupt_record_is_reported_and_rerun(tmp_path, run_log):
     ledger = Ledger(tmp_path / "smoke")
     run(SPEC, ledger)

@@ -243,7 +243,6 @@ def test_a_killed_training_run_resumes_from_its_checkpoint(tmp_path):
                             transform=transform, checkpoint=checkpoint, optimize=False)
 
     whole = fit(watch(), ckpt(tmp_path / "whole"))
-    assert not (tmp_path / "whole" / training.TrainCheckpoint.FILE).exists()  # cleared at the end
     seen.clear()
     with pytest.raises(_Killed):  # killed while gathering step 7: steps 0-5 were saved
         fit(watch(kill_at=7), ckpt(tmp_path / "run"))
@@ -255,6 +254,27 @@ def test_a_killed_training_run_resumes_from_its_checkpoint(tmp_path):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(whole[2], resumed[2])  # the losses of all 10 steps
     assert len(resumed[2]) == 10 and not resumed[3]
+
+
+def test_a_finished_run_killed_later_is_not_trained_again(tmp_path):
+    """A job killed in its evaluation, after its training ended, gets the trained state back
+    without running a step (the steps' data here would raise if any ran)."""
+    training, apply_fn, params, data, idx = _linear_run()
+    ckpt = training.TrainCheckpoint(tmp_path, every_s=0.0, steps_per_chunk=3)
+    first = training.fit(apply_fn, params, {}, data, idx, 0.05, "regression", optimize=False,
+                         checkpoint=ckpt)
+    assert ckpt.path.exists()  # kept for the rest of the job, marked finished
+
+    def no_step(batch, step):
+        raise AssertionError(f"step {step} ran again")
+
+    again = training.fit(apply_fn, params, {}, data, idx, 0.05, "regression", optimize=False,
+                         transform=no_step, checkpoint=ckpt)
+    for a, b in zip(jax_leaves(first[0]), jax_leaves(again[0])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(first[2], again[2])
+    ckpt.clear()
+    assert not ckpt.path.exists()
 
 
 def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
