@@ -55,16 +55,25 @@ def phase_frame(records: Iterable[Mapping]) -> pd.DataFrame:
     return frame.reset_index()
 
 
-def harness_minutes(records: Iterable[Mapping]) -> tuple[float, float] | None:
-    """(wall-clock span of the jobs, the part of it not inside a job), minutes; None without
-    timestamps. Meaningful for one driver running jobs one at a time (``--executor local``)."""
-    spans = [(s, s + rec["timings"]["total_s"]) for rec in records
-             if (s := _start(rec)) is not None and "total_s" in (rec.get("timings") or {})]
+def harness_minutes(records: Iterable[Mapping]) -> tuple[float, float, float] | None:
+    """(wall-clock span of the jobs, the part of it when no job ran, job-minutes per minute of
+    the rest), minutes; None without timestamps.
+
+    The idle part is the span less the union of the jobs' intervals, so jobs running side by
+    side on several workers are not counted twice, and a pause between two sessions shows as
+    idle time rather than vanishing."""
+    spans = sorted((s, s + rec["timings"]["total_s"]) for rec in records
+                   if (s := _start(rec)) is not None and "total_s" in (rec.get("timings") or {}))
     if not spans:
         return None
-    wall = max(e for _, e in spans) - min(s for s, _ in spans)
+    wall = max(e for _, e in spans) - spans[0][0]
+    covered, reach = 0.0, spans[0][0]
+    for s, e in spans:
+        if e > reach:
+            covered += e - max(s, reach)
+            reach = e
     busy = sum(e - s for s, e in spans)
-    return wall / 60.0, max(0.0, wall - busy) / 60.0
+    return wall / 60.0, max(0.0, wall - covered) / 60.0, busy / covered if covered else 0.0
 
 
 def report(records: list[Mapping]) -> str:
@@ -77,5 +86,6 @@ def report(records: list[Mapping]) -> str:
     h = harness_minutes(records)
     if h is not None:
         out.append(f"wall clock from the first job's start to the last job's end: {h[0]:.1f} min, "
-                   f"of which outside any job (harness, scheduling, records): {h[1]:.1f} min")
+                   f"of which no job was running (harness, scheduling, pauses between runs): "
+                   f"{h[1]:.1f} min; while jobs ran, {h[2]:.1f} ran at once on average")
     return "\n".join(out)

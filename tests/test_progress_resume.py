@@ -318,3 +318,19 @@ def test_params_digest_names_the_parameters_bytes():
     moved = {"w": jnp.ones((2, 3)).at[1, 2].set(1.0000001), "b": jnp.zeros((3,))}
     assert training.params_digest(a) == training.params_digest(same)
     assert training.params_digest(a) != training.params_digest(moved)
+
+
+def test_timings_count_parallel_jobs_once_and_pauses_as_idle():
+    """Two workers side by side, then a pause between sessions, then one more job: the idle
+    time is the pause, not negative time clipped to zero."""
+    from bench.timings import harness_minutes
+
+    def rec(start: str, minutes: float):
+        return {"timings": {"started": start, "total_s": minutes * 60.0}}
+
+    spans = [rec("2026-12-04T10:00:00Z", 10), rec("2026-12-04T10:00:00Z", 10),
+             rec("2026-12-04T10:10:00Z", 5),  # the workers finish at 10:10 and 10:15
+             rec("2026-12-04T11:00:00Z", 30)]  # a later session, after 45 idle minutes
+    wall, idle, at_once = harness_minutes(spans)
+    assert wall == 90.0 and idle == 45.0
+    assert at_once == (10 + 10 + 5 + 30) / 45.0
