@@ -281,7 +281,7 @@ def _partial_reason(result) -> str:
         parts.append(f"{pending} of {recs.planned} jobs without a record")
     missing = len([line for line in missing_lines(result) if "corrupt record" not in line])
     if missing:
-        parts.append(f"{missing} cell(s) missing seeds")
+        parts.append(f"{missing} row(s) missing seeds")
     return ", ".join(parts)
 
 

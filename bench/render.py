@@ -56,15 +56,15 @@ def csv_text(result: TableResult) -> str:
 
 
 def missing_lines(result: TableResult) -> list[str]:
-    cmd = result.run_command
-    return [f"{line} — `{cmd}`" for section, frame in result.parts for line in section.missing(frame)]
+    return [line for section, frame in result.parts for line in section.missing(frame)]
 
 
 def notes_markdown(result: TableResult) -> str:
     out = []
     missing = missing_lines(result)
     if missing:
-        out.append("\n## Missing cells\n\n" + "".join(f"- {line}\n" for line in missing))
+        out.append("\n## Missing cells\n\n" + "".join(f"- {line}\n" for line in missing)
+                   + f"\n`{result.run_command}` runs what is missing.\n")
     if result.diverged_runs:
         out.append("\n## Diverged runs (excluded from selection and means)\n\n")
         for r in result.diverged_runs:

@@ -224,13 +224,24 @@ def cell_baseline(frame: pd.DataFrame) -> dict[str, dict]:
 
 
 def missing_cells(frame: pd.DataFrame) -> list[str]:
-    out = []
+    """One line per row and set of missing seeds, naming its columns (a partial run leaves the
+    same seeds missing in every column of a method, often a dozen of them)."""
+    groups: dict[tuple[str, tuple, str], list[str]] = {}
     for r in frame.itertuples():
         for seeds, what in ((r.missing, "missing"), (r.corrupt, "unreadable (corrupt record)")):
             if seeds:
-                word = "seed" if len(seeds) == 1 else "seeds"
-                out.append(f"{label(r.method)} / {r.column}: {word} {','.join(map(str, seeds))} {what}")
+                groups.setdefault((r.method, tuple(seeds), what), []).append(str(r.column))
+    out = []
+    for (method, seeds, what), columns in groups.items():
+        word = "seed" if len(seeds) == 1 else "seeds"
+        shown = ", ".join(columns[:MISSING_COLUMNS_SHOWN])
+        more = len(columns) - MISSING_COLUMNS_SHOWN
+        where = f"{shown} and {more} more" if more > 0 else shown
+        out.append(f"{label(method)}: {word} {','.join(map(str, seeds))} {what} in {where}")
     return out
+
+
+MISSING_COLUMNS_SHOWN = 3
 
 
 def csv_rows(frame: pd.DataFrame, table, paper: Mapping[tuple[str, str], float]) -> pd.DataFrame:
