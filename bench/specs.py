@@ -140,7 +140,7 @@ VISION_SHIFTS = (MEDICAL, IMAGENET, CIFAR)
 SANITY_ROWS = ("ref/mean", "ref/user_bias", "ref/user_movie_bias", "ref/mf")
 REF_NOTE = ("Reference rows (not ranked), fitted on the same training rows as every method: the "
             "train mean rating, user bias, user + item bias, and biased matrix factorisation "
-            "(ref/mf, its size and epochs chosen on id_val). Under MovieLens' genre shift every OOD movie is "
+            "(ref/mf, its size, regulariser and epochs chosen on id_val). Under MovieLens' genre shift every OOD movie is "
             "unseen in training (the shift makes them cold-start items), so a model can only "
             "carry the user's side there: that is why a user-bias model is a strong OOD "
             "reference.")

@@ -10,7 +10,10 @@ separate environment on a CSV this script writes.
     python -m venv /tmp/sv && /tmp/sv/bin/pip install "numpy<2" scikit-surprise pandas
     /tmp/sv/bin/python bench/benchmarks/surprise_check.py --score /tmp/ml_split.csv
 
-``--dataset`` defaults to the cpu preset's MovieLens id. Every OOD movie is unseen in training:
+``--dataset`` defaults to the cpu preset's MovieLens id, and the training rows to the draw the
+cpu preset gives seed ``--seed`` (every method and reference of that seed learns from it), so
+the figures compare with the seed's reference rows in ``tables/cpu/table1.csv``;
+``--train-examples 0`` exports the whole training split. Every OOD movie is unseen in training:
 Surprise, like our references, then predicts the global mean plus the user's bias.
 """
 
@@ -20,10 +23,12 @@ import argparse
 import csv
 
 
-def export(dataset_id: str, path: str) -> int:
-    from levi_core.data.base import load_dataset
+def export(dataset_id: str, path: str, seed: int, train_examples: int) -> int:
+    from levi_core.data.base import load_dataset, with_train_draw
 
     ds = load_dataset(dataset_id)
+    if train_examples:
+        ds = with_train_draw(ds, seed, train_examples)
     n = 0
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -32,7 +37,9 @@ def export(dataset_id: str, path: str) -> int:
                 user, movie = str(eid)[1:].split("_m")  # ids are u<user>_m<movie>
                 w.writerow((role, user, movie, float(y)))
                 n += 1
-    print(f"wrote {n} rows of {dataset_id} to {path}")
+    draw = (f", training rows: seed {seed}'s draw of {train_examples}" if train_examples
+            else ", training rows: the whole split")
+    print(f"wrote {n} rows of {dataset_id} to {path}{draw}")
     return 0
 
 
@@ -63,12 +70,23 @@ def score(path: str) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="movielens:max_eval=2000,max_ood=300")
+    ap.add_argument("--dataset", default=None, help="a dataset id (default: the cpu preset's MovieLens)")
+    ap.add_argument("--seed", type=int, default=0, help="whose training draw to export")
+    ap.add_argument("--train-examples", type=int, default=None,
+                    help="rows in the draw (default: the cpu preset's; 0: the whole split)")
     ap.add_argument("--export", metavar="CSV", help="write the dataset's rows (levi-bench venv)")
     ap.add_argument("--score", metavar="CSV", help="score Surprise's models on them (Surprise venv)")
     args = ap.parse_args(argv)
     if args.export:
-        return export(args.dataset, args.export)
+        from bench.job_settings import job_settings
+        from bench.presets import get_preset
+        from bench.specs import TABLE1
+
+        dataset = args.dataset or get_preset("cpu").dataset_id("movielens")
+        n = args.train_examples
+        if n is None:
+            n = job_settings(TABLE1, "cpu").text.train_examples or 0
+        return export(dataset, args.export, args.seed, n)
     if args.score:
         return score(args.score)
     ap.error("give --export CSV or --score CSV")

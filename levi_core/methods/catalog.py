@@ -97,7 +97,7 @@ METHODS = (
     Method("ref/user_bias", "reference: train mean + regularised user bias", {}, kind=_REFERENCE),
     Method("ref/user_movie_bias", "reference: train mean + regularised user and item biases", {},
            kind=_REFERENCE),
-    Method("ref/mf", "reference: biased matrix factorisation (Funk-SVD), size and epochs on id_val", {},
+    Method("ref/mf", "reference: biased matrix factorisation (Funk-SVD), size, regulariser and epochs on id_val", {},
            kind=_REFERENCE),
 )
 
