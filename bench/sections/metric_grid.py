@@ -170,29 +170,30 @@ class MetricGrid(CellSection):
         return bool(self.rows or self.extensions)
 
 
+# Choices a method makes on id_val inside its own job, as its record's extras name them.
+INNER_CHOICES = (("factors", "size"), ("lambda", "lambda"))
+
+
 def chosen_hparams(table, dataset: str, rows) -> str:
     """Per method, the selected run's learning rate and (heads) epoch for every seed, as the
     records hold them: ``FT lr 1e-4/1e-4/1e-4; LEVI lr 1e-3/1e-3/1e-2, epoch 7/9/5``. A seed
-    that reused seed 0's choice shows the value it ran with."""
+    that reused seed 0's choice shows the value it ran with. A method that chooses more inside
+    its job (``ref/mf``: its size and regulariser) shows those choices too (``INNER_CHOICES``)."""
     parts = []
     for method in rows:
-        lrs, epochs = [], []
+        shown = {"lr": [], **{name: [] for _, name in INNER_CHOICES}, "epoch": []}
         for seed in table.records.seeds:
             rec = table.selected.get((dataset, method, seed))
-            if rec is None:
-                lrs.append("–")
-                epochs.append("–")
-                continue
-            extras = rec.get("extras") or {}
-            hp = {**(rec["job"].get("hparams") or {}), **(extras.get("hparams_from_seed0") or {})}
+            extras = (rec.get("extras") or {}) if rec is not None else {}
+            hp = ({**(rec["job"].get("hparams") or {}), **(extras.get("hparams_from_seed0") or {})}
+                  if rec is not None else {})
             lr = hp.get("lr")
-            lrs.append("–" if lr is None else f"{float(lr):g}")
-            epochs.append(str(extras["best_epoch"]) if extras.get("best_epoch") else "–")
-        text = []
-        if any(v != "–" for v in lrs):
-            text.append("lr " + "/".join(lrs))
-        if any(v != "–" for v in epochs):
-            text.append("epoch " + "/".join(epochs))
+            shown["lr"].append("–" if lr is None else f"{float(lr):g}")
+            for key, name in INNER_CHOICES:
+                shown[name].append(f"{extras[key]:g}" if extras.get(key) is not None else "–")
+            shown["epoch"].append(str(extras["best_epoch"]) if extras.get("best_epoch") else "–")
+        text = [f"{name} " + "/".join(values) for name, values in shown.items()
+                if any(v != "–" for v in values)]
         if text:
             parts.append(f"{label(method)} {', '.join(text)}")
     return "; ".join(parts)
