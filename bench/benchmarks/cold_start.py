@@ -7,9 +7,10 @@ and ``a4`` (small model alone) for several fractions, the given seeds and one le
 and prints ID and mean OOD RMSE per seed with each fraction's difference from the
 preset's, paired by seed, so the choice of the fraction can be read off with its noise.
 
-It reads the preset's settings and reuses the pre-trained feature cache of an earlier
-``bench run`` under the same results folder, so no backbone runs; on the cpu preset each run
-trains heads on the whole split (about 2 minutes), 36 minutes for the default 18 runs:
+It reads the preset's settings (the cpu preset's training draw included, so every run learns
+from the same rows as the tables' methods) and reuses the pre-trained feature cache of an
+earlier ``bench run`` under the same results folder, so no backbone runs; the default 18 runs
+train heads only:
 
     python -m bench.benchmarks.cold_start --preset cpu --results-dir results
 """
