@@ -93,12 +93,32 @@ class CostTable(Section):
         return part
 
     def _scopes(self, frame: pd.DataFrame):
+        """Each (backbone, scope) as shown: methods that cost the same (FT, FS and LP→FT run
+        one architecture) share a row, and a row a scope shares with an earlier scope of the
+        same backbone is named in a note instead of repeated. The CSV keeps every method."""
+        shown: dict[str, set] = {}
         for info in frame.attrs.get("scopes", []):
             by_method = self._part(frame, info)
-            rows = [[label(m), f"{c.trainable_params / 1e6:.2f}", f"{c.inference_params / 1e6:.2f}",
-                     f"{c.flops_xla / 1e9:.3f}", f"{c.flops_analytic / 1e9:.3f}", f"{c.macs_analytic / 1e9:.3f}"]
-                    for m in self.rows for c in [by_method.loc[m]]]
-            yield info, pd.DataFrame(rows, columns=COST_HEADER)
+            groups: dict[tuple, list[str]] = {}
+            for m in self.rows:
+                c = by_method.loc[m]
+                figures = (f"{c.trainable_params / 1e6:.2f}", f"{c.inference_params / 1e6:.2f}",
+                           f"{c.flops_xla / 1e9:.3f}", f"{c.flops_analytic / 1e9:.3f}",
+                           f"{c.macs_analytic / 1e9:.3f}")
+                groups.setdefault(figures, []).append(label(m))
+            earlier = shown.setdefault(info["backbone"], set())
+            rows, same = [], []
+            for figures, labels in groups.items():
+                name = ", ".join(labels)
+                if (name, figures) in earlier:
+                    same.append(name)
+                    continue
+                earlier.add((name, figures))
+                rows.append([name, *figures])
+            notes = list(info["notes"])
+            if same:
+                notes.insert(1, f"Costing as in the section above: {'; '.join(same)}.")
+            yield {**info, "notes": notes}, pd.DataFrame(rows, columns=COST_HEADER)
 
     def markdown(self, frame: pd.DataFrame, table) -> str:
         out = []
