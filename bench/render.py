@@ -83,9 +83,24 @@ def notes_markdown(result: TableResult) -> str:
 def claims_markdown(vs: Sequence[Verdict]) -> str:
     if not vs:
         return ""
-    frame = pd.DataFrame([(v.claim, v.statement, f"**{v.status}**", v.detail) for v in vs],
+    frame = pd.DataFrame([(v.claim, v.statement, f"**{v.status}**", numbers)
+                          for v, numbers in zip(vs, claim_numbers(vs))],
                          columns=["Claim", "Statement", "Verdict", "Numbers"])
     return "\n## Claims of the paper\n\n" + styling.markdown_table(frame, align_rest="left")
+
+
+def claim_numbers(vs: Sequence[Verdict]) -> list[str]:
+    """Each verdict's numbers, except where a claim rests on exactly the differences an earlier
+    one does (two opposite claims judged on one proxy, C7 and C8 on CIFAR-10): that row points
+    to the earlier one instead of printing the same gaps with their signs flipped."""
+    first: dict[frozenset, str] = {}
+    out = []
+    for v in vs:
+        key = frozenset((frozenset((t.a, t.b)), t.column) for t in v.evidence)
+        earlier = first.setdefault(key, v.claim) if key else v.claim
+        out.append(v.detail if earlier == v.claim else
+                   f"the same differences as {earlier} (see its numbers), read as this claim states them")
+    return out
 
 
 def write_all(result: TableResult, verdicts: Sequence[Verdict], tables_root: Path,
