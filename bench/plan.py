@@ -619,6 +619,7 @@ def render_markdown(runs: list[DeviceRun], elapsed: float | None = None) -> str:
     lines += ["", "## Programs (per call; XLA's analyses of the CPU compilation)", ""]
     lines += _table(header, align, rows)
     listed: set = set()
+    seen: dict[tuple, str] = {}  # a job row's figures -> the first row that showed them
     for i, t in enumerate(runs[0].plans):
         lines += ["", f"### {t.table} ({t.preset})", ""]
         mine = {(j.dataset, j.method, j.count) for j in t.shared + t.jobs}
@@ -633,13 +634,16 @@ def render_markdown(runs: list[DeviceRun], elapsed: float | None = None) -> str:
             align += ["--:", "--:", ":--"]
         rows = []
         for label, count, totals in _job_groups(runs, i, listed):
-            row = [label, str(count)]
+            figures = [str(count)]
             for total_s, js in totals:
-                each = sorted({f"{j.seconds_each:,.0f}" for j in js}, key=lambda x: float(x.replace(",", "")))
+                each = sorted({_sig(j.seconds_each) for j in js}, key=lambda x: float(x.replace(",", "")))
                 splits = sorted({j.split for j in js})
-                row += ["-".join((each[0], each[-1])) if len(each) > 1 else each[0],
-                        f"{total_s / 3600:.3f}", ", ".join(splits)]
-            rows.append(row)
+                figures += ["-".join((each[0], each[-1])) if len(each) > 1 else each[0],
+                            _sig(total_s / 3600), ", ".join(splits)]
+            first = seen.setdefault(tuple(figures), f"{t.table}: {label}")
+            if first != f"{t.table}: {label}":  # other jobs running the same programs as long
+                figures = [figures[0], f"as {first}"] + [""] * (len(figures) - 2)
+            rows.append([label] + figures)
         if rows:
             lines += _table(header, align, rows)
         listed |= mine
@@ -650,6 +654,12 @@ def render_markdown(runs: list[DeviceRun], elapsed: float | None = None) -> str:
     if elapsed is not None:
         lines += ["", f"(planned in {elapsed:.0f} s)"]
     return "\n".join(lines) + "\n"
+
+
+def _sig(x: float) -> str:
+    """Three significant figures (thousands grouped): small jobs' seconds and device-hours stay
+    told apart instead of rounding to the same 0.002."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 CSV_FIELDS = ("device", "n_devices", "mfu", "table", "dataset", "method", "jobs", "hours_per_job",
