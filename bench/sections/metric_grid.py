@@ -183,10 +183,9 @@ def chosen_hparams(table, dataset: str, rows) -> str:
     for method in rows:
         shown = {"lr": [], **{name: [] for _, name in INNER_CHOICES}, "epoch": []}
         for seed in table.records.seeds:
-            rec = table.selected.get((dataset, method, seed))
-            extras = (rec.get("extras") or {}) if rec is not None else {}
-            hp = ({**(rec["job"].get("hparams") or {}), **(extras.get("hparams_from_seed0") or {})}
-                  if rec is not None else {})
+            rec = table.selected.get((dataset, method, seed)) or {}
+            extras = rec.get("extras") or {}
+            hp = {**(rec.get("job", {}).get("hparams") or {}), **(extras.get("hparams_from_seed0") or {})}
             lr = hp.get("lr")
             shown["lr"].append("–" if lr is None else f"{float(lr):g}")
             for key, name in INNER_CHOICES:
@@ -224,6 +223,9 @@ def cell_baseline(frame: pd.DataFrame) -> dict[str, dict]:
             for r in frame.itertuples() if not pd.isna(r.mean)}
 
 
+MISSING_COLUMNS_SHOWN = 3  # a missing-seeds line names this many columns, then counts the rest
+
+
 def missing_cells(frame: pd.DataFrame) -> list[str]:
     """One line per row and set of missing seeds, naming its columns (a partial run leaves the
     same seeds missing in every column of a method, often a dozen of them)."""
@@ -240,9 +242,6 @@ def missing_cells(frame: pd.DataFrame) -> list[str]:
         where = f"{shown} and {more} more" if more > 0 else shown
         out.append(f"{label(method)}: {word} {','.join(map(str, seeds))} {what} in {where}")
     return out
-
-
-MISSING_COLUMNS_SHOWN = 3
 
 
 def csv_rows(frame: pd.DataFrame, table, paper: Mapping[tuple[str, str], float]) -> pd.DataFrame:
