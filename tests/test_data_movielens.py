@@ -255,3 +255,17 @@ def test_real_movielens_time_shift():
     ood = ds.splits["ood/time"].small
     assert round(float((ood["user_id"] == 0).mean()), 2) == 0.85
     assert round(float((ood["movie_id"] == 0).mean()), 2) == 0.01
+
+
+def test_time_shift_table_shows_the_small_model_alone_where_real_data_runs():
+    """A4 is a reference row of the time-shift table under cpu and paper, above the classic
+    recommenders as in Table 1; smoke plans no A4 job, so CI does not pay for it."""
+    from bench.jobs import plan
+    from bench.specs import get_table
+
+    spec = get_table("movielens_time")
+    grid = spec.sections[0]
+    assert grid.references_for("cpu")[:2] == ("a4", "ref/mean")
+    assert grid.references_for("smoke")[0] == "ref/mean"
+    assert Counter(j.method for j in plan(spec, "cpu"))["a4"] == 12  # 4 lrs x 3 seeds
+    assert "a4" not in {j.method for j in plan(spec, "smoke")}

@@ -67,9 +67,10 @@ class MetricGrid(CellSection):
         return self.rows
 
     def references_for(self, preset: str) -> tuple[str, ...]:
-        """The reference rows under ``preset``: the table's own, then the preset's."""
-        return self.references + tuple(r for r in self.preset_references.get(preset, ())
-                                       if r not in self.references)
+        """The reference rows under ``preset``: the preset's, then the table's own (a learned
+        reference such as A4 sits above the classic recommenders, as in Table 1)."""
+        extra = tuple(r for r in self.preset_references.get(preset, ()) if r not in self.references)
+        return extra + self.references
 
     def shown_rows(self, preset: str) -> tuple[str, ...]:
         """The ranked rows a report shows: the table's own, then the extensions' rows."""
