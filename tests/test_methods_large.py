@@ -246,3 +246,36 @@ def test_dependants_compute_the_states_a_run_did_not_keep(movielens_runs, tmp_pa
                 np.testing.assert_allclose(a, b, atol=2e-3)
                 np.testing.assert_array_equal(b, c)
         assert not (bare / features.FEATURES_META).exists()  # the dependency folder is untouched
+
+
+@pytest.mark.slow  # seconds of compilation: the full suite runs it, -m "not slow" skips it
+def test_a_run_on_a_draw_keeps_its_evaluated_states_and_levi_computes_only_the_training_rows(tmp_path):
+    """Under ``train_examples`` an ht run predicts every role but the training split and keeps
+    those roles' layer states (its evaluation computes them anyway); LEVI on it reads them and
+    computes only the drawn training rows' states, once, into the feature cache."""
+    sett = settings(tmp_path / "cache", train_examples=128)
+    rec, wd = _run(ML, "ht", tmp_path, sett)
+    assert rec["state"] == "done"
+    from levi_core.data.base import with_train_draw
+
+    ds = with_train_draw(load_dataset(ML), 0, 128)  # the seed's draw, as the job saw it
+    typed = Settings.from_mapping({k: v for k, v in sett.items() if k != "_cache"})
+    e = engine_for(RunContext(ds, 0, {}, typed, None, cache_dir=sett["_cache"]))
+    kept = features.read_workdir_states(wd, e._feature_meta())
+    assert set(kept) == set(ds.eval_roles) - {"train"}
+    st = e.layer_states("ht", {"ht": wd})
+    assert set(st) == set(ds.eval_roles) and len(st["train"][0]) == len(ds.splits["train"])
+    for r in kept:  # read back as the run kept them, not recomputed
+        np.testing.assert_array_equal(np.stack(st[r]), kept[r].astype(np.float32))
+    built = list((tmp_path / "cache" / "trained_states").glob("*/" + features.FEATURES_FILE))
+    assert len(built) == 1
+    with np.load(built[0]) as z:
+        assert z.files == ["train"]  # the training rows only
+    # and they are the model's states: the same as computing every role from the bare weights
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in (training.PARAMS_FILE, training.RUN_FILE):
+        (bare / f).write_bytes((wd / f).read_bytes())
+    full = e.layer_states("ht", {"ht": bare})
+    for r in ds.eval_roles:
+        np.testing.assert_allclose(np.stack(full[r]), np.stack(st[r]), atol=2e-3)

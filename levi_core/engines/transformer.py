@@ -330,16 +330,21 @@ class TransformerEngine(Engine):
             if source not in deps:
                 raise ConfigError(f"this method needs the selected {source!r} run (deps)")
             folder = Path(deps[source])
-            if not (folder / feature_cache.FEATURES_META).is_file():
-                folder = self._trained_states(folder, roles)
-            st = feature_cache.read_workdir_states(folder, self._feature_meta())
+            st = {}
+            if (folder / feature_cache.FEATURES_META).is_file():
+                st = feature_cache.read_workdir_states(folder, self._feature_meta())
+            missing = [r for r in roles if r not in st]
+            if missing:  # a run on a draw kept no training rows' states (or, older, none)
+                st.update(feature_cache.read_workdir_states(
+                    self._trained_states(folder, missing), self._feature_meta()))
         return {r: [np.asarray(a, np.float32) for a in st[r]] for r in roles}
 
     def _trained_states(self, dep: Path, roles) -> Path:
-        """The layer states of a trained model whose job did not keep them (a run on a draw of
-        the training split predicts no training rows, ``prediction_roles``): computed once per
-        trained model (keyed by its parameters' bytes) into the feature cache, by one job while
-        the others wait, and read from there by every dependant (each LEVI learning rate)."""
+        """The layer states of ``roles`` of a trained model whose job did not keep them (a run
+        on a draw of the training split predicts no training rows, ``prediction_roles``, so it
+        keeps the evaluated roles' states only): computed once per trained model (keyed by its
+        parameters' bytes and the roles) into the feature cache, by one job while the others
+        wait, and read from there by every dependant (each LEVI learning rate)."""
         import hashlib
         import os
         import shutil

@@ -64,10 +64,10 @@ def train_large(ctx: RunContext, method: str, seed: int | None = None, lr: float
             cache_key=run.cache_key, prepare=e.trim_batch, progress=f"{method} lr={lr:g} train",
             optimize=e.optimize_large, micro_batches=split.micro_batches,
             checkpoint=train_checkpoint(ctx, order))
-    # a run on the whole split keeps its layer states for the LEVI variants built on it; a
-    # run on a draw of it does not (the dependants compute the selected run's, layer_states)
-    keep = (ctx.workdir if write and method in KEEPS_STATES and e.train_examples is None
-            else None)
+    # the layer states of every role the run predicts are kept for the LEVI variants built on
+    # it (the evaluation computes them anyway); a run on a draw predicts no training rows, and
+    # its dependants compute only those, once per selected model (``layer_states``)
+    keep = ctx.workdir if write and method in KEEPS_STATES else None
     with progress.phase("evaluate"):
         preds = run.predict(params, e.prediction_roles, keep_states_in=keep,
                             parts=evaluation_parts(ctx, params, order))
