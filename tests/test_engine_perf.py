@@ -222,3 +222,42 @@ def test_pretrained_states_through_a_stored_boundary_equal_the_full_model(tmp_pa
         assert len(cached[role]) == len(plain[role]) == engine.num_layers + 1
         for a, b in zip(cached[role], plain[role]):
             np.testing.assert_allclose(a, b, atol=5e-3, rtol=0)
+
+
+def test_joined_rows_gather_across_parts_and_pad_the_narrower_one():
+    from levi_core.engines.half import JoinedRows
+
+    a = np.arange(2 * 2 * 1, dtype=np.float32).reshape(2, 2, 1) + 1  # 2 rows, 2 tokens
+    b = np.arange(3 * 4 * 1, dtype=np.float32).reshape(3, 4, 1) + 100  # 3 rows, 4 tokens
+    j = JoinedRows([a, b])
+    assert len(j) == 5 and j.shape == (5, 4, 1)
+    got = j[np.array([0, 2, 4])]
+    np.testing.assert_array_equal(got[0, :2], a[0])
+    np.testing.assert_array_equal(got[0, 2:], 0)  # the narrower part is padded with zeros
+    np.testing.assert_array_equal(got[1], b[0])
+    np.testing.assert_array_equal(got[2], b[2])
+
+
+def test_the_seeds_draws_share_the_boundarys_evaluation_part(tmp_path):
+    """Under a per-seed training draw each seed's ht builds only its drawn rows: the
+    evaluation part is built once and read by the next seed, and ht trains and predicts the
+    same through it as through a boundary of its own."""
+    from levi_core.api import load_predictions, train_and_evaluate
+
+    sett = {"text": {"backbone": "bert-tiny", "weights": "random", "epochs": 1, "batch_size": 32,
+                     "eval_batch_size": 40, "max_len": 64, "train_examples": 96}}
+    shared = tmp_path / "shared"
+    preds = {}
+    for seed in (0, 1):
+        wd = tmp_path / f"seed{seed}"
+        train_and_evaluate({"dataset": ML, "method": "ht", "seed": seed, "hparams": {"lr": 1e-3},
+                            "settings": sett, "cache_dir": str(shared)}, wd)
+        preds[seed] = load_predictions(wd)
+    parts = sorted(p.parent.name for p in (shared / "boundary").glob("*/index.npz"))
+    assert len(parts) == 3  # seed 0's and seed 1's training rows, one evaluation part
+    # seed 1 alone, with a cache of its own: the same numbers as with seed 0's evaluation part
+    alone = tmp_path / "alone"
+    train_and_evaluate({"dataset": ML, "method": "ht", "seed": 1, "hparams": {"lr": 1e-3},
+                        "settings": sett, "cache_dir": str(tmp_path / "own")}, alone)
+    for role, p in load_predictions(alone).items():
+        np.testing.assert_allclose(preds[1][role], p, rtol=0, atol=1e-5)

@@ -8,7 +8,9 @@ job that reads them). Should any field of those keys change, however harmless th
 in the code, every existing cache is silently recomputed (a backbone pass over every dataset) and a
 results folder's stored states stop matching. The values below were computed by the code that
 built these keys before they were gathered into one function; they must never change without
-a deliberate decision to rebuild every cache.
+a deliberate decision to rebuild every cache. One such decision: ht's boundary is stored in two
+parts (the training split's, the evaluation splits'), each named by its own splits, so that the
+seeds' training draws share the evaluation part; its names were pinned again then.
 """
 
 from __future__ import annotations
@@ -26,20 +28,21 @@ ROLES = ["train", "id_val", "id_test", "ood/shifted"]
 TRAIN_FP, EVAL_FP, ALL_FP = "cfadb98ef8d27574", "9320272f3a3372a2", "eb7b582b06fc460d"
 
 # case -> (settings, its pooling and max_len, the names on disk: the pre-trained entries of the
-# training role and of one evaluation role, the boundary folder, the trained-states folder)
+# training role and of one evaluation role, the boundary's two part folders (training split,
+# evaluation splits), the trained-states folder)
 CASES = {
     "text": (TextSettings(backbone="bert-tiny", weights="random", max_len=64), "mean", 64,
              ("64872e7fa2632befe6394bc150b11b06", "43ec719df108f45041b3ef533bd47339"),
-             "479eb025c958349f4787012702686d6b", "dd08f7711dd3fdca0aa23d7113ab7c77"),
+             ("6ef229d69846807fb6370f98162e2592", "43ec5c86e80742ef9cce28537a10eac3"), "dd08f7711dd3fdca0aa23d7113ab7c77"),
     # a compute dtype other than float32 is part of every key (float32 entries kept the
     # pre-trained key they had before the option existed)
     "text-bf16": (TextSettings(backbone="bert-tiny", weights="random", max_len=64,
                                compute_dtype="bfloat16"), "mean", 64,
                   ("3a0ba26b63f47740e83a7823482b52f3", "e707bbf8ac22873693a2449cd4f9bde4"),
-                  "67d5e1e9dac572f66fd6ff92a6cf5f65", "3784948d764a84fa6e8a3a8d65e6bd4e"),
+                  ("3c05518514cad930b2e025aa1b4f0fc9", "85358cd045a436ef8017d415cad1bdc5"), "3784948d764a84fa6e8a3a8d65e6bd4e"),
     "vision": (VisionSettings(backbone="vit-tiny", weights="random"), "cls", None,
                ("e8a7d9f5db9d2d57b098f8bbc4a71b89", "15abf04d25a4c639eb6f6a531727656a"),
-               "21d32d5030c4f1ea12f2df7fa70600cd", "823646525051f239a467814205ea7dde"),
+               ("f38a59d750f8072fadd5ddc2b8acdc34", "82585f740c9d22b49a2edfecb1285716"), "823646525051f239a467814205ea7dde"),
 }
 
 
@@ -81,11 +84,13 @@ def test_state_cache_keys_are_unchanged(case, tmp_path, monkeypatch):
     assert (features.cache_key({**seen[0][0], "role": "train"}),
             features.cache_key({**seen[1][0], "role": "id_val"})) == files
 
-    # ht's stored lower half
-    k, roles = half._applies(engine)
-    folder, lock = half._boundary_paths(engine, k, roles)
-    assert (folder.name, lock.name) == (boundary, boundary + ".lock")
-    assert folder.parent == tmp_path / "boundary"
+    # ht's stored lower half: a training part and an evaluation part
+    k, parts = half._applies(engine)
+    assert parts == [["train"], ROLES[1:]]
+    for roles, name in zip(parts, boundary, strict=True):
+        folder, lock = half._boundary_paths(engine, k, roles)
+        assert (folder.name, lock.name) == (name, name + ".lock")
+        assert folder.parent == tmp_path / "boundary"
 
     # a trained model's states, named by its parameters' bytes
     dep = tmp_path / "dep"
@@ -103,6 +108,6 @@ def test_the_pins_can_fail(tmp_path):
     """Another max_len is another entry: the pinned names do depend on the settings."""
     s = TextSettings(backbone="bert-tiny", weights="random", max_len=32)
     engine = TransformerEngine(_dataset("text"), s, cache_dir=str(tmp_path))
-    k, roles = half._applies(engine)
-    assert half._boundary_paths(engine, k, roles)[0].name != CASES["text"][4]
+    k, parts = half._applies(engine)
+    assert half._boundary_paths(engine, k, parts[1])[0].name != CASES["text"][4][1]
     assert engine._feature_meta()["max_len"] == 32

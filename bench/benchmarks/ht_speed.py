@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
     print(f"  pre-trained model's layer states (the feature cache's entry) over {rows} rows: full "
           f"{pre_full:.2f} s, upper blocks on the stored boundary {pre_top:.2f} s, speed-up "
           f"{pre_full / pre_top:.2f}x (states differ by at most {pre_diff:.1e})")
-    print(f"  one-off boundary build (every distinct example, shared by all HT runs): {build_s:.2f} s")
+    print(f"  one-off boundary build (every distinct example, shared by all HT runs, its evaluation part by every seed's draw): {build_s:.2f} s")
     return res
 
 

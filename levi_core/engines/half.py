@@ -5,9 +5,11 @@ and the embeddings keep their pre-trained weights. Their output (the full-sequen
 entering block ``k``, the *boundary*) is therefore the same in every ``ht`` run of a dataset,
 whatever the seed or learning rate, and so are the pooled states ``0 .. k`` that LEVI, A3 and
 Table 14 read from an ``ht`` model. ``FrozenLower`` computes both once per (checkpoint,
-dataset, max_len) for every distinct example of the evaluated splits, keeps them under
+max_len) for every distinct example of the evaluated splits, keeps them under
 ``<cache_dir>/boundary/<key>/`` (float32 ``.npy`` files read memory-mapped: the training split
-of MovieLens is gigabytes), and then
+of MovieLens is gigabytes) in two parts, the training split's and the evaluation splits',
+each named by its own splits' fingerprint: under a per-seed training draw the seeds share the
+evaluation part and each builds only its drawn rows. It then
 
 * trains on ``{"h": boundary rows, "mask", "y"}`` with only the tuned blocks in the program
   (``apply``): per step the frozen blocks cost nothing, forward or backward;
@@ -38,6 +40,7 @@ import numpy as np
 from levi_core import features as feature_cache
 from levi_core import progress
 from levi_core.backbones.outputs import default_pooling, pool
+from levi_core.data.base import fingerprint_splits
 from levi_core.engines.base import batches, take
 from levi_core.engines.forward import SEQ_MULTIPLE, _forward_top, _lower, _top, distinct_rows, gather_rows
 
@@ -48,10 +51,10 @@ _LOADED: dict[str, "Boundary"] = {}
 MAX_BYTES = 24 << 30
 
 
-class Boundary:
-    """The stored boundary of one dataset: ``h`` [U, T, D] float32, ``mask`` [U, T] (text),
-    ``pooled`` [k + 1, U, D] float16 and, per role, its rows' indices into the U examples
-    (training rows first, in order, so that ``h[:n_train]`` is the training split)."""
+class StoredPart:
+    """One stored part of a boundary (the training split, or the evaluation splits): ``h``
+    [U, T, D] float32 (memory-mapped), ``mask`` [U, T] (text), ``pooled`` [k + 1, U, D] float16
+    and, per role, its rows' indices into the part's U distinct examples."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -62,10 +65,54 @@ class Boundary:
             self.index = {k.replace("__", "/"): z[k] for k in z.files}
 
 
+class JoinedRows:
+    """The rows of the parts' ``h`` read as one array (part after part), narrower parts padded
+    with zeros to the widest one's tokens (their mask is 0 there): an index array gathers rows
+    from whichever parts hold them, so no part is copied."""
+
+    def __init__(self, arrays: list[np.ndarray]):
+        self.arrays = arrays
+        self.starts = np.cumsum([0] + [len(a) for a in arrays])
+        width = max(a.shape[1] for a in arrays)
+        self.shape = (int(self.starts[-1]), width) + tuple(arrays[0].shape[2:])
+        self.dtype = arrays[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.asarray(rows)
+        out = np.zeros((len(rows),) + self.shape[1:], self.dtype)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for i, a in enumerate(self.arrays):
+            take_here = part == i
+            if take_here.any():
+                out[take_here, : a.shape[1]] = a[rows[take_here] - self.starts[i]]
+        return out
+
+
+class Boundary:
+    """The boundary of one dataset, from its stored parts (the training part first): ``h``
+    [U, T, D] (``JoinedRows``), ``mask`` [U, T] (text), ``pooled`` [k + 1, U, D] float16 and,
+    per role, its rows' indices into the U rows; ``train`` is the training part itself, which
+    ht trains on."""
+
+    def __init__(self, parts: list[StoredPart]):
+        self.parts, self.train = parts, parts[0]
+        self.h = JoinedRows([p.h for p in parts])
+        T = self.h.shape[1]
+        self.mask = None
+        if parts[0].mask is not None:
+            self.mask = np.concatenate([np.pad(p.mask, ((0, 0), (0, T - p.mask.shape[1])))
+                                        for p in parts])
+        self.pooled = np.concatenate([np.asarray(p.pooled) for p in parts], axis=1)
+        self.index = {r: idx + start for p, start in zip(parts, self.h.starts)
+                      for r, idx in p.index.items()}
+
+
 class FrozenLower:
     def __init__(self, engine, k: int, boundary: Boundary):
         self.e, self.k, self.b = engine, k, boundary
-        self.n_train = len(engine.ds.splits["train"])
         self.cache_key = ("transformer-top", engine.config, engine.n_out, k, engine.compute_dtype)
 
     @staticmethod
@@ -73,8 +120,8 @@ class FrozenLower:
         where = _applies(engine)
         if mode != "half" or where is None:
             return None
-        k, roles = where
-        boundary = _boundary(engine, k, roles)
+        k, parts = where
+        boundary = _boundary(engine, k, parts)
         return None if boundary is None else FrozenLower(engine, k, boundary)
 
     @staticmethod
@@ -87,18 +134,19 @@ class FrozenLower:
         where = _applies(engine)
         if where is None:
             return None
-        k, roles = where
-        folder, lock = _boundary_paths(engine, k, roles)
-        if str(folder) not in _LOADED and not (folder / "index.npz").exists() and not lock.exists():
-            return None
-        boundary = _boundary(engine, k, roles)
+        k, parts = where
+        for roles in parts:  # every part stored, or being built
+            folder, lock = _boundary_paths(engine, k, roles)
+            if str(folder) not in _LOADED and not (folder / "index.npz").exists() and not lock.exists():
+                return None
+        boundary = _boundary(engine, k, parts)
         return None if boundary is None else FrozenLower(engine, k, boundary)
 
     # ------------------------------------------------------------ training
     def data(self) -> dict[str, np.ndarray]:
-        d = {"h": self.b.h[: self.n_train], "y": self.e.ds.splits["train"].labels}
-        if self.b.mask is not None:
-            d["mask"] = self.b.mask[: self.n_train]
+        d = {"h": self.b.train.h, "y": self.e.ds.splits["train"].labels}
+        if self.b.train.mask is not None:
+            d["mask"] = self.b.train.mask
         return d
 
     def apply(self, params, extra, batch):
@@ -168,44 +216,51 @@ class FrozenLower:
         return {r: (out_u[b.index[r]], st_u[:, b.index[r]] if want_states else None) for r in roles}
 
 
-def _applies(engine) -> tuple[int, list[str]] | None:
-    """(k, boundary roles) when ``engine`` can have a boundary: a cache folder, at least two
-    blocks, the training split among the evaluated roles, no LoRA; else None."""
+def _applies(engine) -> tuple[int, list[list[str]]] | None:
+    """(k, the boundary's parts: the training split's roles, then the evaluation splits') when
+    ``engine`` can have a boundary: a cache folder, at least two blocks, the training split
+    among the evaluated roles, no LoRA; else None."""
     k = engine.config.num_layers // 2
     roles = list(engine.ds.eval_roles)
     if engine.cache_dir is None or k < 1 or "train" not in roles or engine.config.lora_rank:
         return None
-    return k, ["train"] + [r for r in roles if r != "train"]
+    evaluated = [r for r in roles if r != "train"]
+    return k, [["train"]] + ([evaluated] if evaluated else [])
 
 
 def _boundary_paths(engine, k: int, roles: list[str]) -> tuple[Path, Path]:
-    """(folder, claim lock) of the boundary entry."""
-    key = feature_cache.cache_key(engine.states_key("boundary", engine.ds.fingerprint,
-                                                    boundary=k, roles=roles))
+    """(folder, claim lock) of the boundary part holding ``roles``, named by those splits'
+    fingerprint (not the dataset's): a part is shared by every dataset holding the same
+    splits, so the seeds' draws share the evaluation part."""
+    fingerprint = fingerprint_splits({r: engine.ds.splits[r] for r in roles})
+    key = feature_cache.cache_key(engine.states_key("boundary", fingerprint, boundary=k,
+                                                    roles=roles))
     root = Path(engine.cache_dir) / "boundary"
     return root / key, root / f"{key}.lock"
 
 
-def _boundary(engine, k: int, roles: list[str]) -> Boundary | None:
-    folder, lock = _boundary_paths(engine, k, roles)
-    if str(folder) in _LOADED:
-        return _LOADED[str(folder)]
-    built = feature_cache.build_once(lock, (folder / "index.npz").exists,
-                                     lambda: _build(engine, k, roles, folder))
-    if built is False:  # not worth a boundary here: the full path runs
-        return None
-    _LOADED[str(folder)] = Boundary(folder)
-    return _LOADED[str(folder)]
+def _boundary(engine, k: int, parts: list[list[str]]) -> Boundary | None:
+    stored = []
+    for roles in parts:
+        folder, lock = _boundary_paths(engine, k, roles)
+        if str(folder) not in _LOADED:
+            built = feature_cache.build_once(lock, (folder / "index.npz").exists,
+                                             lambda: _build(engine, k, roles, folder))
+            if built is False:  # not worth a boundary here: the full path runs
+                return None
+            _LOADED[str(folder)] = StoredPart(folder)
+        stored.append(_LOADED[str(folder)])
+    return Boundary(stored)
 
 
 def _build(engine, k: int, roles: list[str], folder: Path) -> bool:
-    """Compute and publish the boundary; False when the training split's examples are not
-    distinct or the boundary would pass ``MAX_BYTES`` (then the full path runs)."""
+    """Compute and publish one part of the boundary; False when the training split's examples
+    are not distinct (ht trains on the part's rows in order) or the part would pass
+    ``MAX_BYTES`` (then the full path runs)."""
     ds = engine.ds
     xs = [engine.inputs(r) for r in roles]
     src, row, inverse = distinct_rows([ds.splits[r].example_ids for r in roles], xs)
-    n_train = len(ds.splits["train"])
-    if not np.array_equal(inverse[0], np.arange(n_train)):
+    if roles == ["train"] and not np.array_equal(inverse[0], np.arange(len(ds.splits["train"]))):
         return False
     n = len(src)
     text = "mask" in xs[0]
