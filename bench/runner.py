@@ -239,20 +239,27 @@ class Scheduler:
 
     # ------------------------------------------------------------------ deciding
     def _decide(self) -> None:
-        """Apply ``next_steps`` to the pending jobs."""
-        steps = next_steps(self.pending, self.groups, self.settled, self.existing, self.wanted,
-                           self.elsewhere)
-        for j, why in steps.blocked:
-            self.summary.blocked.append(f"{j.describe()}: {why}")
-            self.settled[j.id] = blocked_record(j)
-        for j, rec in steps.reuse:
-            self.settled[j.id] = rec
-            self.summary.skipped += 1
-        for j, why in steps.stale:
-            self.summary.stale += 1
-            print(f"stale: {j.describe()} ({why}); re-running", file=self.out)
-        self.ready.extend(steps.launch)
-        self.pending = steps.wait
+        """Apply ``next_steps`` to the pending jobs until nothing more settles: one pass
+        settles a dependency only for the jobs after it, and a job another driver recorded
+        comes back at the end of ``pending``, after the jobs that wait for it (without the
+        second pass they would wait on a settled dependency, and the run would end with them
+        undecided)."""
+        while True:
+            steps = next_steps(self.pending, self.groups, self.settled, self.existing,
+                               self.wanted, self.elsewhere)
+            for j, why in steps.blocked:
+                self.summary.blocked.append(f"{j.describe()}: {why}")
+                self.settled[j.id] = blocked_record(j)
+            for j, rec in steps.reuse:
+                self.settled[j.id] = rec
+                self.summary.skipped += 1
+            for j, why in steps.stale:
+                self.summary.stale += 1
+                print(f"stale: {j.describe()} ({why}); re-running", file=self.out)
+            self.ready.extend(steps.launch)
+            self.pending = steps.wait
+            if not (steps.reuse or steps.blocked) or not self.pending:
+                return
 
     def _advance(self) -> None:
         self._decide()

@@ -202,3 +202,21 @@ def test_a_results_folder_of_the_older_layout_resumes(tmp_path, monkeypatch):
     assert summary.skipped == 1 and summary.ran == 2 and not summary.blocked
     assert log.read_text().split() == [done.id, dead.id, live.id]  # each ran once
     assert not list((root / "claims").glob("*.json"))  # every lease released
+
+
+def test_a_dependency_recorded_by_another_driver_frees_the_jobs_queued_before_it(tmp_path):
+    """A job another driver recorded comes back at the end of the pending list, after the jobs
+    that wait for it; one decision must still launch them (seen on a real two-driver run: LEVI
+    of a seed ended 'dependencies never settled' although its HT run had finished)."""
+    from bench.runner import Scheduler
+
+    fits = [fit(0, lr) for lr in (1, 2)]
+    jobs = [*fits, ens(0)]
+    sched = Scheduler(jobs, SPEC, "smoke", LocalExecutor(), Ledger(tmp_path / "smoke"),
+                      out=io.StringIO())
+    sched.wanted = {"toy": None}
+    sched.existing = {j.id: record(j, rmse=float(j.hparams_dict["lr"])) for j in fits}
+    sched.pending = [ens(0), *fits]  # as ``_took_over`` leaves it: the recorded runs last
+    sched._decide()
+    assert [launch.job for launch in sched.ready] == [ens(0)] and not sched.pending
+    assert sched.ready[0].deps == {"toy_fit": fits[0]}  # lr=1: the lower id_val rmse
