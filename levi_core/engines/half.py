@@ -44,7 +44,7 @@ from levi_core.data.base import fingerprint_splits
 from levi_core.engines.base import batches, take
 from levi_core.engines.forward import SEQ_MULTIPLE, _forward_top, _lower, _top, distinct_rows, gather_rows
 
-_LOADED: dict[str, "Boundary"] = {}
+_LOADED: dict[str, "StoredPart"] = {}  # folder -> its part, read once per process
 # Above this the boundary is not stored and ht runs the whole model: the boundary holds every
 # token's state of every distinct example (examples x tokens x width floats), which fits for
 # MovieLens-sized text sets and not for ImageNet-sized image sets.
@@ -98,16 +98,20 @@ class Boundary:
     ht trains on."""
 
     def __init__(self, parts: list[StoredPart]):
-        self.parts, self.train = parts, parts[0]
+        self._parts, self.train = parts, parts[0]
         self.h = JoinedRows([p.h for p in parts])
         T = self.h.shape[1]
         self.mask = None
         if parts[0].mask is not None:
             self.mask = np.concatenate([np.pad(p.mask, ((0, 0), (0, T - p.mask.shape[1])))
                                         for p in parts])
-        self.pooled = np.concatenate([np.asarray(p.pooled) for p in parts], axis=1)
         self.index = {r: idx + start for p, start in zip(parts, self.h.starts)
                       for r, idx in p.index.items()}
+
+    @functools.cached_property
+    def pooled(self) -> np.ndarray:
+        """Read only when layer states are asked for: an ht training run never needs them."""
+        return np.concatenate([np.asarray(p.pooled) for p in self._parts], axis=1)
 
 
 class FrozenLower:
