@@ -138,9 +138,11 @@ IMAGENET = shift("imagenet")
 CIFAR = shift("cifar")
 VISION_SHIFTS = (MEDICAL, IMAGENET, CIFAR)
 SANITY_ROWS = ("ref/mean", "ref/user_bias", "ref/user_movie_bias", "ref/mf")
-REF_NOTE = ("Reference rows (not ranked), fitted on the same training rows as every method: the "
-            "train mean rating, user bias, user + item bias, and biased matrix factorisation "
-            "(ref/mf, its size, regulariser and epochs chosen on id_val). Under MovieLens' genre shift every OOD movie is "
+REF_ROWS_NOTE = ("Reference rows (not ranked), fitted on the same training rows as every method: "
+                 "the train mean rating, user bias, user + item bias, and biased matrix "
+                 "factorisation (ref/mf, its size, regulariser and epochs chosen on id_val).")
+A4_NOTE = "A4 (small model alone), LEVI's small task model trained by itself, is a reference row"
+REF_NOTE = (REF_ROWS_NOTE + " Under MovieLens' genre shift every OOD movie is "
             "unseen in training (the shift makes them cold-start items), so a model can only "
             "carry the user's side there: that is why a user-bias model is a strong OOD "
             "reference.")
@@ -183,8 +185,7 @@ TABLE1 = TableSpec(
     title="Table 1: recommendation, ID and OOD RMSE",
     caption=("RMSE (lower is better) of rating prediction under the genre shift of MovieLens and "
              "the time and product shifts of Amazon Reviews; OOD = mean over the shift's OOD sets. "
-             "A4 (small model alone), LEVI's small task model trained by itself, is a reference "
-             "row here: LEVI's gain over it is what the large model's layers add. "
+             + A4_NOTE + " here: LEVI's gain over it is what the large model's layers add. "
              + REF_NOTE + " " + LR_NOTE),
     sections=(_T1, genres(_T1), products(_T1)),
     claims=("C1", "C2", "C3", "C4", "C5", "C6", "C17"),
@@ -288,11 +289,8 @@ MOVIELENS_TIME = TableSpec(
     caption=("Beyond the paper (not one of its tables): RMSE (lower is better) of Table 1's methods "
              "on MovieLens 100K under a time shift: ID = ratings before the time that leaves the "
              "last 20% of ratings after it (1998-03-07 on ml-100k), OOD = those last 20%; same "
-             "inputs as the genre shift. A4 (small model alone), LEVI's small task model trained "
-             "by itself, is a reference row as in Table 1. Reference rows (not ranked), fitted on "
-             "the same training rows as every method: the train mean rating, user bias, user + "
-             "item bias, and biased matrix factorisation (ref/mf, its size, regulariser and "
-             "epochs chosen on id_val). On ml-100k 85% of the OOD ratings are by users who rated "
+             "inputs as the genre shift. " + A4_NOTE + " as in Table 1. " + REF_ROWS_NOTE +
+             " On ml-100k 85% of the OOD ratings are by users who rated "
              "nothing before the cut, and 99% are of movies rated before it: the shift makes the "
              "OOD users cold-start, which is why a model of the movie side (user + item bias, "
              "matrix factorisation) is a strong OOD reference. " + LR_NOTE),
