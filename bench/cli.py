@@ -161,7 +161,7 @@ def _fail(message: str, code: int) -> int:
 def cmd_run(args) -> int:
     from bench.executors import Resources, make_executor
     from bench.ledger import Ledger
-    from bench.runner import run_jobs
+    from bench.runner import run_jobs, seed0_context
     from bench.jobs import plan
     from bench.specs import get_table
 
@@ -175,7 +175,7 @@ def cmd_run(args) -> int:
         raise UserError(f"{spec.name} has no dataset in preset {args.preset!r} (its data is not "
                         f"available at that scale); use --preset paper or --preset smoke")
     args.subset = Subset.parse(args.datasets, args.methods, args.seeds)
-    jobs = args.subset.keep(jobs)
+    every_job, jobs = jobs, args.subset.keep(jobs)
     if not jobs:
         raise UserError(f"{spec.name} [{args.preset}]: no job matches {args.subset.flags()} "
                         f"(see `bench ls` for datasets and methods)")
@@ -190,7 +190,8 @@ def cmd_run(args) -> int:
         raise UserError("--address joins a Ray cluster: use it with --executor ray (the default)")
     executor = make_executor(args.executor, args.address, resources)
     try:
-        summary = run_jobs(jobs, spec, args.preset, executor, ledger, data_dir=args.data_dirs)
+        summary = run_jobs(jobs, spec, args.preset, executor, ledger, data_dir=args.data_dirs,
+                           context=seed0_context(jobs, every_job))
     finally:
         executor.close()
     states = ", ".join(f"{n} {s}" for s, n in sorted(summary.states.items())) or "nothing new"

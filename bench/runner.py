@@ -66,7 +66,12 @@ def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, Sequence[Job]]
                                f"which is not in the plan: add --seeds {REFERENCE_SEED}")
         if any(m.id not in records for m in members):
             return "wait", f"{job.method} seed {REFERENCE_SEED}"
-        best = select_record([records[m.id] for m in members])
+        recs = [records[m.id] for m in members]
+        if all(r.get("state") == NOT_HERE for r in recs):
+            return "blocked", (f"its hyperparameters are selected on seed {REFERENCE_SEED}, "
+                               f"whose {job.method} runs have not finished in this results "
+                               f"folder: run --seeds {REFERENCE_SEED} first, or add it to --seeds")
+        best = select_record(recs)
         if best is None:
             return "blocked", f"no run of {job.method} seed {REFERENCE_SEED} finished"
         chosen[SEED0_DEP] = next(m for m in members if m.id == best["job_id"])
@@ -82,6 +87,21 @@ def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, Sequence[Job]]
             return "blocked", f"no run of {dep} finished without failing or diverging"
         chosen[dep] = next(m for m in members if m.id == best["job_id"])
     return "ready", chosen
+
+
+# The state of a stand-in for a seed-0 run read from outside the plan (``Scheduler``'s
+# ``context``) that has no finished record: the jobs that reuse its selection are blocked.
+NOT_HERE = "not in this results folder"
+
+
+def seed0_context(planned: Sequence[Job], every_job: Sequence[Job]) -> list[Job]:
+    """The seed-0 runs, outside ``planned``, whose selection a planned job reuses (``--seeds
+    1,2`` on a table whose later seeds take seed 0's hyperparameters): their finished records
+    are read so that the later seeds can run, or be kept, without planning seed 0 again."""
+    wanted = {(j.dataset, j.method, j.preset) for j in planned if reuses_seed0(j)}
+    ids = {j.id for j in planned}
+    return [j for j in every_job if j.seed == REFERENCE_SEED and j.id not in ids
+            and (j.dataset, j.method, j.preset) in wanted]
 
 
 def blocked_record(job: Job) -> dict[str, Any]:
@@ -165,20 +185,23 @@ class Scheduler:
 
     def __init__(self, jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Ledger,
                  data_dir: str | Mapping[str, str] | None = None, out: TextIO | None = None,
-                 on_record: Callable[[dict], None] | None = None) -> None:
+                 on_record: Callable[[dict], None] | None = None,
+                 context: Sequence[Job] = ()) -> None:
         self.spec, self.preset, self.executor, self.ledger = spec, preset, executor, ledger
         self.jobs, self.data_dir, self.on_record = jobs, data_dir, on_record
+        self.context = list(context)  # read, never run: see ``seed0_context``
         # stderr is looked up per run, not at import: a caller (or a test) may have replaced it
         self.out = out if out is not None else sys.stderr
         self.summary = RunSummary(planned=len(jobs))
         self.groups: dict[tuple, list[Job]] = defaultdict(list)
-        for j in jobs:
+        for j in [*jobs, *self.context]:
             self.groups[j.group].append(j)
         self.settled: dict[str, dict] = {}  # see ``next_steps``
         self.existing: dict[str, dict] = {}  # the records on disk at our last look
         settings = job_settings(spec, preset)
         self.settings_map = settings.as_dict()
-        self.wanted = {j.dataset: expected_settings(settings, j.dataset) for j in jobs}
+        self.wanted = {j.dataset: expected_settings(settings, j.dataset)
+                       for j in [*jobs, *self.context]}
         self.cache_dir = str(ledger.root / "cache")
         self.commit = provenance.code_version()
         self.pending: list[Job] = list(jobs)  # not decided yet, or another driver runs them
@@ -228,6 +251,11 @@ class Scheduler:
             r = ledger.read(j.id)
             if r is not None:
                 self.existing[j.id] = r
+        for j in self.context:  # finished under this preset's settings, or a stand-in
+            r = ledger.read(j.id)
+            keep = (r is not None and r["state"] in FINISHED
+                    and r.get("settings") == self.wanted[j.dataset])
+            self.settled[j.id] = r if keep else {"job_id": j.id, "state": NOT_HERE, "metrics": {}}
         for path, why in ledger.corrupt:
             aside = " (the folder is renamed aside, kept)" if why == NOT_A_FILE else ""
             print(f"warning: corrupt record {path} ({why}); its job will run again{aside}",
@@ -369,10 +397,13 @@ class Scheduler:
 
 def run_jobs(jobs: list[Job], spec: TableSpec, preset: str, executor, ledger: Ledger,
              data_dir: str | Mapping[str, str] | None = None, out: TextIO | None = None,
-             on_record: Callable[[dict], None] | None = None) -> RunSummary:
+             on_record: Callable[[dict], None] | None = None,
+             context: Sequence[Job] = ()) -> RunSummary:
     """Run ``jobs`` (one table's plan under ``preset``) on ``executor``, recording into
-    ``ledger``; see ``Scheduler``."""
-    return Scheduler(jobs, spec, preset, executor, ledger, data_dir, out, on_record).run()
+    ``ledger``; ``context``: finished runs outside ``jobs`` that they may read
+    (``seed0_context``). See ``Scheduler``."""
+    return Scheduler(jobs, spec, preset, executor, ledger, data_dir, out, on_record,
+                     context).run()
 
 
 def make_record(job: Job, result: Mapping[str, Any], dep_ids: Mapping[str, str],

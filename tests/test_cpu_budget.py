@@ -17,7 +17,7 @@ from bench import presets
 from bench.executors import LocalExecutor
 from bench.jobs import FROM_SEED0, plan, reuses_seed0
 from bench.ledger import Ledger
-from bench.runner import run_jobs
+from bench.runner import run_jobs, seed0_context
 from bench.specs import Column, MetricGrid, TableSpec
 from levi_core import training
 from levi_core.data.base import Dataset, Split, load_dataset
@@ -149,6 +149,33 @@ def test_a_later_seed_without_seed_0_in_the_plan_is_blocked_with_the_fix(tmp_pat
     summary = run_jobs(jobs, SPEC, "smoke", LocalExecutor(), Ledger(tmp_path / "smoke"),
                        out=open(os.devnull, "w"))
     assert summary.blocked and "--seeds 0" in summary.blocked[0]
+
+
+def test_a_later_seed_run_alone_reads_seed_0s_finished_selection(tmp_path, monkeypatch):
+    """`bench run --seeds 0`, then `--seeds 1` by itself: seed 1 takes seed 0's selected
+    hyperparameters from the results folder instead of refusing; before seed 0 has run there,
+    it is blocked with the fix."""
+    smoke = presets.PRESETS["smoke"]
+    monkeypatch.setitem(presets.PRESETS, "smoke", dataclasses.replace(smoke, select_on_seed0=("toy_fit",)))
+    every = [j for j in plan(SPEC, "smoke") if j.method == "toy_fit"]
+    seed0 = [j for j in every if j.seed == 0]
+    seed1 = [j for j in every if j.seed == 1]
+    context = seed0_context(seed1, every)
+    assert context == seed0
+    ledger, quiet = Ledger(tmp_path / "smoke"), open(os.devnull, "w")
+    early = run_jobs(seed1, SPEC, "smoke", LocalExecutor(), ledger, out=quiet, context=context)
+    assert early.ran == 0 and len(early.blocked) == 1
+    assert "have not finished in this results folder: run --seeds 0 first" in early.blocked[0]
+    assert run_jobs(seed0, SPEC, "smoke", LocalExecutor(), ledger, out=quiet).states["done"] == 3
+    later = run_jobs(seed1, SPEC, "smoke", LocalExecutor(), ledger, out=quiet, context=context)
+    assert later.states["done"] == 1 and not later.blocked
+    best = min((ledger.read(j.id) for j in seed0), key=lambda r: r["metrics"]["id_val"]["rmse"])
+    rec = ledger.read(seed1[0].id)
+    assert rec["extras"]["hparams_from_seed0"] == best["job"]["hparams"]
+    assert rec["deps"] == {"@seed0": best["job_id"]}
+    again = run_jobs(seed1, SPEC, "smoke", LocalExecutor(), ledger, out=quiet, context=context)
+    assert again.skipped == 1 and again.ran == 0  # kept, not run again
+    assert seed0_context(every, every) == []  # seed 0 planned: nothing to read from outside
 
 
 # ------------------------------------------------------------------ ref/mf
