@@ -68,9 +68,9 @@ def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, Sequence[Job]]
         if any(m.id not in records for m in members):
             return "wait", f"{job.method} seed {REFERENCE_SEED}"
         recs = [records[m.id] for m in members]
-        if all(r.get("state") == NOT_HERE for r in recs):
+        if any(r.get("state") == NOT_HERE for r in recs):  # a part of the grid is no selection
             return "blocked", (f"its hyperparameters are selected on seed {REFERENCE_SEED}, "
-                               f"whose {job.method} runs have not finished in this results "
+                               f"whose {job.method} runs have not all finished in this results "
                                f"folder: run --seeds {REFERENCE_SEED} first, or add it to --seeds")
         best = select_record(recs)
         if best is None:
@@ -91,7 +91,8 @@ def selected_dependencies(job: Job, jobs_by_group: Mapping[tuple, Sequence[Job]]
 
 
 # The state of a stand-in for a seed-0 run read from outside the plan (``Scheduler``'s
-# ``context``) that has no finished record: the jobs that reuse its selection are blocked.
+# ``context``) that has no finished record: the jobs that reuse its selection are blocked, as
+# a selection over part of the grid could pick another value than the whole grid would.
 NOT_HERE = "not in this results folder"
 
 
