@@ -18,7 +18,6 @@ from typing import Any, Callable, Collection, Mapping, Sequence, TextIO
 from levi_core.methods import get_method
 
 from bench import provenance
-from bench.eta import Durations, seconds_left
 from bench.heartbeats import heartbeat_path
 from bench.job_settings import data_dir_for, expected_settings, job_settings
 from bench.jobs import REFERENCE_SEED, Job, reuses_seed0
@@ -215,8 +214,6 @@ class Scheduler:
         self.to_run = 0
         self.done_count = 0
         self.t_start = 0.0  # when this run started its jobs: the ETA of the progress lines
-        self.durations = Durations()  # finished jobs' durations, earlier runs' included
-        self.done_here: list[Job] = []  # the jobs this run finished, in order
 
     # ------------------------------------------------------------------ the session
     def run(self) -> RunSummary:
@@ -255,8 +252,6 @@ class Scheduler:
             r = ledger.read(j.id)
             if r is not None:
                 self.existing[j.id] = r
-                if r["state"] in FINISHED:
-                    self.durations.add(j, r)
         for j in self.context:  # finished under this preset's settings, or a stand-in
             r = ledger.read(j.id)
             keep = (r is not None and r["state"] in FINISHED
@@ -371,25 +366,12 @@ class Scheduler:
         self.summary.ran += 1
         self.summary.states[record["state"]] += 1
         self.done_count += 1
-        if record["state"] in FINISHED:
-            self.durations.add(job, record)
-        self.done_here.append(job)
-        print(format_progress(self.done_count, self.to_run + self._waiting() + len(self.ready),
-                              job, record, self._seconds_left()), file=self.out)
+        elapsed = time.perf_counter() - self.t_start
+        waiting = len(self.pending) - len(self.elsewhere)  # another driver's jobs are not counted
+        print(format_progress(self.done_count, self.to_run + waiting + len(self.ready), job, record,
+                              elapsed), file=self.out)
         if self.on_record:
             self.on_record(record)
-
-    def _waiting(self) -> int:
-        return len(self.pending) - len(self.elsewhere)  # another driver's jobs are not counted
-
-    def _seconds_left(self) -> float | None:
-        """The progress line's estimate: every job this run has still to finish, weighted by
-        its method's duration (``bench.eta``)."""
-        left = [j for j, _, _ in self.in_flight.values()]
-        left += [launch.job for launch in self.ready]
-        left += [j for j in self.pending if j.id not in self.elsewhere]
-        return seconds_left(self.done_here, left, time.perf_counter() - self.t_start,
-                            self.durations)
 
     # ------------------------------------------------------------------ other drivers
     def _took_over(self, j: Job, latest: dict | None) -> None:
@@ -449,9 +431,7 @@ def make_record(job: Job, result: Mapping[str, Any], dep_ids: Mapping[str, str],
     return record
 
 
-def format_progress(k: int, n: int, job: Job, record: Mapping[str, Any],
-                    left_s: float | None) -> str:
-    """One line per finished job: its state, id_val score, duration and the run's time left."""
+def format_progress(k: int, n: int, job: Job, record: Mapping[str, Any], elapsed: float) -> str:
     state = record["state"]
     detail = ""
     if state == DONE:
@@ -462,7 +442,9 @@ def format_progress(k: int, n: int, job: Job, record: Mapping[str, Any],
     elif state == FAILED:
         detail = " " + record.get("error", "").splitlines()[0][:200]
     secs = record.get("timings", {}).get("total_s")
-    eta = f", ~{left_s:.0f}s left" if left_s is not None and n > k else ""
+    eta = ""
+    if k and n > k:
+        eta = f", ~{elapsed / k * (n - k):.0f}s left"
     took = f" ({secs:.1f}s)" if isinstance(secs, (int, float)) else ""
     saved = record.get("timings", {}).get("compile_saved_s")
     if isinstance(saved, (int, float)) and saved > 0:  # the shared compilation cache's gain
