@@ -175,7 +175,8 @@ def cmd_run(args) -> int:
         raise UserError(f"{spec.name} has no dataset in preset {args.preset!r} (its data is not "
                         f"available at that scale); use --preset paper or --preset smoke")
     args.subset = Subset.parse(args.datasets, args.methods, args.seeds)
-    every_job, jobs = jobs, args.subset.keep(jobs)
+    every_job = jobs  # the whole plan: a subset may read seed 0's runs from it
+    jobs = args.subset.keep(every_job)
     if not jobs:
         raise UserError(f"{spec.name} [{args.preset}]: no job matches {args.subset.flags()} "
                         f"(see `bench ls` for datasets and methods)")

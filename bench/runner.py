@@ -256,7 +256,7 @@ class Scheduler:
             r = ledger.read(j.id)
             keep = (r is not None and r["state"] in FINISHED
                     and r.get("settings") == self.wanted[j.dataset])
-            self.settled[j.id] = r if keep else {"job_id": j.id, "state": NOT_HERE, "metrics": {}}
+            self.settled[j.id] = r if keep else {**blocked_record(j), "state": NOT_HERE}
         for path, why in ledger.corrupt:
             aside = " (the folder is renamed aside, kept)" if why == NOT_A_FILE else ""
             print(f"warning: corrupt record {path} ({why}); its job will run again{aside}",
