@@ -214,7 +214,7 @@ def test_a_dependency_recorded_by_another_driver_frees_the_jobs_queued_before_it
     jobs = [*fits, ens(0)]
     sched = Scheduler(jobs, SPEC, "smoke", LocalExecutor(), Ledger(tmp_path / "smoke"),
                       out=io.StringIO())
-    sched.wanted = {"toy": None}
+    sched.wanted = dict(SETTINGS)
     sched.existing = {j.id: record(j, rmse=float(j.hparams_dict["lr"])) for j in fits}
     sched.pending = [ens(0), *fits]  # as ``_took_over`` leaves it: the recorded runs last
     sched._decide()
